@@ -1,0 +1,1 @@
+"""The collaboration engine: wire protocol, rounds, aggregators and consumers."""

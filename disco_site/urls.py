@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from tasks import views as task_views
+from tasks.api import TaskViewSet
+
+router = DefaultRouter()
+router.register("tasks", TaskViewSet, basename="task")
+
+urlpatterns = [
+    path("", task_views.home, name="home"),
+    path("tasks/", include("tasks.urls")),
+    path("api/", include(router.urls)),
+    path("admin/", admin.site.urls),
+]

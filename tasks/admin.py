@@ -1,0 +1,156 @@
+"""Django admin for curators: tasks (with versions and rollback), versions, conversion jobs."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from .models import ConversionJob, ModelVersion, Task
+from .versions import set_current_version
+
+
+class TaskAdminForm(forms.ModelForm):
+    """Task form whose cross-field errors land on a visible field, or at the top of the form."""
+
+    class Meta:
+        model = Task
+        fields = "__all__"
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        # Model.clean() names fields the form may not show (e.g. read-only ones): those
+        # messages go to the top of the form instead of raising "has no field named".
+        if hasattr(errors, "error_dict"):
+            shown = {k: v for k, v in errors.error_dict.items() if k in self.fields or k == NON_FIELD_ERRORS}
+            hidden = [m for k, v in errors.error_dict.items() if k not in shown for m in v]
+            if hidden:
+                shown.setdefault(NON_FIELD_ERRORS, []).extend(hidden)
+            errors = ValidationError(shown)
+        super()._update_errors(errors)
+
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    fk_name = "task"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["number", "origin", "round_number", "parameter_count", "total_bytes", "sha256", "created_at", "make_current"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+    @admin.display(description="current / roll back")
+    def make_current(self, version: ModelVersion) -> str:
+        if version.task.current_version_id == version.pk:
+            return format_html("<strong>current</strong>")
+        url = reverse("admin:tasks_task_set_version", args=[version.task_id, version.number])
+        return format_html(
+            '<button type="submit" form="set-version-form" formaction="{}" class="button">Make current</button>', url
+        )
+
+
+class ConversionJobInline(admin.TabularInline):
+    model = ConversionJob
+    extra = 0
+    can_delete = False
+    fields = ["source", "status", "message", "created_at", "finished_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    form = TaskAdminForm
+    change_form_template = "admin/tasks/task/change_form.html"
+    list_display = ["id", "title", "scheme", "data_type", "published", "current_version_number", "owner"]
+    list_filter = ["scheme", "data_type", "published", "aggregator"]
+    search_fields = ["id", "title", "summary_preview"]
+    actions = ["publish", "unpublish"]
+    readonly_fields = ["current_version", "provider", "created_at", "updated_at"]
+    inlines = [ModelVersionInline, ConversionJobInline]
+    fieldsets = [
+        (None, {"fields": ["id", "title", "published", "owner", "provider", "current_version"]}),
+        ("Description", {"fields": ["summary_preview", "summary_overview", "model_description", "data_format",
+                                    "data_example_text", "data_example", "data_example_image",
+                                    "sample_dataset_link", "sample_dataset_instructions"]}),
+        ("Training", {"fields": ["data_type", "scheme", "epochs", "round_duration", "batch_size",
+                                 "validation_split", "min_participants", "preprocessing"]}),
+        ("Images", {"fields": ["image_height", "image_width", "image_channels", "labels"]}),
+        ("Tabular", {"fields": ["input_columns", "output_columns"]}),
+        ("Text", {"fields": ["tokenizer", "max_sequence_length"]}),
+        ("Aggregation and privacy", {"fields": ["aggregator", "aggregator_params", "clipping_radius", "noise_scale",
+                                                "max_share_value"]}),
+        ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> list[str]:
+        return [*self.readonly_fields, "id"] if obj is not None else list(self.readonly_fields)
+
+    @admin.display(description="version", ordering="current_version__number")
+    def current_version_number(self, task: Task) -> int | None:
+        return task.current_version.number if task.current_version_id else None
+
+    @admin.action(description="Publish the selected tasks")
+    def publish(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        count = queryset.update(published=True)
+        self.message_user(request, f"Published {count} task(s).", messages.SUCCESS)
+
+    @admin.action(description="Unpublish the selected tasks")
+    def unpublish(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        count = queryset.update(published=False)
+        self.message_user(request, f"Unpublished {count} task(s).", messages.SUCCESS)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(require_POST(self.set_version_view))
+        return [path("<str:task_id>/set-version/<int:number>/", view, name="tasks_task_set_version"),
+                *super().get_urls()]
+
+    def set_version_view(self, request: HttpRequest, task_id: str, number: int) -> HttpResponseRedirect:
+        task = get_object_or_404(Task, pk=task_id)
+        change_url = reverse("admin:tasks_task_change", args=[task_id])
+        if not self.has_change_permission(request, task):
+            self.message_user(request, "You may not change this task.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        previous = task.current_version.number if task.current_version_id else None
+        version = set_current_version(task, number)
+        self.log_change(request, task, f"Current model version {previous} -> {version.number}")
+        self.message_user(request, f"{task_id} now serves version {version.number} (was {previous}).",
+                          messages.SUCCESS)
+        return HttpResponseRedirect(change_url)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["task", "number", "origin", "round_number", "parameter_count", "total_bytes", "created_at"]
+    list_filter = ["origin", "task"]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelVersion | None = None) -> bool:
+        return False
+
+
+@admin.register(ConversionJob)
+class ConversionJobAdmin(admin.ModelAdmin):
+    list_display = ["task", "source", "status", "short_message", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in ConversionJob._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="message")
+    def short_message(self, job: ConversionJob) -> str:
+        return job.message[:120]

@@ -1,0 +1,56 @@
+"""Enumerations shared by the Task model, its validation and the task specs of providers."""
+
+from django.db import models
+
+
+class Scheme(models.TextChoices):
+    FEDERATED = "federated", "Federated"
+    DECENTRALIZED = "decentralized", "Decentralized"
+    LOCAL = "local", "Local"
+
+
+class DataType(models.TextChoices):
+    IMAGE = "image", "Image"
+    TABULAR = "tabular", "Tabular"
+    TEXT = "text", "Text"
+
+
+class Aggregator(models.TextChoices):
+    MEAN = "mean", "Sample-weighted mean (FedAvg)"
+    PLAIN_MEAN = "plain_mean", "Plain mean"
+    MEDIAN = "median", "Coordinate-wise median"
+    TRIMMED_MEAN = "trimmed_mean", "Trimmed mean"
+    KRUM = "krum", "Krum"
+    MULTI_KRUM = "multi_krum", "Multi-Krum"
+    CENTERED_CLIPPING = "centered_clipping", "Centered clipping"
+    SECURE = "secure", "Secure aggregation (mean)"
+
+
+class Tokenizer(models.TextChoices):
+    BYTES = "bytes", "UTF-8 bytes (ships with the project)"
+
+
+class Origin(models.TextChoices):
+    INITIAL = "initial", "Initial model from the task's provider"
+    UPLOAD = "upload", "Uploaded TF.js model"
+    CONVERSION = "conversion", "Converted from an uploaded Keras model"
+    ROUND = "round", "Aggregated in a training round"
+
+
+# Preprocessing steps the browser client knows, per data type. A custom task adds its own
+# with ``tasks.preprocessing.register_preprocessing`` (see README, "Adding a task").
+DEFAULT_PREPROCESSING: dict[str, dict[str, str]] = {
+    DataType.IMAGE: {
+        "resize": "Resize each image to the task's IMAGE_H x IMAGE_W.",
+        "normalize": "Scale pixel values from 0-255 to 0-1.",
+    },
+    DataType.TABULAR: {
+        "sanitize": "Replace missing or non-numeric values with 0.",
+        "standardize": "Subtract the mean and divide by the standard deviation of each input column.",
+        "one_hot": "One-hot encode categorical input columns.",
+    },
+    DataType.TEXT: {
+        "tokenize": "Split the text into tokens with the task's tokenizer.",
+        "pad": "Left-pad or truncate token sequences to maxSequenceLength.",
+    },
+}

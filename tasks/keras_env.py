@@ -1,0 +1,23 @@
+"""Import TensorFlow's Keras 2 (``tf_keras``) the one way the converter and TF.js agree on.
+
+TF.js reads Keras-2-style layer configs, so models are built and loaded with
+``tf_keras`` and ``TF_USE_LEGACY_KERAS=1`` set before TensorFlow is first imported.
+Only workers, management commands and tests call this: never a web request.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+
+def tf_keras() -> ModuleType:
+    """The ``tf_keras`` module, with the environment TensorFlow needs set first."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython
+    # whenever stdout is not a terminal (workers, tests): silence it.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    import tf_keras as keras
+
+    return keras

@@ -1,0 +1,167 @@
+"""The catalogue's tables: ML tasks, their immutable model versions and conversion jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+
+from .choices import Aggregator, DataType, Origin, Scheme, Tokenizer
+from .spec import SPEC_FIELDS
+from .validation import validate_task_fields
+
+
+class TaskQuerySet(models.QuerySet):
+    def published(self) -> TaskQuerySet:
+        return self.filter(published=True)
+
+    def visible_to(self, user: Any) -> TaskQuerySet:
+        """Published tasks, plus the user's own; administrators see everything."""
+        if user is not None and user.is_authenticated:
+            if user.is_staff:
+                return self.all()
+            return self.filter(models.Q(published=True) | models.Q(owner=user))
+        return self.published()
+
+
+class Task(models.Model):
+    """A collaborative learning job, with DISCO's display and training information."""
+
+    id = models.CharField(primary_key=True, max_length=64, help_text="Short identifier used in URLs, e.g. 'titanic'.")
+    # Display information
+    title = models.CharField(max_length=200)
+    summary_preview = models.CharField(max_length=500, help_text="One line shown on the task card.")
+    summary_overview = models.TextField(blank=True, help_text="What the task is about (HTML allowed).")
+    model_description = models.TextField(blank=True, help_text="What the model is (HTML allowed).")
+    data_format = models.TextField(blank=True, help_text="What data a participant connects, and how.")
+    data_example_text = models.TextField(blank=True)
+    data_example = models.JSONField(default=list, blank=True, help_text='[{"columnName": ..., "columnData": ...}]')
+    data_example_image = models.CharField(max_length=500, blank=True)
+    sample_dataset_link = models.CharField(max_length=500, blank=True)
+    sample_dataset_instructions = models.TextField(blank=True)
+    # Training information
+    data_type = models.CharField(max_length=16, choices=DataType.choices)
+    scheme = models.CharField(max_length=16, choices=Scheme.choices, default=Scheme.FEDERATED)
+    epochs = models.PositiveIntegerField(default=10)
+    round_duration = models.PositiveIntegerField(default=2, help_text="Epochs between two weight exchanges.")
+    batch_size = models.PositiveIntegerField(default=32)
+    validation_split = models.FloatField(default=0.2)
+    min_participants = models.PositiveIntegerField(default=2, verbose_name="minimum number of participants")
+    image_height = models.PositiveIntegerField(null=True, blank=True, verbose_name="IMAGE_H")
+    image_width = models.PositiveIntegerField(null=True, blank=True, verbose_name="IMAGE_W")
+    image_channels = models.PositiveSmallIntegerField(null=True, blank=True)
+    labels = models.JSONField(default=list, blank=True, verbose_name="LABEL_LIST")
+    input_columns = models.JSONField(default=list, blank=True)
+    output_columns = models.JSONField(default=list, blank=True)
+    preprocessing = models.JSONField(default=list, blank=True, help_text="Preprocessing step names, in order.")
+    tokenizer = models.CharField(max_length=32, blank=True, choices=Tokenizer.choices)
+    max_sequence_length = models.PositiveIntegerField(null=True, blank=True)
+    clipping_radius = models.FloatField(null=True, blank=True, help_text="Differential privacy: L2 clipping norm.")
+    noise_scale = models.FloatField(null=True, blank=True, help_text="Differential privacy: noise multiplier.")
+    max_share_value = models.FloatField(default=100.0, help_text="Secure aggregation: range of the shared values.")
+    aggregator = models.CharField(max_length=32, choices=Aggregator.choices, default=Aggregator.MEAN)
+    aggregator_params = models.JSONField(default=dict, blank=True)
+    # Catalogue bookkeeping
+    published = models.BooleanField(default=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="tasks")
+    provider = models.CharField(max_length=200, blank=True, help_text="Task provider id when defined in code.")
+    current_version = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.id})"
+
+    def spec_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SPEC_FIELDS}
+
+    def clean(self) -> None:
+        errors = validate_task_fields(self.spec_values())
+        if self.current_version_id and self.current_version.task_id != self.id:
+            errors.setdefault("current_version", []).append("The current version must be one of this task's versions.")
+        if errors:
+            raise ValidationError(errors)
+
+    def get_absolute_url(self) -> str:
+        return reverse("tasks:detail", args=[self.id])
+
+    def model_url(self) -> str:
+        return reverse("tasks:model-json", args=[self.id])
+
+
+class ModelVersion(models.Model):
+    """One immutable TF.js LayersModel of a task: model.json + shards in media storage."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    round_number = models.PositiveIntegerField(null=True, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    sha256 = models.CharField(max_length=64)
+    storage_dir = models.CharField(max_length=300, help_text="Folder in media storage holding the files.")
+    files = models.JSONField(help_text='[{"name", "size", "sha256"}] with model.json first.')
+    weight_specs = models.JSONField(help_text='[{"name", "shape", "dtype"}] in manifest order.')
+    parameter_count = models.BigIntegerField()
+    total_bytes = models.BigIntegerField()
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "-number"]
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="unique_version_number_per_task")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValidationError("Model versions are immutable: create a new version instead of changing this one.")
+        super().save(*args, **kwargs)
+
+    def file_names(self) -> list[str]:
+        return [f["name"] for f in self.files]
+
+    def storage_path(self, name: str) -> str:
+        return f"{self.storage_dir}/{name}"
+
+    def url(self, name: str = "model.json") -> str:
+        return reverse("tasks:version-file", args=[self.task_id, self.number, name])
+
+
+class ConversionJob(models.Model):
+    """Making a model version from a provider's Keras model (or, later, an upload), in a Celery worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="conversion_jobs")
+    source = models.CharField(max_length=200, help_text="What is converted, e.g. 'provider:titanic'.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True)
+    result = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.source} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

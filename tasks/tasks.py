@@ -1,0 +1,66 @@
+"""Celery tasks of the catalogue (queue ``conversion``: these import TensorFlow).
+
+The ``ConversionJob`` row is the source of truth: a task that runs twice (a
+worker killed after the work but before the ack) finds the job done and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from .choices import Origin
+from .models import ConversionJob
+from .providers import TfjsModelFiles, get_provider
+from .tfjs_format import LayersModelArtifacts, ModelFormatError
+from .versions import create_version
+
+log = logging.getLogger(__name__)
+
+
+def _provider_artifacts(task_id: str) -> LayersModelArtifacts:
+    from .conversion import keras_model_to_tfjs, tfjs_files_to_artifacts
+
+    model = get_provider(task_id).get_model()
+    if isinstance(model, TfjsModelFiles):
+        return tfjs_files_to_artifacts(model.model_json)
+    return keras_model_to_tfjs(model)
+
+
+def _explain(exc: BaseException) -> str:
+    if isinstance(exc, ModelFormatError):
+        return "The converted model is not a usable TF.js layers model: " + " ".join(exc.problems)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@shared_task(acks_late=True)
+def convert_provider_model(job_id: int) -> int | None:
+    """Build the provider's model, convert it to TF.js and store it as the task's initial version."""
+    with transaction.atomic():
+        job = ConversionJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status in (ConversionJob.Status.DONE, ConversionJob.Status.FAILED):
+            return job.result_id if job else None
+        job.status, job.started_at = ConversionJob.Status.RUNNING, timezone.now()
+        job.save(update_fields=["status", "started_at"])
+    task_id = job.task_id
+    try:
+        artifacts = _provider_artifacts(task_id)
+        with transaction.atomic():
+            job = ConversionJob.objects.select_for_update().get(pk=job_id)
+            if job.status == ConversionJob.Status.DONE:
+                return job.result_id
+            version = create_version(job.task, artifacts, origin=Origin.INITIAL,
+                                     note=f"Built by the task provider ({job.source}).")
+            job.status, job.result, job.finished_at = ConversionJob.Status.DONE, version, timezone.now()
+            job.message = f"Stored version {version.number}: {version.parameter_count:,} parameters."
+            job.save(update_fields=["status", "result", "finished_at", "message"])
+        return version.pk
+    except Exception as exc:
+        log.exception("Conversion job %s failed", job_id)
+        ConversionJob.objects.filter(pk=job_id).update(
+            status=ConversionJob.Status.FAILED, message=_explain(exc), finished_at=timezone.now()
+        )
+        return None

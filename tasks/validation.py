@@ -1,0 +1,216 @@
+"""The rules a task's settings obey, written once.
+
+``validate_task_fields`` reports every problem at once, keyed by field name, so a
+form, the admin, the API and ``load_default_tasks`` all say the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .choices import Aggregator, DataType, Scheme, Tokenizer
+from .preprocessing import preprocessing_steps
+
+TASK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_IMAGE_SIDE = 1024
+MIN_SECURE_PARTICIPANTS = 3
+
+Errors = dict[str, list[str]]
+
+
+def validate_task_fields(values: Mapping[str, Any]) -> Errors:
+    """Check a task's settings; return ``{field: [messages]}``, empty when all is well."""
+    errors: Errors = {}
+
+    def err(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    _check_identity(values, err)
+    _check_training(values, err)
+    data_type = values.get("data_type")
+    if data_type == DataType.IMAGE:
+        _check_image(values, err)
+    elif data_type == DataType.TABULAR:
+        _check_tabular(values, err)
+    elif data_type == DataType.TEXT:
+        _check_text(values, err)
+    _check_preprocessing(values, err)
+    _check_privacy(values, err)
+    _check_aggregator(values, err)
+    return errors
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_identity(values: Mapping[str, Any], err) -> None:
+    task_id = values.get("id") or ""
+    if not TASK_ID_RE.match(str(task_id)):
+        err("id", "Use 1 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit.")
+    if not str(values.get("title") or "").strip():
+        err("title", "Give the task a title.")
+    if not str(values.get("summary_preview") or "").strip():
+        err("summary_preview", "Write a one-line preview shown on the task card.")
+
+
+def _check_training(values: Mapping[str, Any], err) -> None:
+    epochs, round_duration = values.get("epochs"), values.get("round_duration")
+    if not _positive_int(epochs):
+        err("epochs", "Epochs must be a whole number of at least 1.")
+    if not _positive_int(round_duration):
+        err("round_duration", "Round duration must be a whole number of epochs, at least 1.")
+    if _positive_int(epochs) and _positive_int(round_duration) and epochs % round_duration:
+        err(
+            "round_duration",
+            f"Epochs ({epochs}) must be a multiple of the round duration ({round_duration}) "
+            "so that training ends on a round boundary.",
+        )
+    if not _positive_int(values.get("batch_size")):
+        err("batch_size", "Batch size must be a whole number of at least 1.")
+    split = values.get("validation_split")
+    if not isinstance(split, (int, float)) or isinstance(split, bool) or not 0 < split < 1:
+        err("validation_split", "Validation split is a fraction strictly between 0 and 1, e.g. 0.2.")
+    if values.get("scheme") not in Scheme.values:
+        err("scheme", f"Scheme must be one of: {', '.join(Scheme.values)}.")
+    if values.get("data_type") not in DataType.values:
+        err("data_type", f"Data type must be one of: {', '.join(DataType.values)}.")
+    if not _positive_int(values.get("min_participants")):
+        err("min_participants", "The minimum number of participants is a whole number of at least 1.")
+
+
+def _check_image(values: Mapping[str, Any], err) -> None:
+    for name, label in (("image_height", "height"), ("image_width", "width")):
+        side = values.get(name)
+        if not _positive_int(side) or side > MAX_IMAGE_SIDE:
+            err(name, f"Image tasks need an image {label} in pixels, from 1 to {MAX_IMAGE_SIDE}.")
+    channels = values.get("image_channels")
+    if channels is not None and channels not in (1, 3, 4):
+        err("image_channels", "Images have 1 (grey), 3 (RGB) or 4 (RGBA) channels.")
+    _check_labels(values, err, required=True)
+
+
+def _check_labels(values: Mapping[str, Any], err, *, required: bool) -> None:
+    labels = values.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels):
+        err("labels", "Labels are a list of non-empty names.")
+        return
+    if required and len(labels) < 2:
+        err("labels", "Classification needs at least two labels.")
+    if len(set(labels)) != len(labels):
+        err("labels", "Each label may appear only once.")
+
+
+def _check_columns(values: Mapping[str, Any], name: str, what: str, err) -> list[str]:
+    columns = values.get(name) or []
+    if not isinstance(columns, list) or not all(isinstance(c, str) and c.strip() for c in columns):
+        err(name, f"{what} columns are a list of non-empty column names.")
+        return []
+    if not columns:
+        err(name, f"Tabular tasks need at least one {what.lower()} column.")
+    if len(set(columns)) != len(columns):
+        err(name, f"Each {what.lower()} column may appear only once.")
+    return columns
+
+
+def _check_tabular(values: Mapping[str, Any], err) -> None:
+    inputs = _check_columns(values, "input_columns", "Input", err)
+    outputs = _check_columns(values, "output_columns", "Output", err)
+    both = sorted(set(inputs) & set(outputs))
+    if both:
+        err("output_columns", f"A column cannot be both input and output: {', '.join(both)}.")
+    _check_labels(values, err, required=False)
+
+
+def _check_text(values: Mapping[str, Any], err) -> None:
+    if values.get("tokenizer") not in Tokenizer.values:
+        err("tokenizer", f"Text tasks need a tokenizer that ships with the project: {', '.join(Tokenizer.values)}.")
+    length = values.get("max_sequence_length")
+    if not _positive_int(length) or length < 2:
+        err("max_sequence_length", "Text tasks need a maximum sequence length of at least 2 tokens.")
+
+
+def _check_preprocessing(values: Mapping[str, Any], err) -> None:
+    steps = values.get("preprocessing") or []
+    if not isinstance(steps, list):
+        err("preprocessing", "Preprocessing is a list of step names.")
+        return
+    known = preprocessing_steps(str(values.get("data_type")))
+    unknown = [s for s in steps if s not in known]
+    if unknown:
+        err(
+            "preprocessing",
+            f"Unknown preprocessing for {values.get('data_type')} data: {', '.join(map(str, unknown))}. "
+            f"Known steps: {', '.join(known) or 'none'}.",
+        )
+
+
+def _check_privacy(values: Mapping[str, Any], err) -> None:
+    clip, noise = values.get("clipping_radius"), values.get("noise_scale")
+    if (clip is None) != (noise is None):
+        err("noise_scale" if clip is not None else "clipping_radius",
+            "Differential privacy needs both a clipping radius and a noise scale (or neither).")
+    if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
+        err("clipping_radius", "The clipping radius is a positive number (the largest L2 norm an update keeps).")
+    if noise is not None and not (isinstance(noise, (int, float)) and noise >= 0):
+        err("noise_scale", "The noise scale (noise multiplier) is zero or a positive number.")
+    share = values.get("max_share_value")
+    if not isinstance(share, (int, float)) or isinstance(share, bool) or share <= 0:
+        err("max_share_value", "The maximum share value for secure aggregation is a positive number.")
+
+
+def _number(params: Mapping[str, Any], key: str) -> float | None:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _check_aggregator(values: Mapping[str, Any], err) -> None:
+    aggregator = values.get("aggregator")
+    params = values.get("aggregator_params") or {}
+    if aggregator not in Aggregator.values:
+        err("aggregator", f"Aggregator must be one of: {', '.join(Aggregator.values)}.")
+        return
+    if not isinstance(params, dict):
+        err("aggregator_params", "Aggregator parameters are a JSON object, e.g. {\"beta\": 0.1}.")
+        return
+    allowed = {
+        Aggregator.TRIMMED_MEAN: {"beta"},
+        Aggregator.KRUM: {"f"},
+        Aggregator.MULTI_KRUM: {"f", "m"},
+        Aggregator.CENTERED_CLIPPING: {"tau", "iterations"},
+    }.get(aggregator, set())
+    extra = sorted(set(params) - allowed)
+    if extra:
+        err("aggregator_params", f"{aggregator} takes {', '.join(sorted(allowed)) or 'no parameters'}; "
+            f"unexpected: {', '.join(extra)}.")
+    min_participants = values.get("min_participants")
+    if aggregator == Aggregator.TRIMMED_MEAN:
+        beta = _number(params, "beta")
+        if beta is None or not 0 <= beta < 0.5:
+            err("aggregator_params", "Trimmed mean needs beta, the fraction trimmed at each end, in [0, 0.5).")
+    elif aggregator in (Aggregator.KRUM, Aggregator.MULTI_KRUM):
+        f = _number(params, "f")
+        if f is None or f < 0 or f != int(f):
+            err("aggregator_params", "Krum needs f, the number of Byzantine participants tolerated (a whole number >= 0).")
+        elif _positive_int(min_participants) and min_participants < 2 * f + 3:
+            err("min_participants", f"Krum with f={int(f)} needs at least 2f+3 = {2 * int(f) + 3} participants.")
+        if aggregator == Aggregator.MULTI_KRUM:
+            m = _number(params, "m")
+            if m is None or m < 1 or m != int(m):
+                err("aggregator_params", "Multi-Krum needs m, the number of updates averaged (a whole number >= 1).")
+    elif aggregator == Aggregator.CENTERED_CLIPPING:
+        tau, iterations = _number(params, "tau"), _number(params, "iterations")
+        if tau is None or tau <= 0:
+            err("aggregator_params", "Centered clipping needs tau, the clipping radius (a positive number).")
+        if iterations is None or iterations < 1 or iterations != int(iterations):
+            err("aggregator_params", "Centered clipping needs iterations (a whole number >= 1).")
+    elif aggregator == Aggregator.SECURE:
+        if values.get("scheme") != Scheme.DECENTRALIZED:
+            err("aggregator", "Secure aggregation runs among peers: choose the decentralized scheme.")
+        if _positive_int(min_participants) and min_participants < MIN_SECURE_PARTICIPANTS:
+            err("min_participants", f"Secure aggregation needs at least {MIN_SECURE_PARTICIPANTS} participants "
+                "so that no peer can deduce another's update.")

@@ -1,0 +1,110 @@
+"""Writing and choosing model versions: the only code that stores model files.
+
+A version's files go to a fresh folder with a generated name; the row is created
+in a transaction after the files are written, and the files are removed again if
+anything fails, so no half-written version is ever visible and nothing stored
+before is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+
+from .choices import Origin
+from .models import ModelVersion, Task
+from .tfjs_format import LayersModelArtifacts
+
+log = logging.getLogger(__name__)
+
+
+class VersionError(ValueError):
+    """A version cannot be made current (wrong task, unknown number)."""
+
+
+def _write_files(storage_dir: str, files: dict[str, bytes]) -> list[str]:
+    written: list[str] = []
+    try:
+        for name, data in files.items():
+            path = f"{storage_dir}/{name}"
+            saved = default_storage.save(path, ContentFile(data))
+            written.append(saved)
+            if saved != path:  # the storage renamed it: the folder was not fresh
+                raise FileExistsError(f"{path} already exists in media storage.")
+    except BaseException:
+        _delete_files(written)
+        raise
+    return written
+
+
+def _delete_files(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            default_storage.delete(path)
+        except OSError:  # pragma: no cover - best effort cleanup
+            log.exception("Could not remove %s after a failed version write", path)
+
+
+def create_version(task: Task, artifacts: LayersModelArtifacts, *, origin: str, parent: ModelVersion | None = None,
+                   round_number: int | None = None, note: str = "", make_current: bool = True) -> ModelVersion:
+    """Store ``artifacts`` as the task's next version (and, by default, its current one)."""
+    if origin not in Origin.values:
+        raise ValueError(f"Unknown origin {origin!r}.")
+    files = {"model.json": artifacts.model_json_bytes(), **artifacts.shards}
+    storage_dir = f"models/{task.pk}/{uuid.uuid4().hex}"
+    written = _write_files(storage_dir, files)
+    try:
+        with transaction.atomic():
+            locked = Task.objects.select_for_update().get(pk=task.pk)
+            number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+            version = ModelVersion.objects.create(
+                task=locked,
+                number=number,
+                origin=origin,
+                round_number=round_number,
+                parent=parent if parent is not None else locked.current_version,
+                sha256=artifacts.sha256(),
+                storage_dir=storage_dir,
+                files=[{"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                       for name, data in files.items()],
+                weight_specs=[{"name": w.name, "shape": list(w.shape), "dtype": w.dtype} for w in artifacts.weights],
+                parameter_count=artifacts.parameter_count,
+                total_bytes=sum(len(d) for d in files.values()),
+                note=note,
+            )
+            if make_current:
+                locked.current_version = version
+                locked.save(update_fields=["current_version", "updated_at"])
+    except BaseException:
+        _delete_files(written)
+        raise
+    task.current_version = locked.current_version
+    return version
+
+
+def set_current_version(task: Task, number: int) -> ModelVersion:
+    """Point ``task`` at its existing version ``number`` (a rollback, or a roll forward again)."""
+    with transaction.atomic():
+        locked = Task.objects.select_for_update().get(pk=task.pk)
+        try:
+            version = locked.versions.get(number=number)
+        except ModelVersion.DoesNotExist:
+            raise VersionError(f"Task {task.pk!r} has no version {number}.") from None
+        locked.current_version = version
+        locked.save(update_fields=["current_version", "updated_at"])
+    task.current_version = version
+    return version
+
+
+def read_file(version: ModelVersion, name: str) -> bytes:
+    """The bytes of one of ``version``'s files."""
+    if name not in version.file_names():
+        raise FileNotFoundError(f"Version {version} has no file {name!r}.")
+    with default_storage.open(version.storage_path(name), "rb") as fh:
+        return fh.read()

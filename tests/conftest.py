@@ -1,0 +1,95 @@
+"""Shared fixtures: an isolated media folder, in-process Celery, a tiny converted model, a valid task."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from disco_site.celery import app as celery_app
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path: Path) -> Path:
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    return root
+
+
+@pytest.fixture(autouse=True)
+def eager_celery():
+    """Run Celery tasks in the test's process (tests of real workers start their own)."""
+    before = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
+
+
+def build_tiny_keras_model(seed: int = 0) -> Any:
+    """A 4 -> 3 -> 2 dense classifier: enough to exercise conversion and storage."""
+    from tasks.keras_env import tf_keras
+
+    keras = tf_keras()
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.layers.Input(shape=(4,)),
+        keras.layers.Dense(3, activation="relu"),
+        keras.layers.Dense(2, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts():
+    """TF.js artifacts of the tiny model, converted once per test session."""
+    from tasks.conversion import keras_model_to_tfjs
+
+    return keras_model_to_tfjs(build_tiny_keras_model())
+
+
+@pytest.fixture(scope="session")
+def other_tiny_artifacts():
+    from tasks.conversion import keras_model_to_tfjs
+
+    return keras_model_to_tfjs(build_tiny_keras_model(seed=1))
+
+
+TABULAR_TASK: dict[str, Any] = {
+    "title": "Tiny tabular task",
+    "summary_preview": "Predicts b from a.",
+    "data_type": "tabular",
+    "scheme": "federated",
+    "input_columns": ["a", "b", "c", "d"],
+    "output_columns": ["label"],
+    "epochs": 4,
+    "round_duration": 2,
+    "batch_size": 8,
+    "validation_split": 0.2,
+    "min_participants": 2,
+    "published": True,
+}
+
+
+@pytest.fixture
+def make_task(db) -> Callable[..., Any]:
+    from tasks.models import Task
+
+    def make(task_id: str = "tiny", **overrides: Any) -> Task:
+        task = Task(id=task_id, **{**TABULAR_TASK, **overrides})
+        task.full_clean()
+        task.save()
+        return task
+
+    return make
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with its digest, to show that nothing changed."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
