@@ -103,7 +103,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(_env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# With DEBUG on, WhiteNoise serves straight from the finders: no collectstatic needed.
+STATIC_ROOT = Path(_env("STATIC_ROOT", str(BASE_DIR / "staticfiles"))) if not DEBUG or _env("STATIC_ROOT") else None
 NODE_MODULES = BASE_DIR / "node_modules"
 # Browser libraries come from npm (package-lock.json) and are served by us, never by a CDN.
 STATICFILES_DIRS = [
@@ -131,7 +132,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "EXCEPTION_HANDLER": "tasks.api.exception_handler",
 }
 

@@ -21,7 +21,7 @@ class TaskAdminForm(forms.ModelForm):
 
     class Meta:
         model = Task
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - TaskAdmin.fieldsets choose and order the fields
 
     def _update_errors(self, errors: ValidationError) -> None:
         # Model.clean() names fields the form may not show (e.g. read-only ones): those
@@ -41,7 +41,8 @@ class ModelVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["number", "origin", "round_number", "parameter_count", "total_bytes", "sha256", "created_at", "make_current"]
+    fields = ["number", "origin", "round_number", "parameter_count", "total_bytes", "sha256", "created_at",
+              "make_current"]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:

@@ -82,6 +82,9 @@ class Task(models.Model):
     def __str__(self) -> str:
         return f"{self.title} ({self.id})"
 
+    def get_absolute_url(self) -> str:
+        return reverse("tasks:detail", args=[self.id])
+
     def spec_values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in SPEC_FIELDS}
 
@@ -91,9 +94,6 @@ class Task(models.Model):
             errors.setdefault("current_version", []).append("The current version must be one of this task's versions.")
         if errors:
             raise ValidationError(errors)
-
-    def get_absolute_url(self) -> str:
-        return reverse("tasks:detail", args=[self.id])
 
     def model_url(self) -> str:
         return reverse("tasks:model-json", args=[self.id])

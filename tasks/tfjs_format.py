@@ -193,7 +193,8 @@ def parse_layers_model(model_json: bytes, shards: Mapping[str, bytes], *,
     except UnicodeDecodeError:
         raise ModelFormatError(["model.json is not UTF-8 text: is it really a model.json file?"]) from None
     except json.JSONDecodeError as exc:
-        raise ModelFormatError([f"model.json is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."]) from None
+        where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise ModelFormatError([f"model.json is not valid JSON ({where})."]) from None
     if not isinstance(data, dict):
         raise ModelFormatError(["model.json must hold a JSON object with modelTopology and weightsManifest."])
     problems: list[str] = []

@@ -195,7 +195,8 @@ def _check_aggregator(values: Mapping[str, Any], err) -> None:
     elif aggregator in (Aggregator.KRUM, Aggregator.MULTI_KRUM):
         f = _number(params, "f")
         if f is None or f < 0 or f != int(f):
-            err("aggregator_params", "Krum needs f, the number of Byzantine participants tolerated (a whole number >= 0).")
+            err("aggregator_params",
+                "Krum needs f, the number of Byzantine participants tolerated (a whole number >= 0).")
         elif _positive_int(min_participants) and min_participants < 2 * f + 3:
             err("min_participants", f"Krum with f={int(f)} needs at least 2f+3 = {2 * int(f) + 3} participants.")
         if aggregator == Aggregator.MULTI_KRUM:

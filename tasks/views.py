@@ -95,7 +95,8 @@ def version_file(request: HttpRequest, task_id: str, number: int, name: str) -> 
     if version is None:
         return _not_found(f"Task '{task_id}' has no version {number}. See /api/tasks/{task_id}/versions/.")
     if name not in version.file_names():
-        return _not_found(f"Version {number} of '{task_id}' has no file '{name}'; it has {', '.join(version.file_names())}.")
+        names = ", ".join(version.file_names())
+        return _not_found(f"Version {number} of '{task_id}' has no file '{name}'; it has {names}.")
     content_type = "application/json" if name.endswith(".json") else "application/octet-stream"
     response = FileResponse(default_storage.open(version.storage_path(name), "rb"), content_type=content_type)
     response["Cache-Control"] = IMMUTABLE

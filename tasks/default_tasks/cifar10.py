@@ -26,7 +26,7 @@ class Cifar10Provider:
         return TaskSpec(
             id="cifar10",
             title="CIFAR10",
-            summary_preview="Classify small photos into 10 classes (airplane, cat, ship, ...) with differential privacy.",
+            summary_preview="Classify photos into 10 classes (airplane, cat, ship, ...) with differential privacy.",
             summary_overview=(
                 "CIFAR-10 holds 32x32 colour photos of ten kinds of objects: airplanes, automobiles, "
                 "birds, cats, deer, dogs, frogs, horses, ships and trucks. The task trains an image "

@@ -43,7 +43,7 @@ class LusCovidProvider:
                 "and scaled to 0-1), labelled COVID-Positive or COVID-Negative, either by adding "
                 "images per label group or with a CSV file of 'filename,label' lines."
             ),
-            data_example_text="A B-mode lung ultrasound frame of a patient who tested positive, labelled COVID-Positive.",
+            data_example_text="A B-mode lung ultrasound frame of a patient who tested positive: COVID-Positive.",
             sample_dataset_instructions=(
                 "Use ultrasound frames your institution may share for research, exported as images. "
                 "Public collections such as the POCUS lung ultrasound data set "

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 from django.template.defaultfilters import linebreaks_filter
-from django.utils.safestring import SafeData, mark_safe
+from django.utils.safestring import SafeData
 
 from tasks.preprocessing import preprocessing_steps
 

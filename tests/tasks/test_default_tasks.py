@@ -109,7 +109,8 @@ def test_model_output_matches_spec(built: tuple[TaskSpec, Any, Any]) -> None:
     elif spec.data_type == DataType.TABULAR:
         assert units == len(spec.output_columns) == 1
     else:
-        assert tuple(model.outputs[0].shape) == (None, spec.max_sequence_length, get_tokenizer(spec.tokenizer).vocab_size)
+        vocab = get_tokenizer(spec.tokenizer).vocab_size
+        assert tuple(model.outputs[0].shape) == (None, spec.max_sequence_length, vocab)
 
 
 def test_model_converts_to_tfjs_layers_model(built: tuple[TaskSpec, Any, Any]) -> None:

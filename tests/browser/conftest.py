@@ -1,0 +1,36 @@
+"""A platform set up as `make run` does (migrate, admin, default tasks, daphne) and a headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env
+
+
+@pytest.fixture(scope="session")
+def live_platform(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("platform")
+    env = platform_env(workdir, DISCO_ADMIN_PASSWORD="browser-test-admin-pw")
+    manage(env, "migrate", "--noinput")
+    manage(env, "ensure_admin")
+    loaded = manage(env, "load_default_tasks")
+    with daphne(env, workdir / "daphne.log") as base:
+        yield {"url": base, "load_output": loaded.stdout, "workdir": workdir}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()

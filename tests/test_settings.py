@@ -1,0 +1,76 @@
+"""Settings switch by environment: embedded defaults, PostgreSQL + Redis, and a clean deploy check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+from disco_site.celery import app
+print(json.dumps({
+    "db": settings.DATABASES["default"]["ENGINE"], "db_name": str(settings.DATABASES["default"]["NAME"]),
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"], "eager": app.conf.task_always_eager,
+    "broker": app.conf.broker_url, "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS,
+    "media": str(settings.MEDIA_ROOT),
+}))
+"""
+CLEARED = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "MEDIA_ROOT", "STATIC_ROOT")
+
+
+def run_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    base["DJANGO_SETTINGS_MODULE"] = "disco_site.settings"
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
+                          timeout=120)
+
+
+def probe(**env: str) -> dict:
+    result = run_with(env, "-c", PROBE)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_defaults_need_no_services():
+    found = probe()
+    assert found["db"] == "django.db.backends.sqlite3" and found["db_name"].endswith("db.sqlite3")
+    assert found["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert found["eager"] is True and found["broker"] == "memory://"
+    assert found["debug"] is True and "127.0.0.1" in found["hosts"]
+
+
+def test_services_are_chosen_by_environment_variables():
+    found = probe(DATABASE_URL="postgres://postgres@127.0.0.1:5432/test", REDIS_URL="redis://127.0.0.1:6379/3",
+                  MEDIA_ROOT="/srv/disco-media", ALLOWED_HOSTS="disco.example.org")
+    assert found["db"] == "django.db.backends.postgresql" and found["db_name"] == "test"
+    assert found["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert found["eager"] is False and found["broker"] == "redis://127.0.0.1:6379/3"
+    assert found["media"] == "/srv/disco-media" and found["hosts"] == ["disco.example.org"]
+
+
+def test_debug_off_requires_a_secret_key():
+    result = run_with({"DEBUG": "0"}, "-c", PROBE)
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_deploy_check_is_clean_with_debug_off(tmp_path):
+    env = {"DEBUG": "0", "SECRET_KEY": "x" * 60 + "-a-long-random-production-secret-key",
+           "ALLOWED_HOSTS": "disco.example.org", "STATIC_ROOT": str(tmp_path)}
+    result = run_with(env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["disco_site.asgi"])
+def test_asgi_application_routes_http_and_websocket(module):
+    result = run_with({}, "-c", f"import {module} as m; print(sorted(m.application.application_mapping))")
+    assert result.returncode == 0, result.stderr
+    assert "['http', 'websocket']" in result.stdout
