@@ -23,11 +23,14 @@ def media_root(settings, tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def eager_celery():
     """Run Celery tasks in the test's process (tests of real workers start their own)."""
-    before = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
+    # The app reads Django settings under the CELERY_ namespace, and a namespaced key wins
+    # over the plain one: change the namespaced keys.
+    conf = celery_app.conf
+    before = conf.CELERY_TASK_ALWAYS_EAGER, conf.CELERY_TASK_EAGER_PROPAGATES
+    conf.CELERY_TASK_ALWAYS_EAGER = conf.CELERY_TASK_EAGER_PROPAGATES = True
+    assert conf.task_always_eager
     yield
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
+    conf.CELERY_TASK_ALWAYS_EAGER, conf.CELERY_TASK_EAGER_PROPAGATES = before
 
 
 def build_tiny_keras_model(seed: int = 0) -> Any:
