@@ -111,6 +111,9 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/tfjs", NODE_MODULES / "@tensorflow" / "tfjs" / "dist"),
     ("vendor/pico", NODE_MODULES / "@picocss" / "pico" / "css"),
+    ("vendor/tfjs-backend-wasm", NODE_MODULES / "@tensorflow" / "tfjs-backend-wasm" / "dist"),
+    ("vendor/chartjs", NODE_MODULES / "chart.js" / "dist"),
+    ("vendor/papaparse", NODE_MODULES / "papaparse"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -25,8 +25,9 @@ def test_the_task_list_shows_all_six_predefined_tasks(live_platform, page):
                   "Lung Ultrasound Image Classification", "GPT Language Modeling"]:
         assert title in text
     listed = json.load(urllib.request.urlopen(live_platform["url"] + "/api/tasks/"))
-    assert sorted(t["id"] for t in listed) == PREDEFINED
-    assert all(t["currentVersion"] == 1 for t in listed)
+    versions = {t["id"]: t["currentVersion"] for t in listed}
+    assert set(PREDEFINED) <= set(versions)  # tests may add tiny tasks of their own
+    assert all(versions[task_id] == 1 for task_id in PREDEFINED)
 
 
 def test_each_model_loads_in_tfjs_with_the_keras_parameter_count(live_platform, page, keras_parameter_counts):
