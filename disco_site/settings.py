@@ -156,8 +156,8 @@ else:
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None
-# Embedded mode has no worker: Celery tasks run in the calling process.
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# Embedded mode has no broker: disco_site.jobs runs queued tasks on a thread of this process.
+CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

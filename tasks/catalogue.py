@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from disco_site.jobs import enqueue_on_commit
+
 from .models import ConversionJob, Task
 from .providers import TaskProvider
+from .tasks import convert_provider_model
 from .validation import validate_task_fields
 
 
@@ -44,14 +47,7 @@ def load_provider_task(provider: TaskProvider, *, update: bool = False, publish:
             status__in=[ConversionJob.Status.QUEUED, ConversionJob.Status.RUNNING]).exists()
         if task.current_version_id is None and not has_active_job:
             job = ConversionJob.objects.create(task=task, source=f"provider:{spec.id}")
-            job_id = job.pk
-
-            def enqueue() -> None:
-                from .tasks import convert_provider_model
-
-                convert_provider_model.delay(job_id)
-
-            transaction.on_commit(enqueue)
+            enqueue_on_commit(convert_provider_model, job.pk)
     if job is not None:
         job.refresh_from_db()
     return LoadResult(task=task, created=created, job=job)

@@ -56,7 +56,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         deadline = started + timeout
         pending = {job.pk for job in jobs}
-        hinted = settings.CELERY_TASK_ALWAYS_EAGER
+        hinted = not settings.REDIS_URL  # embedded: the jobs run in this process
         while pending:
             for job in ConversionJob.objects.filter(pk__in=pending).exclude(
                     status__in=[ConversionJob.Status.QUEUED, ConversionJob.Status.RUNNING]):

@@ -1,0 +1,48 @@
+"""Queue a Celery task after the current transaction commits, in whichever mode the platform runs.
+
+- With a broker (``REDIS_URL`` set): ``task.delay`` sends it to the workers of its queue.
+- Embedded (no broker): the task runs in this process on a background thread, so a web
+  request that queues a conversion returns at once and its job shows queued -> running ->
+  done as it would with a worker. One thread: jobs run one after another, as with one worker.
+- Tests set ``celery_app.conf`` to eager mode and get the task run inline at commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from celery import Task
+from django.db import close_old_connections, transaction
+
+from .celery import app
+
+log = logging.getLogger(__name__)
+_executor: ThreadPoolExecutor | None = None
+
+
+def _run_in_thread(task: Task, args: tuple[Any, ...]) -> None:
+    close_old_connections()
+    try:
+        task.apply(args=args, throw=False)
+    except Exception:  # pragma: no cover - apply() already records failures
+        log.exception("In-process job %s%r failed", task.name, args)
+    finally:
+        close_old_connections()
+
+
+def run_now(task: Task, *args: Any) -> Future | None:
+    """Start ``task`` now: on the broker, inline (eager) or on the in-process thread."""
+    global _executor
+    if app.conf.task_always_eager or not app.conf.broker_url.startswith("memory"):
+        task.delay(*args)
+        return None
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disco-jobs")
+    return _executor.submit(_run_in_thread, task, args)
+
+
+def enqueue_on_commit(task: Task, *args: Any) -> None:
+    """Start ``task`` once the surrounding transaction has committed (at once outside one)."""
+    transaction.on_commit(lambda: run_now(task, *args))
