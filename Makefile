@@ -55,6 +55,7 @@ test: setup
 		apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }; } \
 		|| { echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; }
 	$(VENV)/bin/ruff check .
+	node --test tests/js/
 	$(PY) -m pytest
 	$(OTHER_MODE) $(PY) -m pytest -m both_modes
 
