@@ -25,9 +25,9 @@ _executor: ThreadPoolExecutor | None = None
 def _run_in_thread(task: Task, args: tuple[Any, ...]) -> None:
     close_old_connections()
     try:
-        task.apply(args=args, throw=False)
-    except Exception:  # pragma: no cover - apply() already records failures
-        log.exception("In-process job %s%r failed", task.name, args)
+        result = task.apply(args=args, throw=False)
+        if result.failed():
+            log.error("In-process job %s%r failed:\n%s", task.name, args, result.traceback)
     finally:
         close_old_connections()
 
