@@ -1,9 +1,9 @@
-"""WebSocket routes, mounted by ``disco_site.asgi`` under the ``websocket`` protocol.
+"""WebSocket routes, mounted by ``disco_site.asgi`` under the ``websocket`` protocol."""
 
-The federated (``/ws/federated/<task>/``) and decentralized signalling consumers
-register here.
-"""
+from django.urls import path
 
-from django.urls import URLPattern
+from .consumers import FederatedConsumer
 
-websocket_urlpatterns: list[URLPattern] = []
+websocket_urlpatterns = [
+    path("ws/federated/<str:task_id>/", FederatedConsumer.as_asgi()),
+]

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -46,3 +47,13 @@ def run_now(task: Task, *args: Any) -> Future | None:
 def enqueue_on_commit(task: Task, *args: Any) -> None:
     """Start ``task`` once the surrounding transaction has committed (at once outside one)."""
     transaction.on_commit(lambda: run_now(task, *args))
+
+
+def run_later(task: Task, seconds: float, *args: Any) -> None:
+    """Start ``task`` after ``seconds``: a countdown on the broker, a timer thread when embedded."""
+    if app.conf.task_always_eager or not app.conf.broker_url.startswith("memory"):
+        task.apply_async(args=args, countdown=max(0.0, seconds))
+        return
+    timer = threading.Timer(max(0.0, seconds), run_now, args=(task, *args))
+    timer.daemon = True
+    timer.start()

@@ -64,6 +64,9 @@ class Task(models.Model):
     max_share_value = models.FloatField(default=100.0, help_text="Secure aggregation: range of the shared values.")
     aggregator = models.CharField(max_length=32, choices=Aggregator.choices, default=Aggregator.MEAN)
     aggregator_params = models.JSONField(default=dict, blank=True)
+    round_deadline_seconds = models.PositiveIntegerField(
+        default=120, help_text="Federated rounds close this many seconds after they open once the minimum "
+                               "number of participants has contributed, without waiting for slower ones.")
     # Catalogue bookkeeping
     published = models.BooleanField(default=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -149,6 +152,9 @@ class ConversionJob(models.Model):
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="conversion_jobs")
     source = models.CharField(max_length=200, help_text="What is converted, e.g. 'provider:titanic'.")
+    source_file = models.CharField(max_length=300, blank=True, help_text="Uploaded model file in media storage.")
+    source_kind = models.CharField(max_length=32, blank=True,
+                                   help_text="What the uploaded file is: keras_h5, keras_v3, saved_model, ...")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     message = models.TextField(blank=True)
     result = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

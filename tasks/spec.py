@@ -52,6 +52,7 @@ class TaskSpec:
     max_share_value: float = 100.0
     aggregator: str = Aggregator.MEAN
     aggregator_params: dict[str, Any] = field(default_factory=dict)
+    round_deadline_seconds: int = 120
 
     def as_fields(self) -> dict[str, Any]:
         """The spec as keyword arguments for ``Task``."""

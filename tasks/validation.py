@@ -77,6 +77,9 @@ def _check_training(values: Mapping[str, Any], err) -> None:
         err("scheme", f"Scheme must be one of: {', '.join(Scheme.values)}.")
     if values.get("data_type") not in DataType.values:
         err("data_type", f"Data type must be one of: {', '.join(DataType.values)}.")
+    deadline = values.get("round_deadline_seconds")
+    if not _positive_int(deadline) or deadline < 5:
+        err("round_deadline_seconds", "The round deadline is a whole number of seconds, at least 5.")
     if not _positive_int(values.get("min_participants")):
         err("min_participants", "The minimum number of participants is a whole number of at least 1.")
 

@@ -1,0 +1,81 @@
+"""Federated rounds: who takes part, each round's state, and each participant's stored update."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from tasks.models import ModelVersion, Task
+
+
+class Participant(models.Model):
+    """One participant's membership of a task; the resume token lets it reconnect as itself."""
+
+    class Kind(models.TextChoices):
+        BROWSER = "browser", "Browser"
+        PYTHON = "python", "Python client"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="participants")
+    resume_token = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.BROWSER)
+    connected = models.BooleanField(default=True)
+    joined_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["task", "connected"])]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}/{str(self.id)[:8]}"
+
+
+class Round(models.Model):
+    """A federated round: updates arrive against ``base_version`` until the quorum closes it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        AGGREGATING = "aggregating", "Aggregating"
+        CLOSED = "closed", "Closed"
+        FAILED = "failed", "Failed"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    deadline = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    result_version = models.OneToOneField(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="+")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["task", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="unique_round_number_per_task"),
+            models.UniqueConstraint(fields=["task"], condition=models.Q(status__in=["open", "aggregating"]),
+                                    name="one_active_round_per_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} round {self.number} ({self.status})"
+
+
+class Contribution(models.Model):
+    """One participant's update to one round; the frame itself lives in media storage."""
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="contributions")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="contributions")
+    samples = models.PositiveIntegerField()
+    blob = models.CharField(max_length=300, help_text="Path of the weight frame in media storage.")
+    nbytes = models.BigIntegerField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["received_at"]
+        constraints = [models.UniqueConstraint(fields=["round", "participant"], name="one_update_per_round")]
+
+    def __str__(self) -> str:
+        return f"{self.participant} -> round {self.round.number}"

@@ -1,0 +1,182 @@
+"""A Python participant: joins a federated task over the same protocol as the browser.
+
+It fetches the task's current TF.js model over HTTP, loads it into ``tf_keras``, trains
+``roundDuration`` epochs on local data, sends its weights as one binary frame, waits for
+the round to close and continues from the new global model. Tests, simulations and
+people who want to join from a script use it::
+
+    client = FederatedClient("http://127.0.0.1:8000", "titanic")
+    history = asyncio.run(client.run(x, y, rounds=3))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import websockets
+
+from .codec import encode_weights
+
+WS_MAX_SIZE = 256 * 1024 * 1024
+
+
+class ParticipantError(RuntimeError):
+    """The server refused something; the message is the server's reason."""
+
+
+@dataclass
+class RoundResult:
+    round: int
+    version: int
+    loss: float
+    accuracy: float | None
+    samples: int
+
+
+@dataclass
+class FederatedClient:
+    server: str
+    task_id: str
+    resume_token: str = ""
+    log: Callable[[str], None] = print
+    participant_id: str = ""
+    task: dict[str, Any] = field(default_factory=dict)
+    weight_order: list[str] = field(default_factory=list)
+    _ws: Any = None
+    _events: asyncio.Queue | None = None
+
+    # --- HTTP ---------------------------------------------------------------------------
+    def _get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.server.rstrip("/") + path, timeout=60) as response:
+            return response.read()
+
+    def fetch_task(self) -> dict[str, Any]:
+        self.task = json.loads(self._get(f"/api/tasks/{self.task_id}/"))
+        return self.task
+
+    def fetch_version(self, number: int, directory: Path) -> Path:
+        """Download a fixed version's model.json and shards into ``directory``."""
+        base = f"/tasks/{self.task_id}/versions/{number}/"
+        model_json = json.loads(self._get(base + "model.json"))
+        for group in model_json["weightsManifest"]:
+            for name in group["paths"]:
+                (directory / name).write_bytes(self._get(base + name))
+        (directory / "model.json").write_text(json.dumps(model_json))
+        self.weight_order = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]]
+        return directory / "model.json"
+
+    def load_keras_model(self, number: int) -> Any:
+        from tasks.conversion import _tensorflowjs
+
+        converters = _tensorflowjs().converters
+        with tempfile.TemporaryDirectory(prefix="disco-participant-") as tmp:
+            path = self.fetch_version(number, Path(tmp))
+            return converters.load_keras_model(str(path))
+
+    def set_version_weights(self, model: Any, number: int) -> None:
+        """Overwrite ``model``'s weights with version ``number``'s, matched by name."""
+        base = f"/tasks/{self.task_id}/versions/{number}/"
+        manifest = json.loads(self._get(base + "model.json"))["weightsManifest"]
+        by_name = {}
+        for group in manifest:
+            data = b"".join(self._get(base + p) for p in group["paths"])
+            offset = 0
+            for w in group["weights"]:
+                size = int(np.prod(w["shape"])) if w["shape"] else 1
+                by_name[w["name"]] = np.frombuffer(data, dtype="<f4", count=size, offset=offset).reshape(w["shape"])
+                offset += 4 * size
+        for variable in model.weights:
+            variable.assign(by_name[_weight_name(variable)])
+
+    # --- WebSocket ----------------------------------------------------------------------
+    async def connect(self) -> dict[str, Any]:
+        url = self.server.replace("http", "ws", 1).rstrip("/") + f"/ws/federated/{self.task_id}/?client=python"
+        if self.resume_token:
+            url += f"&resume={self.resume_token}"
+        self._ws = await websockets.connect(url, max_size=WS_MAX_SIZE, ping_interval=None)
+        self._events = asyncio.Queue()
+        welcome = json.loads(await self._ws.recv())
+        if welcome["type"] == "error":
+            raise ParticipantError(welcome["reason"])
+        self.participant_id, self.resume_token = welcome["participantId"], welcome["resumeToken"]
+        asyncio.get_running_loop().create_task(self._pump())
+        return welcome
+
+    async def _pump(self) -> None:
+        try:
+            async for raw in self._ws:
+                await self._events.put(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+        await self._events.put({"type": "closed"})
+
+    async def next_event(self, *types: str, timeout: float = 300) -> dict[str, Any]:
+        """The next message of one of ``types`` (errors are raised)."""
+        while True:
+            event = await asyncio.wait_for(self._events.get(), timeout)
+            if event["type"] == "error":
+                raise ParticipantError(f"{event['code']}: {event['reason']}")
+            if event["type"] == "closed":
+                raise ParticipantError("The server closed the connection.")
+            if event["type"] in types:
+                return event
+
+    async def send_update(self, model: Any, *, round_number: int, base_version: int, samples: int,
+                          encoding: str = "float32") -> dict[str, Any]:
+        by_name = {_weight_name(v): v for v in model.weights}
+        tensors = [(name, by_name[name].numpy()) for name in self.weight_order]  # the manifest's order
+        fields = {"type": "update", "task": self.task_id, "round": round_number, "baseVersion": base_version,
+                  "samples": samples}
+        await self._ws.send(encode_weights(fields, tensors, encoding))
+        return await self.next_event("accepted")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    # --- Training loop ------------------------------------------------------------------
+    async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
+                  on_round: Callable[[RoundResult], None] | None = None) -> list[RoundResult]:
+        """Train ``rounds`` federated rounds on (x, y); returns each round's local metrics."""
+        task = self.fetch_task()
+        info = task["trainingInformation"]
+        welcome = await self.connect()
+        model = self.load_keras_model(welcome["currentVersion"])
+        model.compile(optimizer=model.optimizer or "adam", loss=model.loss or "binary_crossentropy",
+                      metrics=["accuracy"])
+        round_number, version = welcome["round"], welcome["currentVersion"]
+        results = []
+        try:
+            for _ in range(rounds):
+                history = await asyncio.to_thread(
+                    model.fit, x, y, epochs=epochs_per_round or info["roundDuration"], batch_size=info["batchSize"],
+                    verbose=0)
+                accepted = await self.send_update(model, round_number=round_number, base_version=version,
+                                                  samples=len(y))
+                closed = await self.next_event("round_closed")
+                assert closed["round"] == accepted["round"]
+                round_number, version = closed["nextRound"], closed["version"]
+                self.set_version_weights(model, version)
+                acc = history.history.get("accuracy", [None])[-1]
+                result = RoundResult(closed["round"], version, float(history.history["loss"][-1]),
+                                     None if acc is None else float(acc), len(y))
+                results.append(result)
+                if on_round:
+                    on_round(result)
+        finally:
+            await self.close()
+        return results
+
+
+def _weight_name(variable: Any) -> str:
+    """A Keras variable's name as the TF.js manifest writes it (no ':0' suffix)."""
+    name = getattr(variable, "path", None) or variable.name
+    return name.split(":")[0]

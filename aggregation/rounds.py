@@ -1,0 +1,180 @@
+"""The federated round service: joining, submitting updates, quorum, and closing rounds.
+
+Consumers validate and call these functions; only this module and the aggregation task
+change rounds. A round closes when every connected participant has contributed, or when
+at least ``min_participants`` have and the round's deadline has passed; participants who
+leave simply stop counting. Closing hands the round to the ``aggregate_round`` Celery
+task after commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from disco_site.jobs import enqueue_on_commit, run_later
+from tasks.models import Task
+
+from .codec import TensorSpec, WeightsMessage
+from .models import Contribution, Participant, Round
+
+
+class RoundError(ValueError):
+    """An update or request the round cannot take; ``code`` is machine-readable, the message says why."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class RoundStatus:
+    round: int
+    base_version: int
+    participants: int
+    contributed: int
+    waiting_for: int
+    min_participants: int
+    deadline: str
+
+
+def round_deadline_seconds(task: Task) -> float:
+    return float(task.round_deadline_seconds)
+
+
+def group_name(task_id: str) -> str:
+    return f"federated.{task_id}"
+
+
+def _open_round(task: Task, number: int) -> Round:
+    deadline = timezone.now() + timedelta(seconds=round_deadline_seconds(task))
+    rnd = Round.objects.create(task=task, number=number, base_version=task.current_version, deadline=deadline)
+    from .tasks import close_round_if_due
+
+    transaction.on_commit(lambda: run_later(close_round_if_due, round_deadline_seconds(task) + 0.5, rnd.pk))
+    return rnd
+
+
+def active_round(task: Task) -> Round:
+    """The task's open (or aggregating) round, opening round 1 (or the next) when there is none."""
+    if task.current_version_id is None:
+        raise RoundError("no_model", f"Task '{task.pk}' has no model yet; try again once its conversion is done.")
+    with transaction.atomic():
+        Task.objects.select_for_update().get(pk=task.pk)
+        rnd = Round.objects.filter(task=task, status__in=[Round.Status.OPEN, Round.Status.AGGREGATING]).first()
+        if rnd is None:
+            last = Round.objects.filter(task=task).aggregate(n=Max("number"))["n"] or 0
+            rnd = _open_round(task, last + 1)
+        return rnd
+
+
+def expected_specs(rnd: Round) -> list[TensorSpec]:
+    specs = rnd.base_version.weight_specs
+    not_float = [s["name"] for s in specs if s["dtype"] != "float32"]
+    if not_float:
+        raise RoundError("unsupported_model", f"Federated rounds exchange float32 weights; {', '.join(not_float)} "
+                                              "are not float32.")
+    return [TensorSpec(s["name"], tuple(s["shape"])) for s in specs]
+
+
+def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER) -> tuple[Participant, bool]:
+    """Register a participant, or reconnect the one ``resume_token`` names. Returns (participant, resumed)."""
+    if resume_token:
+        participant = Participant.objects.filter(task=task, resume_token=resume_token).first()
+        if participant is not None:
+            participant.connected = True
+            participant.save(update_fields=["connected", "last_seen"])
+            return participant, True
+    participant = Participant.objects.create(task=task, resume_token=secrets.token_urlsafe(32), kind=kind)
+    return participant, False
+
+
+def leave(participant: Participant) -> None:
+    """A participant dropped out: it stops counting towards the quorum."""
+    Participant.objects.filter(pk=participant.pk).update(connected=False)
+    rnd = Round.objects.filter(task_id=participant.task_id, status=Round.Status.OPEN).first()
+    if rnd is not None:
+        maybe_close(rnd.pk)
+
+
+def status(task: Task) -> RoundStatus:
+    rnd = active_round(task)
+    connected = Participant.objects.filter(task=task, connected=True).count()
+    return RoundStatus(
+        round=rnd.number, base_version=rnd.base_version.number, participants=connected,
+        contributed=rnd.contributions.count(), waiting_for=max(0, task.min_participants - connected),
+        min_participants=task.min_participants, deadline=rnd.deadline.isoformat(),
+    )
+
+
+def submit(participant: Participant, message: WeightsMessage, frame: bytes) -> Round:
+    """Store ``participant``'s update to the task's open round, after checking it belongs there."""
+    task = participant.task
+    rnd = active_round(task)
+    header = message.header
+    if header.get("type") != "update":
+        raise RoundError("bad_type", f"Binary frames carry updates (type 'update'); got type {header.get('type')!r}.")
+    if header.get("task") != task.pk:
+        raise RoundError("wrong_task", f"This connection is for task '{task.pk}', the update names "
+                                       f"{header.get('task')!r}.")
+    if rnd.status != Round.Status.OPEN or header.get("round") != rnd.number:
+        raise RoundError("stale_round", f"Round {header.get('round')!r} is not open; the open round is {rnd.number} "
+                                        f"(base version {rnd.base_version.number}): fetch the current model and "
+                                        "train from it.")
+    if header.get("baseVersion") != rnd.base_version.number:
+        raise RoundError("stale_round", f"The update was trained from version {header.get('baseVersion')!r}, but "
+                                        f"round {rnd.number} starts from version {rnd.base_version.number}.")
+    samples = header.get("samples")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise RoundError("bad_samples", "The update must say how many samples it was trained on (samples >= 1).")
+    path = f"contributions/{task.pk}/{rnd.number}/{participant.pk}-{secrets.token_hex(4)}.frame"
+    saved = default_storage.save(path, ContentFile(frame))
+    try:
+        with transaction.atomic():
+            locked = Round.objects.select_for_update().get(pk=rnd.pk)
+            if locked.status != Round.Status.OPEN:
+                raise RoundError("stale_round", f"Round {locked.number} closed while the update arrived.")
+            Contribution.objects.create(round=locked, participant=participant, samples=samples, blob=saved,
+                                        nbytes=len(frame))
+    except IntegrityError:
+        default_storage.delete(saved)
+        raise RoundError("duplicate", f"You already sent an update for round {rnd.number}; wait for it to close."
+                         ) from None
+    except BaseException:
+        default_storage.delete(saved)
+        raise
+    maybe_close(rnd.pk)
+    return rnd
+
+
+def maybe_close(round_id: int, *, now=None) -> bool:
+    """Close the round if its quorum is met; returns whether it closed (and aggregation was queued)."""
+    from .tasks import aggregate_round
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        rnd = Round.objects.select_for_update().select_related("task").filter(pk=round_id).first()
+        if rnd is None or rnd.status != Round.Status.OPEN:
+            return False
+        contributors = set(rnd.contributions.values_list("participant_id", flat=True))
+        connected = set(Participant.objects.filter(task=rnd.task, connected=True).values_list("pk", flat=True))
+        enough = len(contributors) >= rnd.task.min_participants
+        everyone = bool(contributors) and connected <= contributors
+        if not enough or not (everyone or now >= rnd.deadline):
+            return False
+        rnd.status = Round.Status.AGGREGATING
+        rnd.save(update_fields=["status"])
+        enqueue_on_commit(aggregate_round, rnd.pk)
+    return True
+
+
+def max_frame_bytes() -> int:
+    return settings.DISCO_MAX_MODEL_BYTES + 64 * 1024

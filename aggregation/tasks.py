@@ -1,0 +1,92 @@
+"""Celery tasks of the collaboration engine (queue ``aggregation``: numpy only, never TensorFlow).
+
+``aggregate_round`` is idempotent: the ``Round`` row is the source of truth, and the new
+version and the round's closing commit together, so a worker killed and retried makes
+exactly one next version.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from asgiref.sync import async_to_sync
+from celery import shared_task
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.utils import timezone
+
+from tasks.choices import Origin
+from tasks.versions import create_version
+
+from .aggregators import aggregate
+from .models import Round
+from .rounds import _open_round, expected_specs, group_name, maybe_close
+from .weights import artifacts_from_vector, load_frame, version_vector
+
+log = logging.getLogger(__name__)
+
+
+def _notify(task_id: str, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(group_name(task_id), event)
+
+
+def _aggregate(rnd: Round) -> np.ndarray:
+    task = rnd.task
+    specs = expected_specs(rnd)
+    contributions = list(rnd.contributions.order_by("participant_id"))
+    weights = np.array([c.samples for c in contributions], dtype=np.float64)
+    if task.aggregator in ("mean", "plain_mean", "secure"):
+        # Streaming mean: one update in memory at a time.
+        n = len(contributions)
+        w = weights / weights.sum() if task.aggregator == "mean" else np.full(n, 1 / n)
+        total = None
+        for share, c in zip(w, contributions, strict=True):
+            vector = load_frame(c.blob, expected=specs).vector
+            total = vector * np.float32(share) if total is None else total + vector * np.float32(share)
+        return total
+    matrix = np.stack([load_frame(c.blob, expected=specs).vector for c in contributions])
+    params = dict(task.aggregator_params)
+    if task.aggregator == "centered_clipping":
+        params.setdefault("center", version_vector(rnd.base_version))
+    return aggregate(task.aggregator, matrix, weights, **params)
+
+
+@shared_task(acks_late=True)
+def aggregate_round(round_id: int) -> int | None:
+    """Aggregate a closed round into the task's next version and open the next round."""
+    rnd = Round.objects.select_related("task", "base_version").filter(pk=round_id).first()
+    if rnd is None or rnd.status != Round.Status.AGGREGATING:
+        return rnd.result_version_id if rnd else None
+    try:
+        vector = _aggregate(rnd)
+        artifacts = artifacts_from_vector(rnd.base_version, vector)
+    except Exception as exc:
+        log.exception("Aggregating %s failed", rnd)
+        Round.objects.filter(pk=round_id).update(status=Round.Status.FAILED, message=f"{type(exc).__name__}: {exc}",
+                                                 closed_at=timezone.now())
+        return None
+    with transaction.atomic():
+        locked = Round.objects.select_for_update().select_related("task").get(pk=round_id)
+        if locked.status != Round.Status.AGGREGATING:
+            return locked.result_version_id
+        note = f"Aggregated {locked.contributions.count()} updates with {locked.task.aggregator}."
+        version = create_version(locked.task, artifacts, origin=Origin.ROUND, parent=rnd.base_version,
+                                 round_number=locked.number, note=note)
+        locked.status, locked.result_version, locked.closed_at = Round.Status.CLOSED, version, timezone.now()
+        locked.save(update_fields=["status", "result_version", "closed_at"])
+        locked.task.current_version = version
+        next_round = _open_round(locked.task, locked.number + 1)
+        event = {"type": "round.closed", "round": locked.number, "version": version.number,
+                 "next_round": next_round.number, "contributors": locked.contributions.count()}
+        task_id = locked.task_id
+        transaction.on_commit(lambda: _notify(task_id, event))
+    return version.pk
+
+
+@shared_task
+def close_round_if_due(round_id: int) -> bool:
+    """At a round's deadline: close it if enough participants contributed."""
+    return maybe_close(round_id)

@@ -1,0 +1,43 @@
+"""Between stored model versions and flat float32 vectors (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from django.core.files.storage import default_storage
+
+from tasks.models import ModelVersion
+from tasks.tfjs_format import LayersModelArtifacts, parse_layers_model
+from tasks.versions import read_file
+
+from .codec import WeightsMessage, decode_weights
+
+SHARD = "group1-shard1of1.bin"
+
+
+def version_vector(version: ModelVersion) -> np.ndarray:
+    """All of a version's weights, in manifest order, as one float32 vector."""
+    shards = [read_file(version, name) for name in version.file_names() if name != "model.json"]
+    return np.frombuffer(b"".join(shards), dtype="<f4").copy()
+
+
+def artifacts_from_vector(base: ModelVersion, vector: np.ndarray) -> LayersModelArtifacts:
+    """A new LayersModel: ``base``'s topology with ``vector`` as its weights, in one shard."""
+    model_json = json.loads(read_file(base, "model.json"))
+    model_json["weightsManifest"] = [{
+        "paths": [SHARD],
+        "weights": [{"name": s["name"], "shape": s["shape"], "dtype": "float32"} for s in base.weight_specs],
+    }]
+    data = np.ascontiguousarray(vector, dtype="<f4").tobytes()
+    return parse_layers_model(json.dumps(model_json).encode(), {SHARD: data})
+
+
+def load_frame(path: str, **checks) -> WeightsMessage:
+    """Decode a stored weight frame; memory-mapped (no copy) when the storage is a local folder."""
+    try:
+        local = default_storage.path(path)
+    except NotImplementedError:
+        with default_storage.open(path, "rb") as fh:
+            return decode_weights(fh.read(), **checks)
+    return decode_weights(np.memmap(local, dtype=np.uint8, mode="r"), **checks)

@@ -1,0 +1,178 @@
+"""The federated consumer over an in-process WebSocket: welcome, rounds, aggregation, and every refusal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from aggregation.codec import encode_weights
+from aggregation.models import Contribution, Round
+from aggregation.weights import version_vector
+from disco_site.asgi import application
+from tasks.models import ModelVersion
+from tasks.versions import create_version
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_modes]
+
+
+@pytest.fixture
+def fed_task(make_task, tiny_artifacts):
+    task = make_task("fed", min_participants=2)
+    create_version(task, tiny_artifacts, origin="initial")
+    task.refresh_from_db()
+    assert task.current_version.weight_specs  # cached now: async tests may read it without a query
+    return task
+
+
+def update_frame(task, *, fill: float | None = None, vector=None, samples=10, round_number=1, base=1,
+                 task_id: str | None = None):
+    specs = task.current_version.weight_specs
+    sizes = [int(np.prod(s["shape"])) for s in specs]
+    flat = np.full(sum(sizes), fill, np.float32) if vector is None else np.asarray(vector, np.float32)
+    tensors, start = [], 0
+    for spec, size in zip(specs, sizes, strict=True):
+        tensors.append((spec["name"], flat[start:start + size].reshape(spec["shape"])))
+        start += size
+    header = {"type": "update", "task": task_id or task.pk, "round": round_number, "baseVersion": base,
+              "samples": samples}
+    return encode_weights(header, tensors)
+
+
+async def connect(task_id="fed", query=""):
+    communicator = WebsocketCommunicator(application, f"/ws/federated/{task_id}/{query}",
+                                         headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1")])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def receive(communicator, kind: str, timeout: float = 10) -> dict:
+    while True:
+        message = json.loads(await communicator.receive_from(timeout))
+        if message["type"] == kind:
+            return message
+
+
+async def test_welcome_says_where_the_round_stands(fed_task):
+    ws = await connect()
+    welcome = await receive(ws, "welcome")
+    assert welcome["round"] == 1 and welcome["currentVersion"] == 1 and welcome["participants"] == 1
+    assert welcome["waitingFor"] == 1 and welcome["minParticipants"] == 2 and welcome["resumeToken"]
+    await ws.send_to(text_data=json.dumps({"type": "status"}))
+    assert (await receive(ws, "status"))["round"] == 1
+    await ws.disconnect()
+
+
+async def test_unknown_task_is_refused_and_closed(fed_task):
+    ws = await connect("nope")
+    error = json.loads(await ws.receive_from())
+    assert error["type"] == "error" and error["code"] == "unknown_task" and "/api/tasks/" in error["reason"]
+    assert (await ws.receive_output())["type"] == "websocket.close"
+
+
+async def test_a_round_closes_when_everyone_contributed_and_everyone_gets_the_mean(fed_task):
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    rng = np.random.default_rng(0)
+    size = sum(int(np.prod(s["shape"])) for s in fed_task.current_version.weight_specs)
+    va, vb = rng.normal(size=size), rng.normal(size=size)
+    await a.send_to(bytes_data=update_frame(fed_task, vector=va, samples=10))
+    assert (await receive(a, "accepted"))["round"] == 1
+    await b.send_to(bytes_data=update_frame(fed_task, vector=vb, samples=30))
+    closed_a, closed_b = await receive(a, "round_closed"), await receive(b, "round_closed")
+    assert closed_a == closed_b
+    assert closed_a["round"] == 1 and closed_a["version"] == 2 and closed_a["nextRound"] == 2
+    assert closed_a["modelUrl"] == "/tasks/fed/versions/2/model.json"
+    await sync_to_async(check_first_round)(fed_task, va, vb)
+    await a.disconnect()
+    await b.disconnect()
+
+
+def check_first_round(task, va, vb):
+    new = ModelVersion.objects.get(task=task, number=2)
+    expected = (0.25 * va.astype(np.float32) + 0.75 * vb.astype(np.float32)).astype(np.float32)
+    np.testing.assert_allclose(version_vector(new), expected, rtol=1e-6, atol=1e-6)
+    assert new.origin == "round" and new.round_number == 1 and new.parent.number == 1
+    task.refresh_from_db()
+    assert task.current_version == new
+    assert list(Round.objects.filter(task=task).values_list("number", "status")) == [(2, "open"), (1, "closed")]
+
+
+def _state(task):
+    return (list(Round.objects.filter(task=task).values_list("number", "status")),
+            Contribution.objects.count(), list(ModelVersion.objects.filter(task=task).values_list("number", "sha256")))
+
+
+@pytest.mark.parametrize(("frame", "code", "words"), [
+    (lambda t: b"\x00\x01\x02", "bad_update", "4-byte header length"),
+    (lambda t: bytes(np.random.default_rng(1).integers(0, 255, 300, dtype=np.uint8)), "bad_update", "header"),
+    (lambda t: update_frame(t, fill=0.5)[:40], "bad_update", "header claims"),
+    (lambda t: update_frame(t, fill=0.5)[:-8], "bad_update", "payload has"),
+    (lambda t: encode_weights({"type": "update", "task": "fed", "round": 1, "baseVersion": 1, "samples": 1},
+                              [("w", np.zeros((3, 4), np.float32))]), "bad_update", "tensors but the model has"),
+    (lambda t: update_frame(t, fill=np.nan), "bad_update", "NaN or infinite"),
+    (lambda t: update_frame(t, fill=0.5, round_number=7), "stale_round", "Round 7 is not open"),
+    (lambda t: update_frame(t, fill=0.5, base=9), "stale_round", "trained from version 9"),
+    (lambda t: update_frame(t, fill=0.5, samples=0), "bad_samples", "samples >= 1"),
+    (lambda t: update_frame(t, fill=0.5, task_id="other"), "wrong_task", "names 'other'"),
+])
+async def test_bad_updates_get_an_error_and_change_nothing(fed_task, frame, code, words):
+    ws = await connect()
+    await receive(ws, "welcome")
+    before = await sync_to_async(_state)(fed_task)
+    await ws.send_to(bytes_data=frame(fed_task))
+    error = await receive(ws, "error")
+    assert error["code"] == code and words in error["reason"], error
+    assert await sync_to_async(_state)(fed_task) == before
+    await ws.send_to(text_data=json.dumps({"type": "status"}))  # the connection is still usable
+    assert (await receive(ws, "status"))["contributed"] == 0
+    await ws.disconnect()
+
+
+async def test_oversized_update_is_refused(fed_task, settings):
+    settings.DISCO_MAX_MODEL_BYTES = 10
+    ws = await connect()
+    await receive(ws, "welcome")
+    await ws.send_to(bytes_data=update_frame(fed_task, fill=0.5) + b"\0" * 70_000)
+    assert "over this task's limit" in (await receive(ws, "error"))["reason"]
+    await ws.disconnect()
+
+
+async def test_duplicate_updates_and_unknown_messages(fed_task):
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    await a.send_to(bytes_data=update_frame(fed_task, fill=1.0))
+    await receive(a, "accepted")
+    await a.send_to(bytes_data=update_frame(fed_task, fill=2.0))
+    assert (await receive(a, "error"))["code"] == "duplicate"
+    await a.send_to(text_data="not json")
+    assert (await receive(a, "error"))["code"] == "bad_json"
+    await a.send_to(text_data=json.dumps({"type": "dance"}))
+    assert (await receive(a, "error"))["code"] == "unknown_type"
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_a_dropout_does_not_stall_the_round_and_a_participant_can_resume(fed_task):
+    fed_task.min_participants = 1
+    await sync_to_async(fed_task.save)()
+    a, b = await connect(), await connect()
+    welcome_a = await receive(a, "welcome")
+    await receive(b, "welcome")
+    await a.send_to(bytes_data=update_frame(fed_task, fill=1.0))
+    await receive(a, "accepted")
+    await b.disconnect()  # b drops out: everyone still connected has contributed
+    closed = await receive(a, "round_closed")
+    assert closed["version"] == 2 and closed["contributors"] == 1
+    await a.disconnect()
+    again = await connect(query=f"?resume={welcome_a['resumeToken']}")
+    welcome = await receive(again, "welcome")
+    assert welcome["resumed"] and welcome["participantId"] == welcome_a["participantId"]
+    assert welcome["round"] == 2 and welcome["currentVersion"] == 2  # late (re)joiners start from the newest
+    await again.disconnect()
