@@ -50,6 +50,8 @@ class FederatedClient:
     participant_id: str = ""
     task: dict[str, Any] = field(default_factory=dict)
     weight_order: list[str] = field(default_factory=list)
+    last_update: np.ndarray | None = None
+    topology: dict[str, Any] = field(default_factory=dict)
     _ws: Any = None
     _events: asyncio.Queue | None = None
 
@@ -71,6 +73,7 @@ class FederatedClient:
                 (directory / name).write_bytes(self._get(base + name))
         (directory / "model.json").write_text(json.dumps(model_json))
         self.weight_order = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]]
+        self.topology = model_json["modelTopology"]
         return directory / "model.json"
 
     def load_keras_model(self, number: int) -> Any:
@@ -96,12 +99,26 @@ class FederatedClient:
         for variable in model.weights:
             variable.assign(by_name[_weight_name(variable)])
 
+    def loss_name(self) -> str:
+        """The loss the model was compiled with (TF.js keeps it in the topology), else one its output implies."""
+        training = self.topology.get("training_config") or {}
+        loss = training.get("loss")
+        if isinstance(loss, str):
+            return loss
+        config = self.topology.get("model_config", self.topology)
+        last = config["config"]["layers"][-1]["config"]
+        if last.get("activation") == "sigmoid":
+            return "binary_crossentropy"
+        return "sparse_categorical_crossentropy"
+
     # --- WebSocket ----------------------------------------------------------------------
     async def connect(self) -> dict[str, Any]:
         url = self.server.replace("http", "ws", 1).rstrip("/") + f"/ws/federated/{self.task_id}/?client=python"
         if self.resume_token:
             url += f"&resume={self.resume_token}"
-        self._ws = await websockets.connect(url, max_size=WS_MAX_SIZE, ping_interval=None)
+        # Channels' origin check refuses clients without an Origin header: present the server's own.
+        self._ws = await websockets.connect(url, max_size=WS_MAX_SIZE, ping_interval=None,
+                                            origin=self.server.rstrip("/"))
         self._events = asyncio.Queue()
         welcome = json.loads(await self._ws.recv())
         if welcome["type"] == "error":
@@ -133,6 +150,7 @@ class FederatedClient:
                           encoding: str = "float32") -> dict[str, Any]:
         by_name = {_weight_name(v): v for v in model.weights}
         tensors = [(name, by_name[name].numpy()) for name in self.weight_order]  # the manifest's order
+        self.last_update = np.concatenate([t.ravel() for _, t in tensors]).astype(np.float32)
         fields = {"type": "update", "task": self.task_id, "round": round_number, "baseVersion": base_version,
                   "samples": samples}
         await self._ws.send(encode_weights(fields, tensors, encoding))
@@ -150,8 +168,7 @@ class FederatedClient:
         info = task["trainingInformation"]
         welcome = await self.connect()
         model = self.load_keras_model(welcome["currentVersion"])
-        model.compile(optimizer=model.optimizer or "adam", loss=model.loss or "binary_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(optimizer="adam", loss=self.loss_name(), metrics=["accuracy"])
         round_number, version = welcome["round"], welcome["currentVersion"]
         results = []
         try:

@@ -42,10 +42,10 @@ def manage(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.
 
 
 @contextmanager
-def daphne(env: dict[str, str], log: Path) -> Iterator[str]:
-    """Serve the platform with daphne on a free port; yields its base URL."""
-    port = free_port()
-    with open(log, "w") as out:
+def daphne(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
+    """Serve the platform with daphne (on a free port unless given); yields its base URL."""
+    port = port or free_port()
+    with open(log, "a") as out:
         proc = subprocess.Popen([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                                  "disco_site.asgi:application"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)

@@ -1,0 +1,38 @@
+"""Tiny federated tasks for the multi-process integration tests (loaded through DISCO_TASK_PROVIDERS)."""
+
+from __future__ import annotations
+
+from tasks.keras_env import tf_keras
+from tasks.spec import TaskSpec
+
+COLUMNS = ["Age", "SibSp", "Parch", "Fare", "Pclass"]
+
+
+class FedTabular:
+    """Titanic-shaped: five numeric columns -> survived, a small MLP, three participants a round."""
+
+    min_participants = 3
+    task_id = "fed-tabular"
+
+    def get_task(self) -> TaskSpec:
+        return TaskSpec(
+            id=self.task_id, title="Federated tabular test task", summary_preview="Titanic-shaped data.",
+            data_type="tabular", scheme="federated", input_columns=COLUMNS, output_columns=["Survived"],
+            preprocessing=["sanitize"], epochs=6, round_duration=1, batch_size=16,
+            min_participants=self.min_participants, round_deadline_seconds=5,
+        )
+
+    def get_model(self):
+        keras = tf_keras()
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.layers.Input(shape=(5,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        return model
+
+
+class FedTabularPairs(FedTabular):
+    """The same with two participants a round, for straggler and dropout tests."""
+
+    min_participants = 2
+    task_id = "fed-pairs"

@@ -1,0 +1,171 @@
+"""Federated learning across real processes: daphne, Redis, a Celery aggregation worker, Python participants."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from aggregation.participant import FederatedClient
+from tests.live_platform import daphne, free_port, manage, platform_env, worker
+
+pytestmark = pytest.mark.services
+REDIS_URL = "redis://127.0.0.1:6379/13"
+PROVIDERS = "tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularPairs"
+
+
+def titanic_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    y = (x[:, 0] - x[:, 3] + 0.3 * rng.normal(size=n) > 0).astype(np.float32)
+    return x, y
+
+
+class Platform:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = platform_env(root, REDIS_URL=REDIS_URL, DISCO_TASK_PROVIDERS=PROVIDERS,
+                                DISCO_BROKER_VISIBILITY_TIMEOUT="4")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def versions(self, task_id: str) -> list[int]:
+        return sorted(v["number"] for v in self.get(f"/api/tasks/{task_id}/versions/"))
+
+    def db(self, sql: str) -> list[tuple]:
+        with sqlite3.connect(self.root / "db.sqlite3", timeout=30) as conn:
+            return conn.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    p = Platform(tmp_path_factory.mktemp("federated"))
+    manage(p.env, "migrate", "--noinput")
+    embedded = {**p.env, "REDIS_URL": ""}  # convert the initial models in-process
+    manage(embedded, "load_default_tasks", "--only", "fed-tabular", "fed-pairs")
+    with daphne(p.env, p.root / "daphne.log", port=p.port), \
+            worker(p.env, p.root / "worker.log", queue="aggregation") as proc:
+        p.worker = proc
+        yield p
+
+
+async def run_clients(url: str, task_id: str, datasets, rounds: int, tokens=None) -> list[FederatedClient]:
+    clients = [FederatedClient(url, task_id, log=lambda _: None, resume_token=(tokens or {}).get(i, ""))
+               for i in range(len(datasets))]
+    await asyncio.gather(*(c.run(x, y, rounds=rounds) for c, (x, y) in zip(clients, datasets, strict=True)))
+    return clients
+
+
+def version_vector(platform: Platform, task_id: str, number: int) -> np.ndarray:
+    base = f"{platform.url}/tasks/{task_id}/versions/{number}/"
+    manifest = json.loads(urllib.request.urlopen(base + "model.json").read())["weightsManifest"]
+    data = b"".join(urllib.request.urlopen(base + p).read() for g in manifest for p in g["paths"])
+    return np.frombuffer(data, dtype="<f4")
+
+
+def test_three_participants_three_rounds_end_with_the_same_weights(platform):
+    datasets = [titanic_like(n, seed) for n, seed in ((60, 1), (90, 2), (150, 3))]
+    clients = asyncio.run(run_clients(platform.url, "fed-tabular", datasets, rounds=3))
+    assert platform.versions("fed-tabular") == [1, 2, 3, 4]
+    final = version_vector(platform, "fed-tabular", 4)
+    # The last round's aggregate, computed here from what each participant sent: the sample-weighted mean.
+    weights = np.array([60, 90, 150], dtype=np.float64) / 300
+    expected = sum(np.float32(w) * c.last_update for w, c in zip(weights, clients, strict=True))
+    np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
+    assert platform.get("/api/tasks/fed-tabular/")["currentVersion"] == 4
+    rounds = platform.db("SELECT number, status FROM aggregation_round r JOIN tasks_task t ON r.task_id = t.id "
+                         "WHERE t.id = 'fed-tabular' ORDER BY number")
+    assert rounds == [(1, "closed"), (2, "closed"), (3, "closed"), (4, "open")]
+    maps = Path(f"/proc/{platform.worker.pid}/maps").read_text()
+    assert "tensorflow" not in maps  # the aggregation worker never loads TensorFlow
+
+
+async def _straggler_round(url: str) -> float:
+    """Two participants contribute, a third stays connected but silent: the deadline closes the round."""
+    active = [FederatedClient(url, "fed-pairs", log=lambda _: None) for _ in range(2)]
+    silent = FederatedClient(url, "fed-pairs", log=lambda _: None)
+    welcomes = [await c.connect() for c in (*active, silent)]
+    for c in active:
+        c.load_keras_model(welcomes[0]["currentVersion"])
+    start = time.monotonic()
+    for c, w in zip(active, welcomes, strict=False):
+        model = c.load_keras_model(w["currentVersion"])
+        await c.send_update(model, round_number=w["round"], base_version=w["currentVersion"], samples=10)
+    closed = await active[0].next_event("round_closed", timeout=30)
+    elapsed = time.monotonic() - start
+    assert closed["contributors"] == 2
+    for c in (*active, silent):
+        await c.close()
+    return elapsed
+
+
+def test_a_silent_participant_does_not_stall_the_round_past_its_deadline(platform):
+    elapsed = asyncio.run(_straggler_round(platform.url))
+    assert elapsed < 5 + 10  # deadline 5 s, plus scheduling slack
+
+
+def test_restarting_daphne_loses_no_committed_version(platform, tmp_path):
+    datasets = [titanic_like(40, seed) for seed in (7, 8, 9)]
+    clients = asyncio.run(run_clients(platform.url, "fed-tabular", datasets, rounds=1))
+    committed = platform.versions("fed-tabular")
+    # Stop the module's daphne and serve the same database again on the same port.
+    with daphne(platform.env, tmp_path / "daphne2.log", port=free_port()) as url:
+        restarted = Platform(platform.root)
+        restarted.url = url
+        assert restarted.versions("fed-tabular") == committed
+        tokens = {i: c.resume_token for i, c in enumerate(clients)}
+        asyncio.run(run_clients(url, "fed-tabular", datasets, rounds=1, tokens=tokens))
+        assert restarted.versions("fed-tabular") == [*committed, committed[-1] + 1]
+
+
+def test_a_killed_worker_yields_exactly_one_next_version(platform):
+    """Runs last in this module: it replaces the module's aggregation worker."""
+    before = platform.versions("fed-pairs")
+    platform.worker.terminate()  # no worker: the closed round's aggregation waits in Redis
+    platform.worker.wait(timeout=30)
+
+    async def contribute() -> None:
+        clients = [FederatedClient(platform.url, "fed-pairs", log=lambda _: None) for _ in range(2)]
+        welcomes = [await c.connect() for c in clients]
+        for c, w in zip(clients, welcomes, strict=True):
+            model = c.load_keras_model(w["currentVersion"])
+            await c.send_update(model, round_number=w["round"], base_version=w["currentVersion"], samples=5)
+        for c in clients:
+            await c.close()
+
+    asyncio.run(contribute())
+    # Hold the database's write lock so the next worker blocks inside aggregate_round; kill it there.
+    lock = sqlite3.connect(platform.root / "db.sqlite3", timeout=30, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    first_log = platform.root / "worker-killed.log"
+    with worker(platform.env, first_log, queue="aggregation") as doomed:
+        deadline = time.monotonic() + 60
+        while "aggregation.tasks.aggregate_round[" not in first_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "aggregation.tasks.aggregate_round[" in first_log.read_text()
+        time.sleep(1.5)  # it reads the updates, then waits for the lock
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=10)
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert platform.versions("fed-pairs") == before  # the killed worker committed nothing
+    with worker(platform.env, platform.root / "worker-again.log", queue="aggregation"):
+        deadline = time.monotonic() + 90
+        while platform.versions("fed-pairs") == before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # a duplicate delivery, if any, would land now
+        assert platform.versions("fed-pairs") == [*before, before[-1] + 1]
