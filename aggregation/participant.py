@@ -34,10 +34,13 @@ class ParticipantError(RuntimeError):
 
 @dataclass
 class RoundResult:
+    """One round from a participant's side: its local training, then the new global model on its data."""
+
     round: int
     version: int
-    loss: float
-    accuracy: float | None
+    train_loss: float
+    global_loss: float
+    global_accuracy: float | None
     samples: int
 
 
@@ -168,7 +171,9 @@ class FederatedClient:
         info = task["trainingInformation"]
         welcome = await self.connect()
         model = self.load_keras_model(welcome["currentVersion"])
-        model.compile(optimizer="adam", loss=self.loss_name(), metrics=["accuracy"])
+        loss = self.loss_name()
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        y = _targets(y, loss, model.output_shape[-1])
         round_number, version = welcome["round"], welcome["currentVersion"]
         results = []
         try:
@@ -182,15 +187,22 @@ class FederatedClient:
                 assert closed["round"] == accepted["round"]
                 round_number, version = closed["nextRound"], closed["version"]
                 self.set_version_weights(model, version)
-                acc = history.history.get("accuracy", [None])[-1]
+                scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
                 result = RoundResult(closed["round"], version, float(history.history["loss"][-1]),
-                                     None if acc is None else float(acc), len(y))
+                                     float(scores["loss"]), scores.get("accuracy"), len(y))
                 results.append(result)
                 if on_round:
                     on_round(result)
         finally:
             await self.close()
         return results
+
+
+def _targets(y: np.ndarray, loss: str, classes: int) -> np.ndarray:
+    """Labels as the loss wants them: one-hot for categorical cross-entropy, indices otherwise."""
+    if loss == "categorical_crossentropy" and (y.ndim == 1 or y.shape[-1] == 1):
+        return np.eye(classes, dtype=np.float32)[y.reshape(-1).astype(int)]
+    return y
 
 
 def _weight_name(variable: Any) -> str:

@@ -164,7 +164,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task a worker took but never acknowledged (the worker died) goes back to the queue after this.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("DISCO_BROKER_VISIBILITY_TIMEOUT", "600"))}
+# Aggregation is idempotent, so a generous re-delivery of a slow but alive task costs time, not correctness.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("DISCO_BROKER_VISIBILITY_TIMEOUT", "120"))}
 CELERY_TASK_ROUTES = {
     "tasks.tasks.*": {"queue": "conversion"},
     "aggregation.tasks.*": {"queue": "aggregation"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,12 +68,13 @@ def daphne(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[
 
 
 @contextmanager
-def worker(env: dict[str, str], log: Path, queue: str = "conversion") -> Iterator[subprocess.Popen]:
-    """A real Celery worker process consuming ``queue``."""
+def worker(env: dict[str, str], log: Path, queue: str = "conversion",
+           pool: str = "solo") -> Iterator[subprocess.Popen]:
+    """A real Celery worker process consuming ``queue``, in a process group of its own (see ``kill_group``)."""
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "celery"), "-A", "disco_site", "worker", "-Q", queue, "--pool", "solo",
-                                 "--loglevel", "INFO", "--without-gossip", "--without-mingle"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(VENV_BIN / "celery"), "-A", "disco_site", "worker", "-Q", queue, "--pool", pool,
+                                 "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:
@@ -81,3 +83,9 @@ def worker(env: dict[str, str], log: Path, queue: str = "conversion") -> Iterato
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and its children, as a crash or an OOM kill would."""
+    os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+    proc.wait(timeout=10)

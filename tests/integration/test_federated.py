@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sqlite3
 import time
 import urllib.request
@@ -16,7 +14,7 @@ import pytest
 import redis
 
 from aggregation.participant import FederatedClient
-from tests.live_platform import daphne, free_port, manage, platform_env, worker
+from tests.live_platform import daphne, free_port, kill_group, manage, platform_env, worker
 
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -132,6 +130,21 @@ def test_restarting_daphne_loses_no_committed_version(platform, tmp_path):
         assert restarted.versions("fed-tabular") == [*committed, committed[-1] + 1]
 
 
+def test_simulate_prints_each_round_and_a_summary(platform, tmp_path):
+    from tasks.sample_data import titanic_like_csv
+
+    data = tmp_path / "passengers.csv"
+    data.write_text(titanic_like_csv(240, seed=11))
+    before = platform.versions("fed-tabular")[-1]
+    result = manage(platform.env, "simulate", "--task", "fed-tabular", "--participants", "3", "--rounds", "2",
+                    "--server", platform.url, "--data", str(data), "--non-iid", timeout=300)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("Simulating 3 participants on fed-tabular (240 samples, non-IID) for 2 rounds")
+    assert lines[1].startswith(f"round {before}: version {before + 1}, global loss ")
+    assert lines[2].startswith(f"round {before + 1}: version {before + 2}, global loss ")
+    assert lines[-1].startswith(f"summary: 3 participants x 2 rounds on fed-tabular: final version {before + 2}")
+
+
 def test_a_killed_worker_yields_exactly_one_next_version(platform):
     """Runs last in this module: it replaces the module's aggregation worker."""
     before = platform.versions("fed-pairs")
@@ -152,18 +165,20 @@ def test_a_killed_worker_yields_exactly_one_next_version(platform):
     lock = sqlite3.connect(platform.root / "db.sqlite3", timeout=30, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     first_log = platform.root / "worker-killed.log"
-    with worker(platform.env, first_log, queue="aggregation") as doomed:
+    with worker(platform.env, first_log, queue="aggregation", pool="prefork") as doomed:
         deadline = time.monotonic() + 60
         while "aggregation.tasks.aggregate_round[" not in first_log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "aggregation.tasks.aggregate_round[" in first_log.read_text()
         time.sleep(1.5)  # it reads the updates, then waits for the lock
-        os.kill(doomed.pid, signal.SIGKILL)
-        doomed.wait(timeout=10)
+        kill_group(doomed)
     lock.execute("ROLLBACK")
     lock.close()
     assert platform.versions("fed-pairs") == before  # the killed worker committed nothing
-    with worker(platform.env, platform.root / "worker-again.log", queue="aggregation"):
+    # A worker starting puts tasks left unacknowledged for longer than the visibility timeout (4 s
+    # here) back on the queue: start it once that much time has passed, as a restart would.
+    time.sleep(5)
+    with worker(platform.env, platform.root / "worker-again.log", queue="aggregation", pool="prefork"):
         deadline = time.monotonic() + 90
         while platform.versions("fed-pairs") == before and time.monotonic() < deadline:
             time.sleep(0.5)

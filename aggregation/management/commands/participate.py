@@ -1,0 +1,45 @@
+"""``manage.py participate``: join a federated task from this machine with local data."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from aggregation.local_data import DataError, load_local_data
+from aggregation.participant import FederatedClient, ParticipantError, RoundResult
+
+
+class Command(BaseCommand):
+    help = "Train a federated task with local data (CSV, image folder or .npz) and the server's other participants."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--task", required=True)
+        parser.add_argument("--data", required=True, type=Path, help="CSV, image folder or .npz with x and y.")
+        parser.add_argument("--server", default="http://127.0.0.1:8000")
+        parser.add_argument("--rounds", type=int, default=None, help="Default: the task's epochs / roundDuration.")
+
+    def handle(self, *args, task: str, data: Path, server: str, rounds: int | None, **options) -> None:
+        client = FederatedClient(server, task, log=self.stdout.write)
+        try:
+            info = client.fetch_task()
+            x, y = load_local_data(data, info)
+            training = info["trainingInformation"]
+            total = rounds or training["epochs"] // training["roundDuration"]
+            self.stdout.write(f"Joining {task} at {server} with {len(y)} samples for {total} rounds…")
+            results = asyncio.run(client.run(x, y, rounds=total, on_round=self._report))
+        except (DataError, ParticipantError, OSError) as exc:
+            raise CommandError(str(exc)) from exc
+        last = results[-1]
+        self.stdout.write(self.style.SUCCESS(f"Done: version {last.version}, loss {last.global_loss:.4f}, "
+                                             f"accuracy {_pct(last.global_accuracy)} on local data."))
+
+    def _report(self, result: RoundResult) -> None:
+        self.stdout.write(f"round {result.round}: train loss {result.train_loss:.4f}, global model loss "
+                          f"{result.global_loss:.4f}, accuracy {_pct(result.global_accuracy)}, "
+                          f"version {result.version}")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
