@@ -14,7 +14,7 @@ MAX_MESSAGE_BYTES ?= $(or $(DISCO_MAX_MODEL_BYTES),209715200)
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup run test lint bench migrate worker-conversion clean
+.PHONY: setup run test lint bench migrate worker-conversion worker-aggregation clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -41,6 +41,9 @@ run: migrate
 
 worker-conversion: setup
 	$(VENV)/bin/celery -A disco_site worker -Q conversion --concurrency 1 --loglevel INFO
+
+worker-aggregation: setup
+	$(VENV)/bin/celery -A disco_site worker -Q aggregation --loglevel INFO
 
 # First pass: the mode the environment selects (embedded unless DATABASE_URL / REDIS_URL are set).
 # Second pass: the tests marked both_modes, in the other mode.

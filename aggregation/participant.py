@@ -55,6 +55,7 @@ class FederatedClient:
     weight_order: list[str] = field(default_factory=list)
     last_update: np.ndarray | None = None
     topology: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
     _ws: Any = None
     _events: asyncio.Queue | None = None
 
@@ -170,7 +171,7 @@ class FederatedClient:
         task = self.fetch_task()
         info = task["trainingInformation"]
         welcome = await self.connect()
-        model = self.load_keras_model(welcome["currentVersion"])
+        model = self.model = self.load_keras_model(welcome["currentVersion"])
         loss = self.loss_name()
         model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
         y = _targets(y, loss, model.output_shape[-1])

@@ -46,9 +46,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "channels",
     "tasks.apps.TasksConfig",
     "aggregation.apps.AggregationConfig",
+    "accounts.apps.AccountsConfig",
 ]
 
 MIDDLEWARE = [
@@ -130,11 +132,14 @@ WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_ROOT = Path(_env("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "media/"
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "tasks:mine"
+LOGOUT_REDIRECT_URL = "home"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -176,6 +181,8 @@ CELERY_TASK_ROUTES = {
 DISCO_TASK_PROVIDERS: list[str] = [p.strip() for p in _env("DISCO_TASK_PROVIDERS").split(",") if p.strip()]
 # The largest model (all files together) the platform stores or exchanges, in bytes.
 DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)))
+# Publish contributors' new tasks at once instead of waiting for an administrator.
+DISCO_AUTO_PUBLISH = _env_bool("DISCO_AUTO_PUBLISH", False)
 
 # --- Deployment hardening (``manage.py check --deploy`` is clean with DEBUG off) ----------
 if not DEBUG:

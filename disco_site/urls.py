@@ -12,5 +12,6 @@ urlpatterns = [
     path("", task_views.home, name="home"),
     path("tasks/", include("tasks.urls")),
     path("api/", include(router.urls)),
+    path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
 ]

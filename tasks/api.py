@@ -1,18 +1,76 @@
-"""The read-only REST API of the catalogue: ``/api/tasks/``, ``/api/tasks/<id>/``, ``.../versions/``."""
+"""The REST API of the catalogue: ``/api/tasks/``, ``/api/tasks/<id>/``, ``.../versions/``.
+
+Reading is open (published tasks, plus one's own). Signed-in contributors create tasks with
+``POST /api/tasks/`` and their owners change them with ``PATCH /api/tasks/<id>/``, through
+``tasks.creation``: the same service and the same messages as the form.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from rest_framework import viewsets
+from django.core.exceptions import ValidationError
+from rest_framework import mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .contributor_views import job_as_json
+from .creation import can_edit, create_task, max_model_bytes, too_large_message, update_task
 from .models import Task
-from .serializers import ModelVersionSerializer, TaskSerializer
+from .serializers import DiscoTaskError, ModelVersionSerializer, TaskSerializer, task_values_from_disco
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class _BadInputError(Exception):
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+
+
+def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, bytes], bool]:
+    """The task values, model files and random-init flag of a create or update request.
+
+    Multipart: a ``task`` part with the task JSON (as GET returns it), ``model`` parts with
+    the files, and optionally ``random_init=true``. JSON: the task itself as the body.
+    """
+    data = request.data
+    if request.content_type.startswith("application/json"):
+        raw = dict(data) if isinstance(data, dict) else data
+        random_init = False
+        if isinstance(raw, dict):
+            random_init = str(raw.pop("random_init", "")).lower() in _TRUE
+    else:
+        part = data.get("task")
+        if part is None:
+            raise _BadInputError({"task": ["Send the task as JSON in a form part named 'task' (the shape GET "
+                                      "/api/tasks/<id>/ returns), and the model files as parts named 'model'."]})
+        if hasattr(part, "read"):
+            part = part.read()
+        try:
+            raw = json.loads(part)
+        except (TypeError, ValueError) as exc:
+            raise _BadInputError({"task": [f"The 'task' part is not valid JSON: {exc}."]}) from None
+        random_init = str(data.get("random_init", "")).lower() in _TRUE
+    try:
+        values = task_values_from_disco(raw)
+    except DiscoTaskError as exc:
+        raise _BadInputError(exc.errors) from None
+    uploads = request.FILES.getlist("model") if hasattr(request, "FILES") else []
+    total = sum(f.size for f in uploads)
+    if total > max_model_bytes():  # refuse before reading anything into memory
+        raise _BadInputError({"model": [too_large_message(total)]})
+    names = [f.name for f in uploads]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise _BadInputError({"model": [f"Two model parts have the same file name: {', '.join(duplicates)}."]})
+    return values, {f.name: f.read() for f in uploads}, random_init
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -23,11 +81,23 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-class TaskViewSet(viewsets.ReadOnlyModelViewSet):
-    """Published tasks (plus, for a signed-in user, their own; for administrators, all)."""
+class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Published tasks (plus, for a signed-in user, their own; for administrators, all).
+
+    ``POST`` creates a task (signed-in users), ``PATCH``/``PUT`` change one (its owner or an
+    administrator); both take the task in DISCO's shape, and ``PUT`` too may leave keys out.
+    """
 
     serializer_class = TaskSerializer
     lookup_value_regex = "[^/]+"
+    # Token first, so that an anonymous write answers 401 with a WWW-Authenticate header.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_permissions(self):
+        if self.action in ("create", "update", "partial_update"):
+            return [IsAuthenticated()]
+        return [AllowAny()]
 
     def get_queryset(self):
         return Task.objects.visible_to(self.request.user).select_related("current_version", "owner")
@@ -38,6 +108,38 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
         if task is None:
             raise NotFound(f"No task with id '{task_id}'. GET /api/tasks/ lists the available tasks.")
         return task
+
+    def _respond(self, result: Any, status_code: int) -> Response:
+        body = TaskSerializer(result.task, context={"request": self.request}).data
+        body["conversionJob"] = job_as_json(result.job) if result.job is not None else None
+        headers = {"Location": body["versionsUrl"].rsplit("versions/", 1)[0]} if status_code == 201 else None
+        return Response(body, status=status_code, headers=headers)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            values, files, random_init = _task_input(request)
+            result = create_task(request.user, values, files, allow_random_init=random_init)
+        except _BadInputError as exc:
+            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+        except ValidationError as exc:
+            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        return self._respond(result, status.HTTP_201_CREATED)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        task = self.get_object()
+        if not can_edit(request.user, task):
+            raise PermissionDenied("Only the task's owner or an administrator can change it.")
+        try:
+            values, files, random_init = _task_input(request)
+            result = update_task(task, request.user, values, files or None, allow_random_init=random_init)
+        except _BadInputError as exc:
+            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+        except ValidationError as exc:
+            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        return self._respond(result, status.HTTP_200_OK)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, **kwargs)
 
     @action(detail=True)
     def versions(self, request: Request, pk: str | None = None) -> Response:

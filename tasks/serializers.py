@@ -58,6 +58,7 @@ class TaskSerializer(serializers.BaseSerializer):
             "maxShareValue": task.max_share_value,
             "aggregationStrategy": task.aggregator,
             "aggregatorParams": task.aggregator_params,
+            "roundDeadlineSeconds": task.round_deadline_seconds,
         }
         if task.data_type == "image":
             training.update(IMAGE_H=task.image_height, IMAGE_W=task.image_width, imageChannels=task.image_channels,
@@ -88,3 +89,91 @@ class TaskSerializer(serializers.BaseSerializer):
             "modelUrl": _absolute(request, task.model_url()) if version else None,
             "versionsUrl": _absolute(request, f"/api/tasks/{task.id}/versions/"),
         }
+
+
+# --- the inverse of TaskSerializer.to_representation: DISCO's JSON -> Task field values ----------
+_DISPLAY_KEYS = {
+    "taskTitle": "title", "model": "model_description", "dataFormatInformation": "data_format",
+    "dataExampleText": "data_example_text", "dataExample": "data_example", "dataExampleImage": "data_example_image",
+    "sampleDatasetLink": "sample_dataset_link", "sampleDatasetInstructions": "sample_dataset_instructions",
+}
+_TRAINING_KEYS = {
+    "epochs": "epochs", "roundDuration": "round_duration", "validationSplit": "validation_split",
+    "batchSize": "batch_size", "dataType": "data_type", "scheme": "scheme", "minNbOfParticipants": "min_participants",
+    "preprocessingFunctions": "preprocessing", "maxShareValue": "max_share_value",
+    "aggregationStrategy": "aggregator", "aggregatorParams": "aggregator_params", "IMAGE_H": "image_height",
+    "IMAGE_W": "image_width", "imageChannels": "image_channels", "LABEL_LIST": "labels",
+    "inputColumns": "input_columns", "outputColumns": "output_columns", "tokenizer": "tokenizer",
+    "maxSequenceLength": "max_sequence_length", "roundDeadlineSeconds": "round_deadline_seconds",
+}
+# Keys GET returns that describe the catalogue, not the task: accepted and ignored on the way in.
+_READ_ONLY_KEYS = {"published", "owner", "currentVersion", "modelUrl", "versionsUrl"}
+
+
+class DiscoTaskError(ValueError):
+    """The task JSON is not in DISCO's shape; ``errors`` is ``{field: [messages]}``."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(m for ms in errors.values() for m in ms))
+
+
+def _object(data: Any, where: str, errors: dict[str, list[str]]) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        errors.setdefault("task", []).append(f"{where} must be a JSON object.")
+        return {}
+    return data
+
+
+def _unknown(data: dict[str, Any], known: set[str], where: str, errors: dict[str, list[str]]) -> None:
+    extra = sorted(set(data) - known)
+    if extra:
+        errors.setdefault("task", []).append(
+            f"Unknown key{'s' if len(extra) > 1 else ''} in {where}: {', '.join(extra)}. "
+            f"Known: {', '.join(sorted(known))}.")
+
+
+def task_values_from_disco(data: Any) -> dict[str, Any]:
+    """Task field values from a task in DISCO's shape, as ``GET /api/tasks/<id>/`` returns it.
+
+    Only the keys present are mapped, so the result also serves a partial update. Unknown
+    keys (a typo would otherwise be silently ignored) raise ``DiscoTaskError``.
+    """
+    errors: dict[str, list[str]] = {}
+    top = _object(data, "The task", errors)
+    _unknown(top, {"id", "displayInformation", "trainingInformation", *_READ_ONLY_KEYS}, "the task", errors)
+    values: dict[str, Any] = {}
+    if "id" in top:
+        values["id"] = top["id"]
+    display = _object(top.get("displayInformation"), "displayInformation", errors)
+    _unknown(display, {*_DISPLAY_KEYS, "summary"}, "displayInformation", errors)
+    values.update({field: display[key] for key, field in _DISPLAY_KEYS.items() if key in display})
+    summary = display.get("summary")
+    if isinstance(summary, str):  # accept a bare string as the preview
+        values["summary_preview"] = summary
+    elif summary is not None:
+        summary = _object(summary, "displayInformation.summary", errors)
+        _unknown(summary, {"preview", "overview"}, "displayInformation.summary", errors)
+        if "preview" in summary:
+            values["summary_preview"] = summary["preview"]
+        if "overview" in summary:
+            values["summary_overview"] = summary["overview"]
+    training = _object(top.get("trainingInformation"), "trainingInformation", errors)
+    _unknown(training, {*_TRAINING_KEYS, "privacy"}, "trainingInformation", errors)
+    values.update({field: training[key] for key, field in _TRAINING_KEYS.items() if key in training})
+    if "privacy" in training:
+        privacy = training["privacy"]
+        if privacy is None:
+            values.update(clipping_radius=None, noise_scale=None)
+        else:
+            privacy = _object(privacy, "trainingInformation.privacy", errors)
+            _unknown(privacy, {"clippingRadius", "noiseScale"}, "trainingInformation.privacy", errors)
+            values.update(clipping_radius=privacy.get("clippingRadius"), noise_scale=privacy.get("noiseScale"))
+    for name in ("tokenizer", "data_example_image", "sample_dataset_link"):
+        if name in values and values[name] is None:
+            values[name] = ""
+    if errors:
+        raise DiscoTaskError(errors)
+    return values

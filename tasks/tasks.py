@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -64,3 +65,68 @@ def convert_provider_model(job_id: int) -> int | None:
             status=ConversionJob.Status.FAILED, message=_explain(exc), finished_at=timezone.now()
         )
         return None
+
+
+_SOURCE_WORDS = {
+    "keras_h5": ".h5 model",
+    "keras_v3": ".keras model",
+    "saved_model": "SavedModel",
+    "tfjs_architecture": "TF.js model architecture with random initial weights",
+}
+
+
+def _describe_source(kind: str, keras_version: str) -> str:
+    words = _SOURCE_WORDS.get(kind, "model")
+    if kind == "tfjs_architecture":
+        return f"a {words}"
+    return f"a Keras {keras_version} {words}" if keras_version else f"a Keras {words}"
+
+
+@shared_task(acks_late=True)
+def convert_uploaded_model(job_id: int) -> int | None:
+    """Convert a contributor's uploaded model (``job.source_file``) and store it as the task's next version.
+
+    Failures end the job with the reasons in plain words (never a traceback) and leave
+    every row and stored file but the job's own status as they were.
+    """
+    from .keras_import import convert_keras_source, source_keras_version
+    from .uploads import UploadError, check_model_fits_task
+
+    with transaction.atomic():
+        job = ConversionJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status in (ConversionJob.Status.DONE, ConversionJob.Status.FAILED):
+            return job.result_id if job else None
+        job.status, job.started_at = ConversionJob.Status.RUNNING, timezone.now()
+        job.save(update_fields=["status", "started_at"])
+    try:
+        try:
+            with default_storage.open(job.source_file, "rb") as fh:
+                data = fh.read()
+        except (OSError, ValueError):
+            raise UploadError(["The uploaded model file is no longer in storage: upload the model again."]) from None
+        artifacts = convert_keras_source(job.source_kind, job.source_file.rsplit("/", 1)[-1], data)
+        problems = check_model_fits_task(artifacts, job.task.spec_values())
+        if problems:
+            raise UploadError(problems)
+        source = _describe_source(job.source_kind, source_keras_version(job.source_kind, data))
+        with transaction.atomic():
+            job = ConversionJob.objects.select_for_update().get(pk=job_id)
+            if job.status == ConversionJob.Status.DONE:
+                return job.result_id
+            version = create_version(job.task, artifacts, origin=Origin.CONVERSION,
+                                     note=f"Converted from {source} ({job.source}).")
+            job.status, job.result, job.finished_at = ConversionJob.Status.DONE, version, timezone.now()
+            job.message = (f"Converted {source}: {version.parameter_count:,} parameters, "
+                           f"version {version.number}.")
+            job.save(update_fields=["status", "result", "finished_at", "message"])
+        return version.pk
+    except UploadError as exc:
+        message = " ".join(exc.problems)
+    except Exception as exc:
+        log.exception("Conversion job %s failed", job_id)
+        message = (f"The conversion failed unexpectedly ({type(exc).__name__}). Try again; if it fails again, "
+                   "an administrator can find the details in the worker's log.")
+    ConversionJob.objects.filter(pk=job_id).update(
+        status=ConversionJob.Status.FAILED, message=message, finished_at=timezone.now()
+    )
+    return None

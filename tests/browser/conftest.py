@@ -6,11 +6,15 @@ import pytest
 
 from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env
 
+TINY_PROVIDERS = ",".join(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText",
+                                                                              "TinyFederated"))
+
 
 @pytest.fixture(scope="session")
 def live_platform(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("platform")
-    env = platform_env(workdir, DISCO_ADMIN_PASSWORD="browser-test-admin-pw")
+    # The tiny tasks of the in-browser training tests are loaded too (providers of tests/browser/tiny_tasks.py).
+    env = platform_env(workdir, DISCO_ADMIN_PASSWORD="browser-test-admin-pw", DISCO_TASK_PROVIDERS=TINY_PROVIDERS)
     manage(env, "migrate", "--noinput")
     manage(env, "ensure_admin")
     loaded = manage(env, "load_default_tasks")

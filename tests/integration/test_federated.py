@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,12 @@ from tests.live_platform import daphne, free_port, kill_group, manage, platform_
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/13"
 PROVIDERS = "tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularPairs"
+
+
+def run_async(coroutine):
+    """asyncio.run on a thread of its own: a session's Playwright may own this thread's event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def titanic_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +84,7 @@ def version_vector(platform: Platform, task_id: str, number: int) -> np.ndarray:
 
 def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     datasets = [titanic_like(n, seed) for n, seed in ((60, 1), (90, 2), (150, 3))]
-    clients = asyncio.run(run_clients(platform.url, "fed-tabular", datasets, rounds=3))
+    clients = run_async(run_clients(platform.url, "fed-tabular", datasets, rounds=3))
     assert platform.versions("fed-tabular") == [1, 2, 3, 4]
     final = version_vector(platform, "fed-tabular", 4)
     # The last round's aggregate, computed here from what each participant sent: the sample-weighted mean.
@@ -112,13 +119,13 @@ async def _straggler_round(url: str) -> float:
 
 
 def test_a_silent_participant_does_not_stall_the_round_past_its_deadline(platform):
-    elapsed = asyncio.run(_straggler_round(platform.url))
+    elapsed = run_async(_straggler_round(platform.url))
     assert elapsed < 5 + 10  # deadline 5 s, plus scheduling slack
 
 
 def test_restarting_daphne_loses_no_committed_version(platform, tmp_path):
     datasets = [titanic_like(40, seed) for seed in (7, 8, 9)]
-    clients = asyncio.run(run_clients(platform.url, "fed-tabular", datasets, rounds=1))
+    clients = run_async(run_clients(platform.url, "fed-tabular", datasets, rounds=1))
     committed = platform.versions("fed-tabular")
     # Stop the module's daphne and serve the same database again on the same port.
     with daphne(platform.env, tmp_path / "daphne2.log", port=free_port()) as url:
@@ -126,7 +133,7 @@ def test_restarting_daphne_loses_no_committed_version(platform, tmp_path):
         restarted.url = url
         assert restarted.versions("fed-tabular") == committed
         tokens = {i: c.resume_token for i, c in enumerate(clients)}
-        asyncio.run(run_clients(url, "fed-tabular", datasets, rounds=1, tokens=tokens))
+        run_async(run_clients(url, "fed-tabular", datasets, rounds=1, tokens=tokens))
         assert restarted.versions("fed-tabular") == [*committed, committed[-1] + 1]
 
 
@@ -160,7 +167,7 @@ def test_a_killed_worker_yields_exactly_one_next_version(platform):
         for c in clients:
             await c.close()
 
-    asyncio.run(contribute())
+    run_async(contribute())
     # Hold the database's write lock so the next worker blocks inside aggregate_round; kill it there.
     lock = sqlite3.connect(platform.root / "db.sqlite3", timeout=30, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")

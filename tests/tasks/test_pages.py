@@ -208,7 +208,7 @@ def test_detail_shows_settings_and_the_current_model(client):
     assert "17,285" in html and "67.5 KB" in html and "v2" in html and "v1" in html
     assert 'href="/tasks/titanic/model.json"' in html
     assert "tf.loadLayersModel('http://testserver/tasks/titanic/model.json')" in html
-    assert "Train on your data" in html and "coming next" in html
+    assert "Train on your data" in html and 'href="/tasks/titanic/train/"' in html
 
 
 @pytest.mark.django_db

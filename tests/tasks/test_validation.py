@@ -13,7 +13,8 @@ BASE: dict[str, Any] = {
     "epochs": 10, "round_duration": 2, "batch_size": 30, "validation_split": 0.2, "min_participants": 2,
     "input_columns": ["Age"], "output_columns": ["Survived"], "labels": [], "preprocessing": ["sanitize"],
     "clipping_radius": None, "noise_scale": None, "max_share_value": 100.0, "aggregator": "mean",
-    "aggregator_params": {}, "round_deadline_seconds": 120, "image_height": None, "image_width": None, "image_channels": None,
+    "aggregator_params": {}, "round_deadline_seconds": 120,
+    "image_height": None, "image_width": None, "image_channels": None,
     "tokenizer": "", "max_sequence_length": None,
 }
 IMAGE = {**BASE, "data_type": "image", "image_height": 28, "image_width": 28, "labels": ["0", "1"],

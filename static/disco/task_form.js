@@ -1,0 +1,64 @@
+/**
+ * Progressive enhancement of the task form (templates/tasks/task_form.html).
+ *
+ * Without JavaScript every field is shown and the server ignores the ones that do not
+ * apply. With it, only the fields of the chosen data type, aggregator and privacy
+ * choice are shown, and an upload over the size limit is refused before it is sent.
+ */
+
+/**
+ * Show the elements whose space-separated `attribute` list contains `value`; hide the rest.
+ * @param {ParentNode} root
+ * @param {string} attribute e.g. "data-show-for-type"
+ * @param {string} value the current choice
+ */
+function showMatching(root, attribute, value) {
+  for (const el of root.querySelectorAll(`[${attribute}]`)) {
+    const wanted = el.getAttribute(attribute).split(/\s+/);
+    el.hidden = !wanted.includes(value);
+  }
+}
+
+/**
+ * @param {HTMLFormElement} form
+ */
+function enhance(form) {
+  form.classList.add("js-enhanced");
+  const dataType = /** @type {HTMLSelectElement} */ (form.elements.namedItem("data_type"));
+  const aggregator = /** @type {HTMLSelectElement} */ (form.elements.namedItem("aggregator"));
+  const update = () => {
+    showMatching(form, "data-show-for-type", dataType.value);
+    showMatching(form, "data-show-for-aggregator", aggregator.value);
+    for (const el of form.querySelectorAll("[data-show-if-checked]")) {
+      const box = /** @type {HTMLInputElement|null} */ (document.getElementById(el.getAttribute("data-show-if-checked")));
+      el.hidden = !(box && box.checked);
+    }
+  };
+  form.addEventListener("change", update);
+  update();
+
+  const files = /** @type {HTMLInputElement} */ (form.elements.namedItem("model_files"));
+  const sizeError = document.getElementById("model-size-error");
+  const limit = Number(form.dataset.maxBytes || 0);
+  const tooLarge = () => {
+    const total = Array.from(files.files || []).reduce((sum, f) => sum + f.size, 0);
+    return limit > 0 && total > limit ? total : 0;
+  };
+  files.addEventListener("change", () => {
+    const total = tooLarge();
+    sizeError.hidden = !total;
+    sizeError.textContent = total
+      ? `These files add up to ${(total / 1e6).toFixed(1)} MB; the limit is ${(limit / 1e6).toFixed(1)} MB. Choose a smaller model.`
+      : "";
+    files.setAttribute("aria-invalid", total ? "true" : "false");
+  });
+  form.addEventListener("submit", (event) => {
+    if (tooLarge()) {
+      event.preventDefault();
+      files.focus();
+    }
+  });
+}
+
+const form = /** @type {HTMLFormElement|null} */ (document.getElementById("task-form"));
+if (form) enhance(form);

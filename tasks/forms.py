@@ -1,0 +1,312 @@
+"""The contributors' task form: every task setting, in plain words, turned into spec values.
+
+The form only parses what people type (numbers, lists one per line, the aggregator's
+parameters as separate fields, privacy as a checkbox); the rules themselves live in
+``tasks.validation`` and are applied by ``tasks.creation``, whose ``{field: [messages]}``
+errors ``TaskForm.add_service_errors`` puts under the matching inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from .choices import Aggregator, DataType, Scheme, Tokenizer
+from .models import Task
+from .preprocessing import preprocessing_steps
+from .spec import SPEC_FIELDS
+
+# The parameters each aggregator takes, as form fields (``agg_<name>``), with their types.
+AGGREGATOR_PARAMS: dict[str, tuple[str, ...]] = {
+    Aggregator.TRIMMED_MEAN: ("beta",),
+    Aggregator.KRUM: ("f",),
+    Aggregator.MULTI_KRUM: ("f", "m"),
+    Aggregator.CENTERED_CLIPPING: ("tau", "iterations"),
+}
+INT_PARAMS = frozenset({"f", "m", "iterations"})
+DEFAULT_CLIPPING_RADIUS = 1.0
+DEFAULT_NOISE_SCALE = 1.0
+MODEL_ACCEPT = ".json,.bin,.zip,.h5,.keras"
+
+_LIST_SPLIT = re.compile(r"[\n,]")
+
+
+def parse_list(text: str) -> list[str]:
+    """Names written one per line or comma-separated; blanks dropped."""
+    return [item.strip() for item in _LIST_SPLIT.split(text or "") if item.strip()]
+
+
+class ListField(forms.CharField):
+    """A list of names typed in a textarea, one per line or separated by commas."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(map(str, value)) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        return parse_list(super().to_python(value))
+
+
+class ExampleField(forms.CharField):
+    """DISCO's data example (``[{"columnName", "columnData"}]``) written as ``name: value`` lines."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return "\n".join(f"{row.get('columnName', '')}: {row.get('columnData', '')}"
+                             for row in value if isinstance(row, dict))
+        return value
+
+    def to_python(self, value: Any) -> list[dict[str, str]]:
+        if isinstance(value, list):
+            return value
+        rows = []
+        for number, line in enumerate((super().to_python(value) or "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, data = line.partition(":")
+            if not sep or not name.strip():
+                raise forms.ValidationError(f"Line {number} needs a column name, a colon and a value, e.g. 'Age: 22'.")
+            rows.append({"columnName": name.strip(), "columnData": data.strip()})
+        return rows
+
+
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class ModelFilesField(forms.FileField):
+    """Several files from one ``<input type=file multiple>``; their total size is checked before reading."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": MODEL_ACCEPT, "multiple": True}))
+        super().__init__(**kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        files = [f for f in (data if isinstance(data, (list, tuple)) else [data]) if f]
+        cleaned = [super(ModelFilesField, self).clean(f, initial) for f in files]
+        names = [f.name for f in cleaned]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise forms.ValidationError(f"Two selected files have the same name: {', '.join(duplicates)}.")
+        total, limit = sum(f.size for f in cleaned), int(settings.DISCO_MAX_MODEL_BYTES)
+        if total > limit:
+            from .creation import too_large_message
+
+            raise forms.ValidationError(too_large_message(total))
+        return cleaned
+
+
+def _int(label: str, help_text: str = "", **kwargs: Any) -> forms.IntegerField:
+    return forms.IntegerField(label=label, help_text=help_text, required=False, min_value=None, **kwargs)
+
+
+def _float(label: str, help_text: str = "", **kwargs: Any) -> forms.FloatField:
+    return forms.FloatField(label=label, help_text=help_text, required=False, **kwargs)
+
+
+def _text(label: str, help_text: str = "", rows: int = 3, **kwargs: Any) -> forms.CharField:
+    return forms.CharField(label=label, help_text=help_text, required=False,
+                           widget=forms.Textarea(attrs={"rows": rows}), **kwargs)
+
+
+class TaskForm(forms.Form):
+    """Every setting of a task, grouped as the template shows them."""
+
+    # General
+    id = forms.CharField(label="Task id", required=False, max_length=64,
+                         help_text="A short name for links, e.g. <code>heart-disease</code>: lower-case letters, "
+                                   "digits, '-' and '_'. It cannot change later.")
+    title = forms.CharField(label="Title", required=False, max_length=200)
+    summary_preview = forms.CharField(label="One-line summary", required=False, max_length=500,
+                                      help_text="Shown on the task's card in the catalogue.")
+    scheme = forms.ChoiceField(label="How participants collaborate", choices=Scheme.choices, initial=Scheme.FEDERATED,
+                               help_text="Federated: the server combines everyone's updates. Decentralized: "
+                                         "participants exchange updates directly. Local: each trains alone.")
+    data_type = forms.ChoiceField(label="Data type", choices=DataType.choices, initial=DataType.TABULAR,
+                                  help_text="What participants train on: images, rows of a CSV file, or text.")
+    # Description
+    summary_overview = _text("Overview", "What the task is about and why it matters.", rows=4)
+    model_description = _text("About the model", "Its architecture, in a few words.")
+    data_format = _text("Data format", "What data a participant connects, and how it is organised.")
+    data_example_text = forms.CharField(label="Example caption", required=False,
+                                        help_text="A sentence introducing the example below.")
+    data_example = ExampleField(label="Example row", required=False,
+                                help_text="One column per line as <code>name: value</code>, e.g. <code>Age: 22</code>.")
+    data_example_image = forms.CharField(label="Example image address", required=False, max_length=500,
+                                         help_text="Link to a picture of typical data (optional).")
+    sample_dataset_link = forms.CharField(label="Sample dataset link", required=False, max_length=500)
+    sample_dataset_instructions = _text("Sample dataset instructions",
+                                        "How to get and connect the sample data.")
+    # Data
+    image_height = _int("Image height (pixels)", "Images are resized to this height.")
+    image_width = _int("Image width (pixels)", "Images are resized to this width.")
+    image_channels = forms.TypedChoiceField(label="Colour channels", required=False, coerce=int, empty_value=None,
+                                            choices=[(3, "3: colour (RGB)"), (1, "1: greyscale"),
+                                                     (4, "4: colour with transparency (RGBA)")], initial=3)
+    labels = ListField(label="Labels", required=False,
+                       help_text="The classes the model predicts, one per line or separated by commas, in the "
+                                 "order of the model's outputs.")
+    input_columns = ListField(label="Input columns", required=False,
+                              help_text="The CSV columns the model reads, one per line or comma-separated.")
+    output_columns = ListField(label="Output columns", required=False,
+                               help_text="The CSV column(s) the model predicts.")
+    tokenizer = forms.ChoiceField(label="Tokenizer", required=False, choices=Tokenizer.choices,
+                                  initial=Tokenizer.BYTES,
+                                  help_text="How text is cut into tokens; it ships with the platform.")
+    max_sequence_length = _int("Maximum sequence length", "Tokens per training example (at least 2).")
+    # Training
+    epochs = _int("Epochs", "How many passes over their data each participant makes in total.", initial=10)
+    round_duration = _int("Epochs per round", "How many epochs a participant trains between two exchanges of "
+                                              "updates. Epochs must be a multiple of it.", initial=2)
+    batch_size = _int("Batch size", "Examples per training step; 16 to 64 suits most tasks.", initial=32)
+    validation_split = _float("Validation share", "The fraction of each participant's data kept aside to "
+                                                  "measure accuracy, e.g. 0.2 for 20%.", initial=0.2)
+    min_participants = _int("Minimum participants", "A round waits for this many people.", initial=2)
+    round_deadline_seconds = _int("Round deadline (seconds)", "Once the minimum number of participants has sent "
+                                                              "an update, a round closes after this many seconds "
+                                                              "without waiting for slower ones.", initial=120)
+    # Aggregation
+    aggregator = forms.ChoiceField(label="How updates are combined", choices=Aggregator.choices,
+                                   initial=Aggregator.MEAN,
+                                   help_text="The mean suits trusted participants. The median, trimmed mean, "
+                                             "Krum and centered clipping resist a few faulty or malicious ones.")
+    agg_beta = _float("Share trimmed at each end (beta)", "From 0 to just under 0.5; 0.1 drops the highest and "
+                                                          "lowest 10% of values.", initial=0.1)
+    agg_f = _int("Faulty participants tolerated (f)", "Krum needs at least 2f+3 participants.", initial=1)
+    agg_m = _int("Updates averaged (m)", "Multi-Krum averages the m most trustworthy updates.", initial=2)
+    agg_tau = _float("Clipping radius (tau)", "How far an update may pull the model in one step.", initial=1.0)
+    agg_iterations = _int("Iterations", "Clipping passes per round; 1 to 3 is typical.", initial=1)
+    max_share_value = _float("Largest shared value", "Secure aggregation: updates are encoded within ± this "
+                                                     "value; 100 is safe for most models.", initial=100.0)
+    # Privacy
+    dp_enabled = forms.BooleanField(label="Protect each update with differential privacy", required=False,
+                                    help_text="Before an update leaves a participant's device, its size is "
+                                              "limited and random noise is added, so that nobody can tell "
+                                              "whether one particular person's data was used. More noise means "
+                                              "more privacy and a slightly less accurate model.")
+    clipping_radius = _float("Update size limit (clipping radius)", "Each update is scaled down to at most this "
+                                                                    "length. 1.0 is a safe start.",
+                             initial=DEFAULT_CLIPPING_RADIUS)
+    noise_scale = _float("Noise amount (noise multiplier)", "Noise added, relative to the size limit. 1.0 gives "
+                                                            "good privacy; 0 adds none.", initial=DEFAULT_NOISE_SCALE)
+    # Model
+    model_files = ModelFilesField(label="Model files", required=False)
+    random_init = forms.BooleanField(label="My model.json has no weights: initialise them randomly", required=False)
+
+    def __init__(self, *args: Any, task: Task | None = None, **kwargs: Any):
+        self.task = task
+        if task is not None and "initial" not in kwargs:
+            kwargs["initial"] = initial_from_task(task)
+        super().__init__(*args, **kwargs)
+        for data_type in DataType.values:
+            steps = preprocessing_steps(data_type)
+            self.fields[f"preprocessing_{data_type}"] = forms.MultipleChoiceField(
+                label="Preprocessing", required=False, widget=forms.CheckboxSelectMultiple,
+                choices=list(steps.items()))
+        if task is not None:
+            self.fields["id"].disabled = True
+            self.fields["model_files"].help_text = "Leave empty to keep the current model; a new model becomes a " \
+                                                   "new version (earlier versions are kept)."
+
+    # --- reading -------------------------------------------------------------------------
+    def preprocessing_field(self) -> forms.BoundField:
+        return self[f"preprocessing_{self._value('data_type') or DataType.TABULAR}"]
+
+    def preprocessing_fields(self) -> list[tuple[str, str, forms.BoundField]]:
+        return [(value, label, self[f"preprocessing_{value}"]) for value, label in DataType.choices]
+
+    def _value(self, name: str) -> Any:
+        if hasattr(self, "cleaned_data") and name in self.cleaned_data:
+            return self.cleaned_data[name]
+        return self[name].value()
+
+    def spec_values(self) -> dict[str, Any]:
+        """The task settings the form holds (fields that failed to parse are left out)."""
+        data = dict(getattr(self, "cleaned_data", {}))
+        if self.task is not None:
+            data["id"] = self.task.pk
+        data_type = data.get("data_type")
+        # Privacy fields are read below, from the checkbox.
+        names = [n for n in SPEC_FIELDS if n in self.fields and n not in ("clipping_radius", "noise_scale")]
+        values = {name: data[name] for name in names if name in data}
+        for name in ("title", "summary_preview"):
+            if isinstance(values.get(name), str):
+                values[name] = values[name].strip()
+        # Settings of the other data types are hidden in the form: drop them rather than keep stale values.
+        if data_type != DataType.IMAGE:
+            values.update(image_height=None, image_width=None, image_channels=None)
+        if data_type != DataType.TABULAR:
+            values.update(input_columns=[], output_columns=[])
+        if data_type == DataType.TEXT:
+            values["labels"] = []
+        else:
+            values.update(tokenizer="", max_sequence_length=None)
+        if f"preprocessing_{data_type}" in data:
+            chosen = set(data[f"preprocessing_{data_type}"])
+            values["preprocessing"] = [s for s in preprocessing_steps(str(data_type)) if s in chosen]
+        aggregator = data.get("aggregator")
+        params = AGGREGATOR_PARAMS.get(aggregator, ())
+        if all(f"agg_{p}" in data for p in params):
+            values["aggregator_params"] = {p: data[f"agg_{p}"] for p in params if data[f"agg_{p}"] is not None}
+        if "dp_enabled" in data:
+            if data["dp_enabled"]:
+                for name in ("clipping_radius", "noise_scale"):
+                    if name in data:
+                        values[name] = data[name]
+            else:
+                values.update(clipping_radius=None, noise_scale=None)
+        return values
+
+    def model_file_bytes(self) -> dict[str, bytes]:
+        """The uploaded files by name, read into memory (their total size was checked first)."""
+        files = getattr(self, "cleaned_data", {}).get("model_files") or []
+        out = {}
+        for uploaded in files:
+            uploaded.seek(0)
+            out[uploaded.name] = uploaded.read()
+        return out
+
+    # --- errors from the service ---------------------------------------------------------
+    def form_field_for(self, name: str, message: str) -> str:
+        """The form field that shows a service error about spec field ``name``."""
+        if name == "model":
+            return "model_files"
+        if name == "preprocessing":
+            return f"preprocessing_{self._value('data_type')}"
+        if name == "aggregator_params":
+            params = AGGREGATOR_PARAMS.get(self._value("aggregator"), ())
+            match = re.search(r"needs (\w+)", message)
+            if match and match.group(1) in params:
+                return f"agg_{match.group(1)}"
+            return f"agg_{params[0]}" if params else "aggregator"
+        return name if name in self.fields else "id"
+
+    def add_service_errors(self, errors: dict[str, list[str]]) -> None:
+        """Show ``{spec field: [messages]}`` under the inputs, except where parsing already failed."""
+        failed = set(self.errors)
+        for name, messages in errors.items():
+            for message in messages:
+                target = self.form_field_for(name, message)
+                if target in failed and target not in ("model_files",):
+                    continue
+                self.add_error(target, message)
+
+
+def initial_from_task(task: Task) -> dict[str, Any]:
+    """The form's initial values for editing ``task``."""
+    initial: dict[str, Any] = task.spec_values()
+    initial[f"preprocessing_{task.data_type}"] = list(task.preprocessing)
+    for name, value in (task.aggregator_params or {}).items():
+        initial[f"agg_{name}"] = value
+    initial["dp_enabled"] = task.clipping_radius is not None
+    if task.clipping_radius is None:
+        initial.update(clipping_radius=DEFAULT_CLIPPING_RADIUS, noise_scale=DEFAULT_NOISE_SCALE)
+    return initial

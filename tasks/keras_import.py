@@ -1,0 +1,391 @@
+"""Turning an uploaded Keras model (Keras 2 or Keras 3) into a TF.js LayersModel, in a worker.
+
+Keras 2 (``tf_keras``) files load with ``tf_keras`` and convert with ``tensorflowjs``
+directly. Keras 3 files do not: tensorflowjs 4.22 writes Keras 3's layer configs as they
+are (``batch_shape``, dtype-policy objects, ``{"args": [...]}`` inbound nodes, ...), which
+TF.js 4.22 refuses to load. So a Keras 3 model is loaded with Keras 3, its config is
+translated to the Keras 2 form, rebuilt with ``tf_keras``, given the Keras 3 weights
+(checked one by one for shape) and converted from there.
+
+Uploaded configs are checked for layer classes TF.js cannot train *before* anything is
+deserialized, and Keras 3 loads in safe mode, so an upload never runs Python code it
+carries (Lambda layers hold marshalled bytecode).
+
+TensorFlow is imported on first use: only workers, management commands and tests call this.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .conversion import keras_model_to_tfjs, tfjs_files_to_artifacts
+from .keras_env import tf_keras
+from .tfjs_format import LayersModelArtifacts, ModelFormatError
+from .uploads import SafeZip, UploadError, h5_keras_info, unsupported_layer_problems
+
+log = logging.getLogger(__name__)
+
+SOURCE_KINDS = ("keras_h5", "keras_v3", "saved_model", "tfjs_architecture")
+
+# Keyword arguments tf_keras's base Layer takes besides those of each class's __init__.
+_BASE_LAYER_KWARGS = frozenset({"name", "dtype", "trainable", "dynamic", "input_dim", "input_shape",
+                                "batch_input_shape", "batch_size", "weights", "activity_regularizer", "autocast"})
+_MODEL_CONFIG_KEYS = ("name", "layers", "input_layers", "output_layers")
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+def convert_keras_source(kind: str, name: str, data: bytes) -> LayersModelArtifacts:
+    """Convert an uploaded model (``kind`` from ``uploads.inspect_model_upload``) to checked TF.js artifacts.
+
+    Raises ``UploadError`` with plain-words reasons when the file cannot become a
+    trainable TF.js model.
+    """
+    if kind not in SOURCE_KINDS:
+        raise UploadError([f"Unknown upload kind {kind!r}: expected one of {', '.join(SOURCE_KINDS)}."])
+    with tempfile.TemporaryDirectory(prefix="disco-upload-") as tmp:
+        workdir = Path(tmp)
+        try:
+            if kind == "tfjs_architecture":
+                artifacts = _architecture_to_artifacts(data, workdir)
+            else:
+                loader = {"keras_h5": _load_h5, "keras_v3": _load_keras_v3, "saved_model": _load_saved_model}[kind]
+                artifacts = keras_model_to_tfjs(loader(data, workdir))
+        except UploadError:
+            raise
+        except ModelFormatError as exc:
+            raise UploadError(["The converted model is not a usable TF.js layers model: "
+                               + " ".join(exc.problems)]) from None
+        except Exception as exc:
+            log.exception("Converting an uploaded %s (%s) failed", kind, name)
+            raise UploadError([f"The model could not be converted ({type(exc).__name__}: {_short(exc)}). "
+                               "Check that it loads with keras.models.load_model, then save it again."]) from None
+    problems = unsupported_layer_problems(artifacts.topology())
+    if problems:
+        raise UploadError(problems)
+    return artifacts
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _major(version: str) -> str:
+    return str(version).strip().split(".")[0]
+
+
+# --- Loaders, one per kind ---------------------------------------------------------------------------------------
+
+def _architecture_to_artifacts(data: bytes, workdir: Path) -> LayersModelArtifacts:
+    """Random initial weights, drawn once on the server so every participant starts from the same model."""
+    try:
+        topology = json.loads(data).get("modelTopology", {})
+    except (ValueError, AttributeError):
+        raise UploadError(["model.json is not valid JSON: upload the file again."]) from None
+    problems = unsupported_layer_problems(topology)
+    if problems:
+        raise UploadError(problems)
+    path = workdir / "model.json"
+    # Without a manifest the converter builds the model and draws fresh weights.
+    document = json.loads(data)
+    document.pop("weightsManifest", None)
+    path.write_text(json.dumps(document))
+    return tfjs_files_to_artifacts(path)
+
+
+def _load_h5(data: bytes, workdir: Path) -> Any:
+    version, config = h5_keras_info(data)
+    problems = unsupported_layer_problems(config)
+    if problems:
+        raise UploadError(problems)
+    path = workdir / "model.h5"
+    path.write_bytes(data)
+    if version == "3":
+        keras3 = _keras3()
+        try:
+            model = keras3.models.load_model(str(path), compile=False)
+        except Exception as exc:
+            raise UploadError([f"This Keras 3 .h5 file could not be loaded ({_short(exc)}). Save the model again "
+                               "with model.save('model.keras') and upload that."]) from None
+        return keras3_to_tf_keras(model)
+    return _load_tf_keras(path)
+
+
+def _load_keras_v3(data: bytes, workdir: Path) -> Any:
+    archive = SafeZip(data, "The .keras file")
+    try:
+        config = json.loads(archive.read("config.json"))
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise UploadError(["This .keras file is damaged: its config.json is not a Keras model configuration. "
+                           "Save the model again with model.save('model.keras') and upload that file."]) from None
+    problems = unsupported_layer_problems(config)
+    if problems:
+        raise UploadError(problems)
+    version = ""
+    if "metadata.json" in archive.names():
+        try:
+            version = _major(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            version = ""
+    # Re-pack the members through SafeZip's bounded reads, so Keras never inflates an unchecked stream.
+    path = workdir / "model.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as out:
+        for member in archive.names():
+            out.writestr(member, archive.read(member))
+    if version == "2":
+        return _load_tf_keras(path)
+    keras3 = _keras3()
+    try:
+        model = keras3.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:
+        raise UploadError([f"This .keras file could not be loaded by Keras {version or '3'} ({_short(exc)}). "
+                           "Save the model again with model.save('model.keras') and upload that file."]) from None
+    return keras3_to_tf_keras(model)
+
+
+def _load_saved_model(data: bytes, workdir: Path) -> Any:
+    archive = SafeZip(data, "The SavedModel zip")
+    saved = [n for n in archive.names() if PurePosixPath(n).name == "saved_model.pb"]
+    if len(saved) != 1:
+        raise UploadError(["The zip must hold exactly one TensorFlow SavedModel folder (with saved_model.pb)."])
+    root = workdir / "saved_model"
+    archive.extract_to(root)
+    model_dir = (root / saved[0]).parent
+    metadata = model_dir / "keras_metadata.pb"
+    if not metadata.is_file():
+        raise UploadError([
+            "This SavedModel has no Keras metadata (keras_metadata.pb): it was exported for inference only "
+            "(for example with Keras 3's model.export()), and its layers cannot be rebuilt for training. "
+            "Upload the Keras file instead: model.save('model.keras') (or 'model.h5')."
+        ])
+    problems = _saved_model_layer_problems(metadata.read_bytes())
+    if problems:
+        raise UploadError(problems)
+    return _load_tf_keras(model_dir)
+
+
+def _saved_model_layer_problems(metadata: bytes) -> list[str]:
+    """Layer classes TF.js cannot train, read from keras_metadata.pb without loading the model."""
+    tf_keras()
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    proto = saved_metadata_pb2.SavedMetadata()
+    try:
+        proto.ParseFromString(metadata)
+    except Exception:  # protobuf raises its own DecodeError
+        raise UploadError(["The SavedModel's keras_metadata.pb is damaged: save the model again."]) from None
+    layers = []
+    for node in proto.nodes:
+        if not node.identifier.startswith(("_tf_keras_layer", "_tf_keras_input_layer", "_tf_keras_rnn_layer",
+                                           "_tf_keras_model", "_tf_keras_network", "_tf_keras_sequential")):
+            continue  # metrics and other tracked objects
+        try:
+            meta = json.loads(node.metadata)
+        except ValueError:
+            continue
+        layers.append({"class_name": meta.get("class_name"), "name": meta.get("name")})
+    return unsupported_layer_problems({"class_name": "Functional", "config": {"layers": layers}})
+
+
+def _load_tf_keras(path: Path) -> Any:
+    keras = tf_keras()
+    try:
+        try:
+            return keras.models.load_model(str(path))  # keeps the training config when there is one
+        except (ValueError, TypeError, KeyError):
+            return keras.models.load_model(str(path), compile=False)
+    except UploadError:
+        raise
+    except Exception as exc:
+        raise UploadError([f"This file is not a Keras model tf_keras can load ({_short(exc)}). Save the model "
+                           "again with model.save(...) and upload that file."]) from None
+
+
+def _keras3() -> Any:
+    tf_keras()  # TensorFlow's environment first
+    import keras
+
+    if _major(keras.__version__) != "3":  # pragma: no cover - depends on the installed packages
+        raise UploadError(["This server cannot read Keras 3 files (Keras 3 is not installed)."])
+    return keras
+
+
+# --- Keras 3 -> Keras 2 translation --------------------------------------------------------------------------------
+
+def keras3_to_tf_keras(model: Any) -> Any:
+    """Rebuild a Keras 3 Sequential/Functional ``model`` in ``tf_keras`` with the same weights."""
+    keras3 = _keras3()
+    serialized = keras3.saving.serialize_keras_object(model)
+    class_name = serialized.get("class_name")
+    if class_name not in _MODEL_CLASSES:
+        raise UploadError([f"The model is a subclassed Keras model ({class_name}); only Sequential and functional "
+                           "models can be converted to TF.js. Build it with keras.Sequential or keras.Model(inputs, "
+                           "outputs)."])
+    config = translate_model_config(model.get_config())
+    keras = tf_keras()
+    try:
+        if class_name == "Sequential":
+            rebuilt = keras.Sequential.from_config(config)
+        else:
+            rebuilt = keras.Model.from_config(config)
+    except UploadError:
+        raise
+    except Exception as exc:
+        raise UploadError([f"The Keras 3 model could not be rebuilt for TF.js ({type(exc).__name__}: {_short(exc)})."
+                           " Rebuild it with standard Keras layers."]) from None
+    _copy_weights(model, rebuilt)
+    return rebuilt
+
+
+def _copy_weights(source: Any, target: Any) -> None:
+    weights = source.get_weights()
+    expected = target.get_weights()
+    problems = []
+    if len(weights) != len(expected):
+        problems.append(f"it has {len(weights)} weight arrays where the rebuilt model has {len(expected)}")
+    else:
+        for index, (have, want) in enumerate(zip(weights, expected, strict=True)):
+            if tuple(have.shape) != tuple(want.shape):
+                name = target.weights[index].name
+                problems.append(f"weight {index} ({name}) has shape {tuple(have.shape)}, expected {tuple(want.shape)}")
+    if problems:
+        raise UploadError(["The Keras 3 model could not be rebuilt for TF.js with the same weights: "
+                           + "; ".join(problems) + ". Rebuild it with standard Keras layers."])
+    target.set_weights(weights)
+
+
+def translate_model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A Keras 3 Sequential/Functional ``get_config()`` in the Keras 2 form tf_keras and TF.js read."""
+    out: dict[str, Any] = {key: config[key] for key in _MODEL_CONFIG_KEYS if key in config}
+    out["layers"] = [_translate_layer(layer) for layer in config.get("layers", [])]
+    for key in ("input_layers", "output_layers"):
+        if key in out:
+            out[key] = _layer_refs(out[key])
+    if "build_input_shape" in config:
+        out["build_input_shape"] = config["build_input_shape"]
+    return out
+
+
+def _layer_refs(refs: Any) -> list[list[Any]]:
+    """Keras 3 writes a single input/output as ``[name, node, index]``; Keras 2 always as a list of those."""
+    if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
+        return [list(refs)]
+    if isinstance(refs, dict):
+        raise UploadError(["The model takes its inputs as a dictionary, which TF.js cannot express: build it with "
+                           "a list of inputs instead."])
+    return [list(ref) for ref in refs]
+
+
+def _translate_layer(entry: dict[str, Any]) -> dict[str, Any]:
+    class_name = entry["class_name"]
+    name = entry.get("name") or entry.get("config", {}).get("name")
+    if class_name in _MODEL_CLASSES:
+        config = translate_model_config(entry["config"])
+    else:
+        config = _translate_value(entry.get("config", {}))
+        if "batch_shape" in config:
+            config["batch_input_shape"] = config.pop("batch_shape")
+        config = _accepted_kwargs(class_name, config, "layers")
+    out: dict[str, Any] = {"class_name": class_name, "config": config}
+    if name is not None:
+        out["name"] = name
+    if "inbound_nodes" in entry:
+        out["inbound_nodes"] = [_translate_node(node, name) for node in entry["inbound_nodes"]]
+    return out
+
+
+def _translate_node(node: Any, layer_name: str | None) -> list[list[Any]]:
+    if isinstance(node, list):  # already Keras 2 style
+        return node
+    tensors: list[list[Any]] = []
+    _collect_tensors(node.get("args", []), tensors, layer_name)
+    kwargs = {}
+    for key, value in (node.get("kwargs") or {}).items():
+        found: list[list[Any]] = []
+        _collect_tensors(value, found, layer_name, allow_constants=True)
+        if found:
+            raise UploadError([f"Layer {layer_name!r} is called with a tensor as its {key!r} argument, which TF.js "
+                               "cannot express. Pass tensors only as the layer's inputs."])
+        if value is not None:
+            kwargs[key] = value
+    return [[history[0], history[1], history[2], kwargs] for history in tensors]
+
+
+def _collect_tensors(value: Any, out: list[list[Any]], layer_name: str | None, allow_constants: bool = False) -> None:
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        out.append(list(value["config"]["keras_history"]))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_tensors(item, out, layer_name, allow_constants)
+    elif not allow_constants:
+        raise UploadError([f"Layer {layer_name!r} is called with a non-tensor argument ({value!r:.60}), which TF.js "
+                           "cannot express. Rebuild the model so each layer is called on tensors only."])
+
+
+def _translate_value(value: Any) -> Any:
+    """Keras 3 serialized objects -> Keras 2 ``{class_name, config}``; dtype policies -> their name."""
+    if isinstance(value, list):
+        return [_translate_value(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "class_name" in value and "config" in value and ("module" in value or "registered_name" in value):
+        class_name = value["class_name"]
+        if class_name.endswith("DTypePolicy"):
+            return value["config"].get("name", "float32")
+        if class_name in _MODEL_CLASSES or "inbound_nodes" in value or "build_config" in value:
+            return _translate_layer(value)
+        config = _translate_value(value["config"])
+        module = str(value.get("module") or "")
+        family = next((f for f in ("initializers", "regularizers", "constraints") if f in module), "layers")
+        if isinstance(config, dict):
+            config = _accepted_kwargs(class_name, config, family)
+        return {"class_name": class_name, "config": config}
+    return {key: _translate_value(item) for key, item in value.items()}
+
+
+def _accepted_kwargs(class_name: str, config: dict[str, Any], family: str) -> dict[str, Any]:
+    """Drop Keras 3-only options (``quantization_config``, ``optional``, ...) that tf_keras's class does not take."""
+    keras = tf_keras()
+    cls = getattr(getattr(keras, family, None), class_name, None)
+    if cls is None:
+        return config
+    accepted: set[str] = set()
+    takes_any = False
+    for klass in inspect.getmro(cls):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind is param.VAR_KEYWORD:
+                takes_any = True
+            else:
+                accepted.add(param.name)
+    if family == "layers":
+        accepted |= _BASE_LAYER_KWARGS
+    elif takes_any:
+        return config
+    dropped = {k: v for k, v in config.items() if k not in accepted}
+    if any(v not in (None, False, {}, []) for v in dropped.values()):
+        log.info("Dropped Keras 3 options of %s not known to Keras 2: %s", class_name, dropped)
+    return {k: v for k, v in config.items() if k in accepted}
+
+
+def source_keras_version(kind: str, data: bytes) -> str:
+    """The Keras major version ("2", "3" or "") a stored upload records, for messages."""
+    try:
+        if kind == "keras_h5":
+            return h5_keras_info(data)[0]
+        if kind == "keras_v3":
+            archive = SafeZip(data, "The .keras file")
+            return _major(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        if kind == "saved_model":
+            return "2"
+    except (UploadError, KeyError, ValueError, AttributeError):
+        pass
+    return ""

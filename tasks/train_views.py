@@ -1,0 +1,32 @@
+"""The in-browser training page of a task: connect data, train, evaluate, keep the model.
+
+Everything after the page load runs in the participant's browser (static/disco/pages/train.js);
+the server only hands over the task's settings (embedded as JSON, the shape GET /api/tasks/<id>/
+returns) and the URL of its current model.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_safe
+
+from .models import Task
+from .serializers import TaskSerializer
+
+
+@require_safe
+def task_train(request: HttpRequest, task_id: str) -> HttpResponse:
+    """The training page of ``task_id`` (404 for unknown or hidden tasks)."""
+    task = Task.objects.visible_to(request.user).select_related("current_version").filter(pk=task_id).first()
+    if task is None:
+        raise Http404(f"No task with id '{task_id}'.")
+    task_json = TaskSerializer(task, context={"request": request}).data
+    return render(request, "tasks/train.html", {
+        "task": task,
+        "task_json": task_json,
+        "model_url": reverse("tasks:model-json", args=[task.id]) if task.current_version_id else "",
+        "sample_url": f"/tasks/{task.id}/sample-data/",
+        "sample_zip_url": f"/tasks/{task.id}/sample-data.zip",
+    })

@@ -1,0 +1,72 @@
+"""Two browser participants and one Python participant train a federated task together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aggregation.participant import FederatedClient
+from tasks.sample_data import learnable_tabular_csv
+from tests.browser.train_helpers import DONE, open_train_page
+
+pytestmark = pytest.mark.browser
+TASK = "tiny_federated"
+
+
+def version_weights(base: str, number: int) -> np.ndarray:
+    prefix = f"{base}/tasks/{TASK}/versions/{number}/"
+    manifest = json.loads(urllib.request.urlopen(prefix + "model.json").read())["weightsManifest"]
+    data = b"".join(urllib.request.urlopen(prefix + p).read() for g in manifest for p in g["paths"])
+    return np.frombuffer(data, dtype="<f4")
+
+
+def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_platform, browser, tmp_path: Path):
+    base = live_platform["url"]
+    before = json.loads(urllib.request.urlopen(f"{base}/api/tasks/{TASK}/").read())["currentVersion"]
+    csv = learnable_tabular_csv(240, seed=4)
+    rows = csv.strip().splitlines()
+    header, body = rows[0], rows[1:]
+    for i in range(2):
+        (tmp_path / f"part{i}.csv").write_text("\n".join([header, *body[i * 80:(i + 1) * 80]]) + "\n")
+    python_part = np.array([[float(v) for v in line.split(",")] for line in body[160:]], dtype=np.float32)
+    x, y = python_part[:, :4], python_part[:, 4:5]
+
+    client = FederatedClient(base, TASK, log=lambda _: None)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        python_run = pool.submit(asyncio.run, client.run(x, y, rounds=2))
+        contexts = [browser.new_context() for _ in range(2)]
+        pages = [c.new_page() for c in contexts]
+        try:
+            for i, page in enumerate(pages):
+                open_train_page(page, base, TASK)
+                assert page.is_checked("#collab-toggle")
+                page.set_input_files("#train-connector input[data-slot=csv]", tmp_path / f"part{i}.csv")
+                page.wait_for_function("!document.getElementById('start-btn').disabled")
+                page.click("#start-btn")
+            for page in pages:
+                page.wait_for_function(DONE, timeout=180_000)
+                assert page.evaluate("window.discoTrain.state") == "done", page.evaluate("window.discoTrain.error")
+            results = python_run.result(timeout=180)
+            rounds = [page.evaluate("window.discoFederated.rounds") for page in pages]
+            status = pages[0].inner_text("#fed-status")
+            weights = [np.concatenate([np.asarray(w["values"], np.float32) for w in page.evaluate(
+                "window.discoTrain.weights()")]) for page in pages]
+        finally:
+            for c in contexts:
+                c.close()
+    final = before + 2
+    assert [r["version"] for r in rounds[0]] == [before + 1, final] == [r["version"] for r in rounds[1]]
+    assert all(r["contributors"] == 3 for r in rounds[0])
+    assert [r.version for r in results] == [before + 1, final]
+    assert f"averaged into version {final}" in status
+    served = version_weights(base, final)
+    for vector in weights:  # each browser ends on the global model, as does the Python participant
+        np.testing.assert_array_equal(vector, served)
+    by_name = {v.name.split(":")[0]: v.numpy().ravel() for v in client.model.weights}
+    np.testing.assert_array_equal(np.concatenate([by_name[name] for name in client.weight_order]), served)

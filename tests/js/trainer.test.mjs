@@ -1,0 +1,106 @@
+// static/disco/trainer.js: backend choice, the split, and the training loop on TF.js's cpu backend.
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+
+import {
+  Trainer, TrainingError, chooseBackend, explainError, splitIndices, seededRandom, targetEncoding,
+} from '../../static/disco/trainer.js';
+
+const require = createRequire(import.meta.url);
+globalThis.tf = require('@tensorflow/tfjs');
+const tf = globalThis.tf;
+await tf.setBackend('cpu');
+
+const task = (extra = {}) => ({ id: 't', trainingInformation: {
+  dataType: 'tabular', epochs: 4, roundDuration: 2, batchSize: 8, validationSplit: 0.25, ...extra } });
+
+function mlp(units = 1) {
+  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: 8, activation: 'relu' }),
+    tf.layers.dense({ units, activation: units === 1 ? 'sigmoid' : 'softmax' })] });
+  model.compile({ optimizer: tf.train.adam(0.05), loss: units === 1 ? 'binaryCrossentropy' : 'categoricalCrossentropy',
+    metrics: ['accuracy'] });
+  return model;
+}
+
+/** y = 1 when x0 > x1: learnable. */
+function data(n = 64) {
+  const random = seededRandom(3);
+  const x = Float32Array.from({ length: n * 2 }, () => random() * 2 - 1);
+  const y = Float32Array.from({ length: n }, (_, i) => (x[2 * i] > x[2 * i + 1] ? 1 : 0));
+  return { dataType: 'tabular', count: n, x, xShape: [2], y, yShape: [1], labels: [], trainCount: n - 16 };
+}
+
+test('wasm for dense models, webgl for convolutions and embeddings, cpu last', () => {
+  const conv = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [4, 4, 1], filters: 2, kernelSize: 3 })] });
+  const emb = tf.sequential({ layers: [tf.layers.embedding({ inputDim: 10, outputDim: 2, inputLength: 3 })] });
+  assert.equal(chooseBackend(mlp(), ['wasm', 'webgl', 'cpu']), 'wasm');
+  assert.equal(chooseBackend(conv, ['wasm', 'webgl', 'cpu']), 'webgl');
+  assert.equal(chooseBackend(emb, ['wasm', 'webgl', 'cpu']), 'webgl');
+  assert.equal(chooseBackend(conv, ['wasm', 'cpu']), 'cpu');
+  assert.equal(chooseBackend(mlp(), ['cpu']), 'cpu');
+});
+
+test('the split keeps at least one validation sample and is reproducible', () => {
+  const a = splitIndices(10, 0.2, seededRandom(1));
+  assert.equal(a.train.length, 8);
+  assert.equal(a.validation.length, 2);
+  assert.deepEqual([...a.train, ...a.validation].sort((p, q) => p - q), [...Array(10).keys()]);
+  assert.deepEqual(splitIndices(10, 0.2, seededRandom(1)), a);
+  assert.equal(splitIndices(3, 0.01, seededRandom(1)).validation.length, 1);
+});
+
+test('targets follow the loss: one-hot for categorical, raw for binary', () => {
+  assert.equal(targetEncoding(mlp(1)), 'raw');
+  assert.equal(targetEncoding(mlp(3)), 'onehot');
+});
+
+test('trains in rounds, learns, reports metrics per epoch and keeps memory flat', async () => {
+  const rounds = [];
+  const epochs = [];
+  const trainer = new Trainer(mlp(), task({ epochs: 6 }), {
+    onEpochEnd: (epoch, logs) => { epochs.push(logs); },
+    onRoundEnd: async (round) => { rounds.push(round); },
+  });
+  const result = await trainer.train(data(200));
+  assert.equal(result.stopped, false);
+  assert.equal(result.epochs, 6);
+  assert.deepEqual(rounds, [1, 2, 3]);
+  assert.deepEqual(epochs.map((e) => e.round), [1, 1, 2, 2, 3, 3]);
+  for (const e of epochs) for (const key of ['loss', 'acc', 'val_loss', 'val_acc', 'samplesPerSecond']) assert.ok(Number.isFinite(e[key]), key);
+  assert.ok(epochs[5].loss < epochs[0].loss);
+  assert.ok(epochs[5].val_acc >= 0.85, `val_acc ${epochs[5].val_acc}`);
+  assert.equal(new Set(epochs.map((e) => e.numTensors)).size, 1, epochs.map((e) => e.numTensors).join(','));
+});
+
+test('class indices are one-hot encoded for a softmax model', async () => {
+  const d = data(64);
+  const trainer = new Trainer(mlp(2), task({ epochs: 2 }));
+  const result = await trainer.train({ ...d, y: Int32Array.from(d.y), yShape: [], labels: ['no', 'yes'] });
+  assert.equal(result.epochs, 2);
+});
+
+test('stop() ends training at the next batch and keeps the model', async () => {
+  let batches = 0;
+  const trainer = new Trainer(mlp(), task({ epochs: 50 }), {
+    onBatchEnd: () => { batches += 1; if (batches === 3) trainer.stop(); },
+  });
+  const result = await trainer.train(data(200));
+  assert.equal(result.stopped, true);
+  assert.equal(batches, 3);
+  assert.equal(trainer.running, false);
+});
+
+test('a NaN loss stops training with a message saying what to do', async () => {
+  const d = data(32);
+  d.x[0] = NaN;
+  const trainer = new Trainer(mlp(), task());
+  await assert.rejects(trainer.train(d), (error) => error instanceof TrainingError && /NaN/.test(error.message)
+    && /standardize|fresh model/.test(error.advice));
+});
+
+test('errors are explained with advice', () => {
+  assert.match(explainError(new Error('Failed to allocate memory'), 'webgl').advice, /fewer|smaller/);
+  assert.match(explainError(new Error('WebGL context lost'), 'webgl').advice, /CPU/);
+  assert.match(explainError(new Error("Kernel 'X' not registered for backend 'wasm'"), 'wasm').advice, /another backend/);
+});
