@@ -33,6 +33,17 @@ def eager_celery():
     conf.CELERY_TASK_ALWAYS_EAGER, conf.CELERY_TASK_EAGER_PROPAGATES = before
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layers():
+    """A new channel layer per test: channels-redis binds its locks to the event loop that first used it,
+    and pytest-asyncio gives every test a loop of its own."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 def build_tiny_keras_model(seed: int = 0) -> Any:
     """A 4 -> 3 -> 2 dense classifier: enough to exercise conversion and storage."""
     from tasks.keras_env import tf_keras
