@@ -7,6 +7,8 @@ worker killed after the work but before the ack) finds the job done and returns.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from celery import shared_task
 from django.core.files.storage import default_storage
@@ -14,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .choices import Origin
-from .models import ConversionJob
+from .models import ConversionJob, ModelVersion
 from .providers import TfjsModelFiles, get_provider
 from .tfjs_format import LayersModelArtifacts, ModelFormatError
 from .versions import create_version
@@ -32,31 +34,45 @@ def _provider_artifacts(task_id: str) -> LayersModelArtifacts:
 
 
 def _explain(exc: BaseException) -> str:
+    from .uploads import UploadError
+
+    if isinstance(exc, UploadError):
+        return " ".join(exc.problems)
     if isinstance(exc, ModelFormatError):
         return "The converted model is not a usable TF.js layers model: " + " ".join(exc.problems)
-    return f"{type(exc).__name__}: {exc}"
+    return (f"The conversion failed unexpectedly ({type(exc).__name__}: {exc}). Try again; if it fails again, "
+            "an administrator can find the details in the worker's log.")
 
 
-@shared_task(acks_late=True)
-def convert_provider_model(job_id: int) -> int | None:
-    """Build the provider's model, convert it to TF.js and store it as the task's initial version."""
+@dataclass(frozen=True)
+class _Outcome:
+    artifacts: LayersModelArtifacts
+    origin: str
+    note: str
+    message: Callable[[ModelVersion], str]
+
+
+def _run_job(job_id: int, produce: Callable[[ConversionJob], _Outcome]) -> int | None:
+    """Claim the job, produce its artifacts, store them as the task's next version; record any failure.
+
+    The job row is the source of truth: a finished job is never run again, and the version
+    and the job's completion commit together, so a retried task stores exactly one version.
+    """
     with transaction.atomic():
         job = ConversionJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status in (ConversionJob.Status.DONE, ConversionJob.Status.FAILED):
             return job.result_id if job else None
         job.status, job.started_at = ConversionJob.Status.RUNNING, timezone.now()
         job.save(update_fields=["status", "started_at"])
-    task_id = job.task_id
     try:
-        artifacts = _provider_artifacts(task_id)
+        outcome = produce(job)
         with transaction.atomic():
             job = ConversionJob.objects.select_for_update().get(pk=job_id)
             if job.status == ConversionJob.Status.DONE:
                 return job.result_id
-            version = create_version(job.task, artifacts, origin=Origin.INITIAL,
-                                     note=f"Built by the task provider ({job.source}).")
+            version = create_version(job.task, outcome.artifacts, origin=outcome.origin, note=outcome.note)
             job.status, job.result, job.finished_at = ConversionJob.Status.DONE, version, timezone.now()
-            job.message = f"Stored version {version.number}: {version.parameter_count:,} parameters."
+            job.message = outcome.message(version)
             job.save(update_fields=["status", "result", "finished_at", "message"])
         return version.pk
     except Exception as exc:
@@ -65,6 +81,17 @@ def convert_provider_model(job_id: int) -> int | None:
             status=ConversionJob.Status.FAILED, message=_explain(exc), finished_at=timezone.now()
         )
         return None
+
+
+@shared_task(acks_late=True)
+def convert_provider_model(job_id: int) -> int | None:
+    """Build the provider's model, convert it to TF.js and store it as the task's initial version."""
+
+    def produce(job: ConversionJob) -> _Outcome:
+        return _Outcome(_provider_artifacts(job.task_id), Origin.INITIAL, f"Built by the task provider ({job.source}).",
+                        lambda v: f"Stored version {v.number}: {v.parameter_count:,} parameters.")
+
+    return _run_job(job_id, produce)
 
 
 _SOURCE_WORDS = {
@@ -89,16 +116,11 @@ def convert_uploaded_model(job_id: int) -> int | None:
     Failures end the job with the reasons in plain words (never a traceback) and leave
     every row and stored file but the job's own status as they were.
     """
-    from .keras_import import convert_keras_source, source_keras_version
-    from .uploads import UploadError, check_model_fits_task
 
-    with transaction.atomic():
-        job = ConversionJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status in (ConversionJob.Status.DONE, ConversionJob.Status.FAILED):
-            return job.result_id if job else None
-        job.status, job.started_at = ConversionJob.Status.RUNNING, timezone.now()
-        job.save(update_fields=["status", "started_at"])
-    try:
+    def produce(job: ConversionJob) -> _Outcome:
+        from .keras_import import convert_keras_source, source_keras_version
+        from .uploads import UploadError, check_model_fits_task
+
         try:
             with default_storage.open(job.source_file, "rb") as fh:
                 data = fh.read()
@@ -109,24 +131,7 @@ def convert_uploaded_model(job_id: int) -> int | None:
         if problems:
             raise UploadError(problems)
         source = _describe_source(job.source_kind, source_keras_version(job.source_kind, data))
-        with transaction.atomic():
-            job = ConversionJob.objects.select_for_update().get(pk=job_id)
-            if job.status == ConversionJob.Status.DONE:
-                return job.result_id
-            version = create_version(job.task, artifacts, origin=Origin.CONVERSION,
-                                     note=f"Converted from {source} ({job.source}).")
-            job.status, job.result, job.finished_at = ConversionJob.Status.DONE, version, timezone.now()
-            job.message = (f"Converted {source}: {version.parameter_count:,} parameters, "
-                           f"version {version.number}.")
-            job.save(update_fields=["status", "result", "finished_at", "message"])
-        return version.pk
-    except UploadError as exc:
-        message = " ".join(exc.problems)
-    except Exception as exc:
-        log.exception("Conversion job %s failed", job_id)
-        message = (f"The conversion failed unexpectedly ({type(exc).__name__}). Try again; if it fails again, "
-                   "an administrator can find the details in the worker's log.")
-    ConversionJob.objects.filter(pk=job_id).update(
-        status=ConversionJob.Status.FAILED, message=message, finished_at=timezone.now()
-    )
-    return None
+        return _Outcome(artifacts, Origin.CONVERSION, f"Converted from {source} ({job.source}).",
+                        lambda v: f"Converted {source}: {v.parameter_count:,} parameters, version {v.number}.")
+
+    return _run_job(job_id, produce)

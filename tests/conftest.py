@@ -103,6 +103,18 @@ def make_task(db) -> Callable[..., Any]:
     return make
 
 
+@pytest.fixture
+def served(make_task, tiny_artifacts, other_tiny_artifacts):
+    """A published task with two versions (1: initial, 2: from round 1), the second current."""
+    from tasks.versions import create_version
+
+    task = make_task("served")
+    create_version(task, tiny_artifacts, origin="initial")
+    create_version(task, other_tiny_artifacts, origin="round", round_number=1)
+    task.refresh_from_db()
+    return task
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` with its digest, to show that nothing changed."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -5,22 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tasks.models import Task
-from tasks.versions import create_version
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 ADMIN_PAGES = ["/admin/", "/admin/tasks/task/", "/admin/tasks/task/served/change/", "/admin/tasks/task/add/",
                "/admin/tasks/modelversion/", "/admin/tasks/conversionjob/",
                "/admin/tasks/task/?scheme__exact=federated&data_type__exact=tabular&published__exact=1"]
-
-
-@pytest.fixture
-def served(make_task, tiny_artifacts, other_tiny_artifacts):
-    task = make_task("served")
-    create_version(task, tiny_artifacts, origin="initial")
-    create_version(task, other_tiny_artifacts, origin="round", round_number=1)
-    task.refresh_from_db()
-    return task
 
 
 @pytest.mark.parametrize("url", ADMIN_PAGES)

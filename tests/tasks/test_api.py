@@ -6,18 +6,9 @@ import json
 
 import pytest
 
-from tasks.versions import create_version, set_current_version
+from tasks.versions import set_current_version
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
-
-
-@pytest.fixture
-def served(make_task, tiny_artifacts, other_tiny_artifacts):
-    task = make_task("served")
-    create_version(task, tiny_artifacts, origin="initial")
-    create_version(task, other_tiny_artifacts, origin="round", round_number=1)
-    task.refresh_from_db()
-    return task
 
 
 def test_task_list_shows_published_tasks_in_discos_shape(client, served, make_task):
