@@ -49,7 +49,7 @@ def _submit(participant: Participant, frame: bytes) -> dict[str, Any]:
     task = participant.task
     rnd = rounds.active_round(task)
     message = decode_weights(frame, max_bytes=rounds.max_frame_bytes(), expected=rounds.expected_specs(rnd))
-    rnd = rounds.submit(participant, message, frame)
+    rnd = rounds.submit(participant, message, frame, rnd)
     return {"type": "accepted", "round": rnd.number}
 
 

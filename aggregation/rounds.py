@@ -67,6 +67,10 @@ def active_round(task: Task) -> Round:
     """The task's open (or aggregating) round, opening round 1 (or the next) when there is none."""
     if task.current_version_id is None:
         raise RoundError("no_model", f"Task '{task.pk}' has no model yet; try again once its conversion is done.")
+    active = [Round.Status.OPEN, Round.Status.AGGREGATING]
+    rnd = Round.objects.select_related("base_version").filter(task=task, status__in=active).first()
+    if rnd is not None:  # the common case needs no lock
+        return rnd
     with transaction.atomic():
         Task.objects.select_for_update().get(pk=task.pk)
         rnd = Round.objects.filter(task=task, status__in=[Round.Status.OPEN, Round.Status.AGGREGATING]).first()
@@ -115,10 +119,10 @@ def status(task: Task) -> RoundStatus:
     )
 
 
-def submit(participant: Participant, message: WeightsMessage, frame: bytes) -> Round:
-    """Store ``participant``'s update to the task's open round, after checking it belongs there."""
+def submit(participant: Participant, message: WeightsMessage, frame: bytes, rnd: Round | None = None) -> Round:
+    """Store ``participant``'s update to the task's open round (``rnd`` if the caller has it), checking it belongs."""
     task = participant.task
-    rnd = active_round(task)
+    rnd = rnd or active_round(task)
     header = message.header
     if header.get("type") != "update":
         raise RoundError("bad_type", f"Binary frames carry updates (type 'update'); got type {header.get('type')!r}.")
