@@ -90,6 +90,16 @@ def _quantize_int8(values: np.ndarray) -> tuple[np.float32, np.ndarray]:
     return scale, np.clip(q, -127, 127).astype(np.int8)
 
 
+def encode_header(header: Mapping[str, Any]) -> bytes:
+    """``u32 LE n | n bytes of canonical JSON``, space-padded so the payload starts on an 8-byte boundary.
+
+    Shared by every binary frame (weights here, uint32 share vectors in ``aggregation/secure.py``).
+    """
+    raw = _canonical(header)
+    raw += b" " * ((-(4 + len(raw))) % _ALIGN)
+    return struct.pack("<I", len(raw)) + raw
+
+
 def encode_weights(fields: Mapping[str, Any], tensors: Sequence[tuple[str, np.ndarray]],
                    encoding: str = "float32") -> bytes:
     """Encode named tensors (in manifest order) with the header ``fields`` into one frame."""
@@ -101,9 +111,7 @@ def encode_weights(fields: Mapping[str, Any], tensors: Sequence[tuple[str, np.nd
     arrays = [np.asarray(t, dtype=np.float32, order="C") for _, t in tensors]  # keeps 0-d shapes
     header = {**fields, "encoding": encoding,
               "tensors": [{"name": name, "shape": list(a.shape)} for (name, _), a in zip(tensors, arrays, strict=True)]}
-    raw = _canonical(header)
-    raw += b" " * ((-(4 + len(raw))) % _ALIGN)
-    parts: list[bytes] = [struct.pack("<I", len(raw)), raw]
+    parts: list[bytes] = [encode_header(header)]
     for array in arrays:
         if encoding == "float32":
             parts.append(array.astype("<f4", copy=False).tobytes())

@@ -79,3 +79,57 @@ class Contribution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant} -> round {self.round.number}"
+
+
+class PeerRound(models.Model):
+    """A decentralized round: the server only records who took part and when; no weights ever.
+
+    ``open`` collects ready peers; at quorum the round is ``exchanging`` (its peers trade updates
+    among themselves) and the next round opens at once for peers that finish or join meanwhile;
+    ``closed`` when every peer reported done or the exchange deadline passed.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        EXCHANGING = "exchanging", "Exchanging"
+        CLOSED = "closed", "Closed"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="peer_rounds")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    ready_deadline = models.DateTimeField(null=True, blank=True,
+                                          help_text="The first ready peer's time plus the task's round deadline.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    exchange_deadline = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["task", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="unique_peer_round_number_per_task"),
+            models.UniqueConstraint(fields=["task"], condition=models.Q(status="open"),
+                                    name="one_open_peer_round_per_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} peer round {self.number} ({self.status})"
+
+
+class PeerTurn(models.Model):
+    """One participant's part in one decentralized round: when it was ready, chosen, done or gone."""
+
+    round = models.ForeignKey(PeerRound, on_delete=models.CASCADE, related_name="turns")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="peer_turns")
+    ready_at = models.DateTimeField(auto_now_add=True)
+    selected = models.BooleanField(default=False, help_text="In the round's peer list.")
+    done_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round", "participant_id"]
+        constraints = [models.UniqueConstraint(fields=["round", "participant"], name="one_turn_per_peer_round")]
+
+    def __str__(self) -> str:
+        return f"{self.participant} in peer round {self.round.number}"

@@ -3,7 +3,9 @@
 from django.urls import path
 
 from .consumers import FederatedConsumer
+from .signalling import SignallingConsumer
 
 websocket_urlpatterns = [
     path("ws/federated/<str:task_id>/", FederatedConsumer.as_asgi()),
+    path("ws/decentralized/<str:task_id>/", SignallingConsumer.as_asgi()),
 ]

@@ -8,6 +8,7 @@ layer to channels-redis and Celery to a real broker served by workers.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -183,6 +184,13 @@ DISCO_TASK_PROVIDERS: list[str] = [p.strip() for p in _env("DISCO_TASK_PROVIDERS
 DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)))
 # Publish contributors' new tasks at once instead of waiting for an administrator.
 DISCO_AUTO_PUBLISH = _env_bool("DISCO_AUTO_PUBLISH", False)
+# WebRTC ICE servers for decentralized peers, as JSON, e.g. [{"urls": "stun:stun.example.org:3478"}]
+# (RTCIceServer objects; none are needed on one machine or one LAN).
+try:
+    DISCO_ICE_SERVERS: list[dict] = json.loads(_env("DISCO_ICE_SERVERS", "[]"))
+except json.JSONDecodeError as _exc:
+    raise ValueError(f"DISCO_ICE_SERVERS must be a JSON list of ICE servers, e.g. "
+                     f"'[{{\"urls\": \"stun:stun.example.org:3478\"}}]' ({_exc}).") from None
 
 # --- Deployment hardening (``manage.py check --deploy`` is clean with DEBUG off) ----------
 if not DEBUG:

@@ -89,7 +89,8 @@ class TaskAdmin(admin.ModelAdmin):
         ("Images", {"fields": ["image_height", "image_width", "image_channels", "labels"]}),
         ("Tabular", {"fields": ["input_columns", "output_columns"]}),
         ("Text", {"fields": ["tokenizer", "max_sequence_length"]}),
-        ("Aggregation and privacy", {"fields": ["aggregator", "aggregator_params", "clipping_radius", "noise_scale",
+        ("Aggregation and privacy", {"fields": ["aggregator", "aggregator_params", "round_deadline_seconds",
+                                                "allow_relay", "clipping_radius", "noise_scale",
                                                 "max_share_value"]}),
         ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]

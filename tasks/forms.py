@@ -184,6 +184,12 @@ class TaskForm(forms.Form):
     agg_m = _int("Updates averaged (m)", "Multi-Krum averages the m most trustworthy updates.", initial=2)
     agg_tau = _float("Clipping radius (tau)", "How far an update may pull the model in one step.", initial=1.0)
     agg_iterations = _int("Iterations", "Clipping passes per round; 1 to 3 is typical.", initial=1)
+    allow_relay = forms.BooleanField(
+        label="Allow the server to pass peers' encrypted/opaque messages along when they cannot connect directly",
+        required=False, initial=True,
+        help_text="Decentralized tasks: peers normally exchange updates directly. When two of them cannot connect "
+                  "(a strict firewall, for example), the server forwards their messages without reading or storing "
+                  "them. Untick to forbid this; such peers then leave the round.")
     max_share_value = _float("Largest shared value", "Secure aggregation: updates are encoded within ± this "
                                                      "value; 100 is safe for most models.", initial=100.0)
     # Privacy

@@ -67,6 +67,9 @@ class Task(models.Model):
     round_deadline_seconds = models.PositiveIntegerField(
         default=120, help_text="Federated rounds close this many seconds after they open once the minimum "
                                "number of participants has contributed, without waiting for slower ones.")
+    allow_relay = models.BooleanField(
+        default=True, help_text="Decentralized rounds: let the server pass peers' opaque messages along when they "
+                                "cannot connect directly (it forwards them without reading them).")
     # Catalogue bookkeeping
     published = models.BooleanField(default=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -59,6 +59,7 @@ class TaskSerializer(serializers.BaseSerializer):
             "aggregationStrategy": task.aggregator,
             "aggregatorParams": task.aggregator_params,
             "roundDeadlineSeconds": task.round_deadline_seconds,
+            "allowRelay": task.allow_relay,
         }
         if task.data_type == "image":
             training.update(IMAGE_H=task.image_height, IMAGE_W=task.image_width, imageChannels=task.image_channels,
@@ -105,6 +106,7 @@ _TRAINING_KEYS = {
     "IMAGE_W": "image_width", "imageChannels": "image_channels", "LABEL_LIST": "labels",
     "inputColumns": "input_columns", "outputColumns": "output_columns", "tokenizer": "tokenizer",
     "maxSequenceLength": "max_sequence_length", "roundDeadlineSeconds": "round_deadline_seconds",
+    "allowRelay": "allow_relay",
 }
 # Keys GET returns that describe the catalogue, not the task: accepted and ignored on the way in.
 _READ_ONLY_KEYS = {"published", "owner", "currentVersion", "modelUrl", "versionsUrl"}

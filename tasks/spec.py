@@ -53,6 +53,7 @@ class TaskSpec:
     aggregator: str = Aggregator.MEAN
     aggregator_params: dict[str, Any] = field(default_factory=dict)
     round_deadline_seconds: int = 120
+    allow_relay: bool = True
 
     def as_fields(self) -> dict[str, Any]:
         """The spec as keyword arguments for ``Task``."""

@@ -82,6 +82,8 @@ def _check_training(values: Mapping[str, Any], err) -> None:
         err("round_deadline_seconds", "The round deadline is a whole number of seconds, at least 5.")
     if not _positive_int(values.get("min_participants")):
         err("min_participants", "The minimum number of participants is a whole number of at least 1.")
+    if not isinstance(values.get("allow_relay", True), bool):
+        err("allow_relay", "Allowing the relay is true or false.")
 
 
 def _check_image(values: Mapping[str, Any], err) -> None:

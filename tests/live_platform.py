@@ -64,7 +64,11 @@ def daphne(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:  # with channels-redis, open consumers end only when their blocking receive returns
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @contextmanager

@@ -84,6 +84,22 @@ function rint(x) {
 }
 
 /**
+ * `u32 LE n | n bytes of canonical JSON`, space-padded so the payload starts on an 8-byte boundary.
+ * Shared by every binary frame (weights here, uint32 share vectors in secure.js).
+ * @param {object} header
+ * @returns {Uint8Array}
+ */
+export function encodeHeader(header) {
+  const raw = new TextEncoder().encode(canonicalJson(header));
+  const headerLength = raw.length + ((ALIGN - ((4 + raw.length) % ALIGN)) % ALIGN);
+  const out = new Uint8Array(4 + headerLength);
+  new DataView(out.buffer).setUint32(0, headerLength, true);
+  out.set(raw, 4);
+  out.fill(0x20, 4 + raw.length);
+  return out;
+}
+
+/**
  * Encode named tensors (in manifest order) with the header `fields` into one frame.
  * @param {object} fields header fields (strings and integers), e.g. {type, task, round}
  * @param {{name: string, shape: number[], data: Float32Array}[]} tensors
@@ -94,17 +110,12 @@ export function encodeWeights(fields, tensors, encoding = 'float32') {
   if (!ENCODINGS.includes(encoding)) throw new CodecError(`Unknown encoding '${encoding}'.`);
   if ('encoding' in fields || 'tensors' in fields) throw new CodecError('encoding and tensors are set by the codec.');
   const header = {...fields, encoding, tensors: tensors.map((t) => ({name: t.name, shape: t.shape}))};
-  let raw = new TextEncoder().encode(canonicalJson(header));
-  const padding = (ALIGN - ((4 + raw.length) % ALIGN)) % ALIGN;
-  const headerLength = raw.length + padding;
-  const total = 4 + headerLength + tensors.reduce((n, t) => n + tensorBytes(encoding, product(t.shape)), 0);
+  const head = encodeHeader(header);
+  const total = head.length + tensors.reduce((n, t) => n + tensorBytes(encoding, product(t.shape)), 0);
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
-  view.setUint32(0, headerLength, true);
-  out.set(raw, 4);
-  out.fill(0x20, 4 + raw.length, 4 + headerLength);
-  raw = null;
-  let pos = 4 + headerLength;
+  out.set(head, 0);
+  let pos = head.length;
   for (const t of tensors) {
     const size = product(t.shape);
     if (t.data.length !== size) {

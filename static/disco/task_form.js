@@ -2,8 +2,8 @@
  * Progressive enhancement of the task form (templates/tasks/task_form.html).
  *
  * Without JavaScript every field is shown and the server ignores the ones that do not
- * apply. With it, only the fields of the chosen data type, aggregator and privacy
- * choice are shown, and an upload over the size limit is refused before it is sent.
+ * apply. With it, only the fields of the chosen data type, scheme, aggregator and
+ * privacy choice are shown, and an upload over the size limit is refused before it is sent.
  */
 
 /**
@@ -26,8 +26,10 @@ function enhance(form) {
   form.classList.add("js-enhanced");
   const dataType = /** @type {HTMLSelectElement} */ (form.elements.namedItem("data_type"));
   const aggregator = /** @type {HTMLSelectElement} */ (form.elements.namedItem("aggregator"));
+  const scheme = /** @type {HTMLSelectElement} */ (form.elements.namedItem("scheme"));
   const update = () => {
     showMatching(form, "data-show-for-type", dataType.value);
+    showMatching(form, "data-show-for-scheme", scheme.value);
     showMatching(form, "data-show-for-aggregator", aggregator.value);
     for (const el of form.querySelectorAll("[data-show-if-checked]")) {
       const box = /** @type {HTMLInputElement|null} */ (document.getElementById(el.getAttribute("data-show-if-checked")));

@@ -6,8 +6,11 @@ import pytest
 
 from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env
 
-TINY_PROVIDERS = ",".join(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText",
-                                                                              "TinyFederated"))
+TINY_PROVIDERS = ",".join([
+    *(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText", "TinyFederated")),
+    *(f"tests.browser.peer_tasks.{name}" for name in ("TinyPeersMean", "TinyPeersSecure", "TinyPeersPrivate",
+                                                       "TinyPeersDrop")),
+])
 
 
 @pytest.fixture(scope="session")

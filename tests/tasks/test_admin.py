@@ -39,6 +39,7 @@ def _form_data(task: Task, **changes) -> dict:
         "min_participants": task.min_participants, "input_columns": '["a", "b", "c", "d"]',
         "output_columns": '["label"]', "labels": "[]", "preprocessing": "[]", "data_example": "[]",
         "aggregator": "mean", "aggregator_params": "{}", "max_share_value": 100, "published": "on",
+        "round_deadline_seconds": 120, "allow_relay": "on",
         "versions-TOTAL_FORMS": 0, "versions-INITIAL_FORMS": 2, "versions-MIN_NUM_FORMS": 0,
         "versions-MAX_NUM_FORMS": 1000, "conversion_jobs-TOTAL_FORMS": 0, "conversion_jobs-INITIAL_FORMS": 0,
         "conversion_jobs-MIN_NUM_FORMS": 0, "conversion_jobs-MAX_NUM_FORMS": 1000,

@@ -1,4 +1,8 @@
-"""``manage.py simulate``: N Python participants train a federated task together against a live server."""
+"""``manage.py simulate``: N Python participants train a task together against a live server.
+
+Federated tasks use ``FederatedClient``; decentralized ones ``DecentralizedClient``, which
+exchanges with its peers through the server's relay.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from aggregation.local_data import DataError, load_local_data, sample_data, split
 from aggregation.participant import FederatedClient, ParticipantError
+from aggregation.peer import DecentralizedClient
 
 
 class Command(BaseCommand):
@@ -29,10 +34,14 @@ class Command(BaseCommand):
     def handle(self, *args, task: str, participants: int, rounds: int, server: str, data: Path | None,
                non_iid: bool, seed: int, **options) -> None:
         quiet = lambda _message: None  # noqa: E731
-        clients = [FederatedClient(server, task, log=quiet) for _ in range(participants)]
         started = time.monotonic()
         try:
-            info = clients[0].fetch_task()
+            info = FederatedClient(server, task, log=quiet).fetch_task()
+            scheme = info["trainingInformation"]["scheme"]
+            if scheme not in ("federated", "decentralized"):
+                raise CommandError(f"Task {task!r} trains alone ({scheme!r}): there is nothing to simulate.")
+            client_class = DecentralizedClient if scheme == "decentralized" else FederatedClient
+            clients = [client_class(server, task, log=quiet) for _ in range(participants)]
             x, y = load_local_data(data, info) if data else sample_data(info)
             parts = split(x, y, participants, non_iid=non_iid, seed=seed)
             per_round: dict[int, list] = {}
@@ -42,16 +51,18 @@ class Command(BaseCommand):
                 if len(per_round[result.round]) == participants:
                     self._report(per_round[result.round])
 
-            self.stdout.write(f"Simulating {participants} participants on {task} ({len(y)} samples, "
+            self.stdout.write(f"Simulating {participants} {scheme} participants on {task} ({len(y)} samples, "
                               f"{'non-IID' if non_iid else 'IID'}) for {rounds} rounds at {server}")
             results = asyncio.run(self._run(clients, parts, rounds, collect))
         except (DataError, ParticipantError, OSError, KeyError) as exc:
             raise CommandError(str(exc)) from exc
         last = [r[-1] for r in results]
         first = per_round[min(per_round)]
+        where = f"final version {last[0].version}" if hasattr(last[0], "version") else \
+            f"{len(last[0].peers)} peers in the last round"
         self.stdout.write(self.style.SUCCESS(
-            f"summary: {participants} participants x {len(per_round)} rounds on {task}: final version "
-            f"{last[0].version}, accuracy {_mean_acc(first)} -> {_mean_acc(last)}, "
+            f"summary: {participants} participants x {len(per_round)} rounds on {task}: {where}, "
+            f"accuracy {_mean_acc(first)} -> {_mean_acc(last)}, "
             f"loss {_mean(first, 'global_loss'):.4f} -> {_mean(last, 'global_loss'):.4f}, "
             f"{time.monotonic() - started:.1f} s"))
 
@@ -60,7 +71,10 @@ class Command(BaseCommand):
                                       for c, (x, y) in zip(clients, parts, strict=True)))
 
     def _report(self, results) -> None:
-        self.stdout.write(f"round {results[0].round}: version {results[0].version}, global loss "
+        first = results[0]
+        what = f"version {first.version}" if hasattr(first, "version") else \
+            f"{len(first.peers)} peers over the {first.used}" + (f" ({first.fell_back})" if first.fell_back else "")
+        self.stdout.write(f"round {first.round}: {what}, global loss "
                           f"{_mean(results, 'global_loss'):.4f}, accuracy {_mean_acc(results)} "
                           f"(mean over {len(results)} participants' data)")
 

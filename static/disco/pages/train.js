@@ -22,6 +22,7 @@ import {
 import { renderEvaluation, renderPredictions } from '../evaluate_ui.js';
 import { renderLibrary } from '../library_ui.js';
 import { FederatedSession } from '../federated.js';
+import { DecentralizedSession, privateUpdate, readWeights, writeWeights } from '../decentralized.js';
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const app = $('train-app');
@@ -242,15 +243,104 @@ async function joinFederation() {
   federated.participantId = welcome.participantId;
   await session.syncModel(model);
   log(`Joined round ${welcome.round} as a participant; starting from global version ${welcome.currentVersion}.`);
+  let roundStart = privacy() ? readWeights(model).vector : null;
   return {
     session,
     onRoundEnd: async (round, m) => {
       setStatus('train-status', `Round ${round} trained: sending the update and waiting for the other participants…`, 'busy');
+      if (roundStart) writeWeights(m, privateUpdate(readWeights(m).vector, roundStart, privacy()));
       const closed = await session.contribute(m, trainData.trainCount ?? trainData.count);
       await session.applyVersion(m, closed.version);
+      if (roundStart) roundStart = readWeights(m).vector;
       federated.rounds.push({ round: closed.round, version: closed.version, contributors: closed.contributors });
       log(`Round ${closed.round}: continuing from global version ${closed.version} (${closed.contributors} participants).`);
       setStatus('train-status', 'Training…', 'busy');
+      await showPrivacySpent(federated.rounds.length);
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------
+// 2b. Decentralized training (peers exchange updates over WebRTC or the relay, decentralized.js)
+//     and differential privacy (both schemes). `window.discoPeers` = {events, rounds, participantId,
+//     privacy}: each round's {round, peers, used, fellBack, samples, sent, weights} (sent = this page's
+//     update, weights = the aggregated result, as plain arrays for tests).
+
+const peers = { events: [], rounds: [], participantId: null, privacy: [] };
+globalThis.discoPeers = peers;
+
+function withPeers() {
+  const toggle = /** @type {HTMLInputElement|null} */ (document.getElementById('peers-toggle'));
+  return Boolean(toggle && toggle.checked && task.trainingInformation.scheme === 'decentralized');
+}
+
+/** The task's differential-privacy settings, or null. */
+function privacy() {
+  const settings = task.trainingInformation.privacy;
+  return settings && settings.clippingRadius != null ? settings : null;
+}
+
+/** Shows the (epsilon, delta) spent after `rounds` noised rounds, from the server's accountant. */
+async function showPrivacySpent(rounds) {
+  if (!privacy() || !document.getElementById('privacy-status')) return;
+  try {
+    const response = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/privacy/?rounds=${rounds}`);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+    peers.privacy.push(body);
+    const epsilon = Number.isFinite(body.epsilon) ? body.epsilon.toPrecision(3) : '∞';
+    setStatus('privacy-status', `Differential privacy: (ε, δ) spent after ${rounds} round${rounds === 1 ? '' : 's'}: `
+      + `(${epsilon}, ${body.delta}) — clipping ${body.clippingRadius}, noise scale ${body.noiseScale}. `
+      + 'Smaller ε means more privacy.', 'ok');
+  } catch (error) {
+    setStatus('privacy-status', `The privacy spent could not be computed: ${error.message || error}`, 'error');
+  }
+}
+
+function showPeers(message) {
+  if (message.type === 'payload') return; // one per peer message: too many for the log
+  peers.events.push(message);
+  const waiting = message.waitingFor > 0 ? ` — waiting for ${message.waitingFor} more` : '';
+  if (['welcome', 'participants', 'status'].includes(message.type)) {
+    setStatus('peers-status', `Round ${message.round}: ${message.participants} peer${message.participants === 1 ? '' : 's'} `
+      + `connected, ${message.ready ?? 0} ready${waiting}.`, message.waitingFor > 0 ? 'busy' : 'ok');
+  } else if (message.type === 'peers') {
+    setStatus('peers-status', `Round ${message.round}: exchanging with ${message.peers.length - 1} other peer${message.peers.length === 2 ? '' : 's'}…`, 'busy');
+  } else if (message.type === 'peer_left') {
+    log(`Peer ${message.peer} left round ${message.round}: the others stop waiting for it.`);
+  } else if (message.type === 'transport') {
+    log(`Peer ${message.peer}: using the ${message.used}${message.reason ? ` (${message.reason})` : ''}.`);
+  } else if (message.type === 'peer_error' || message.type === 'error') {
+    log(`Peer exchange: ${message.reason}`);
+  } else if (message.type === 'exchanged') {
+    const how = { webrtc: 'direct WebRTC connections', relay: 'the server relay', mixed: 'WebRTC and the relay', none: 'no exchange' }[message.used] ?? message.used;
+    setStatus('peers-status', `Round ${message.round}: averaged with ${message.peers.length} peer${message.peers.length === 1 ? '' : 's'} over ${how}.`
+      + (message.fellBack ? ` ${message.fellBack}` : ''), message.fellBack ? 'error' : 'ok');
+  }
+  $('peers-status').hidden = false;
+}
+
+/** Connects to the task's signalling server and returns the trainer's onRoundEnd hook. */
+async function joinPeers() {
+  const forceRelay = new URLSearchParams(globalThis.location.search).get('relay') === 'force';
+  const session = new DecentralizedSession(taskId, { onEvent: showPeers, forceRelay, privacy: privacy() });
+  const welcome = await session.connect();
+  peers.participantId = welcome.participantId;
+  const mode = welcome.secure ? 'secure aggregation' : 'the sample-weighted mean';
+  log(`Joined the peers of round ${welcome.round} as ${welcome.participantId} (${mode}${forceRelay ? ', relay forced' : ''}).`);
+  let roundStart = readWeights(model).vector;
+  return {
+    session,
+    onRoundEnd: async (round, m) => {
+      setStatus('train-status', `Round ${round} trained: waiting for the other peers and exchanging updates…`, 'busy');
+      const result = await session.exchange(m, trainData.trainCount ?? trainData.count, roundStart);
+      roundStart = result.weights;
+      peers.rounds.push({ round: result.round, peers: result.peers, used: result.used, fellBack: result.fellBack,
+        samples: result.samples, sent: Array.from(result.sent), weights: Array.from(result.weights) });
+      log(`Round ${result.round}: averaged with ${result.peers.length} peer(s) over ${result.used}.`
+        + (result.fellBack ? ` ${result.fellBack}` : ''));
+      setStatus('train-status', 'Training…', 'busy');
+      if (privacy()) await showPrivacySpent(peers.rounds.length);
     },
   };
 }
@@ -269,9 +359,9 @@ $('start-btn').addEventListener('click', async () => {
   setStatus('train-status', 'Training…', 'busy');
   updateButtons();
   let federation = null;
-  if (collaborative()) {
+  if (collaborative() || withPeers()) {
     try {
-      federation = await joinFederation();
+      federation = collaborative() ? await joinFederation() : await joinPeers();
     } catch (error) {
       page.state = 'error';
       showError(error);

@@ -1,0 +1,261 @@
+"""A Python peer for decentralized tasks: it trains locally and aggregates with the other peers
+through the server's opaque relay (the browser uses WebRTC data channels for the same bytes).
+
+Each round: train ``roundDuration`` epochs, say ``ready``, receive the round's peer list,
+then either
+
+- **mean**: send a codec float32 frame ``{"type": "peer_update", "round", "samples"}`` to every
+  other peer; each peer computes the sample-weighted mean in float64, in sorted peer-id order,
+  then rounds to float32, so every peer gets identical weights; or
+- **secure** (three peers or more): fixed-point encode the weights, split them into additive
+  shares modulo 2**32 (``aggregation.secure``), send share j to peer j, broadcast the sum of
+  the shares held ("partial"), and decode the sum of all partials: the plain mean up to the
+  quantization bound, while no peer (nor the server) sees another's update.
+
+A peer missing the round's deadline is left out of the mean; in secure aggregation its
+shares cannot be recovered, so the round's result is the local weights, with the reason in
+``PeerRoundResult.fell_back``. Nothing waits forever::
+
+    client = DecentralizedClient("http://127.0.0.1:8000", "mnist")
+    results = asyncio.run(client.run(x, y, rounds=3))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import secure
+from .codec import CodecError, TensorSpec, decode_weights, encode_weights
+from .remote import ParticipantError, TaskServerClient, _targets
+
+RELAY_SLACK = 64 * 1024
+
+
+@dataclass
+class PeerRoundResult:
+    """One decentralized round from a peer's side."""
+
+    round: int
+    peers: list[str]
+    used: str
+    fell_back: str | None
+    train_loss: float
+    global_loss: float
+    global_accuracy: float | None
+    samples: int
+
+
+@dataclass
+class ExchangeResult:
+    vector: np.ndarray
+    peers: list[str]
+    contributors: list[str]
+    fell_back: str | None
+    next_round: int
+
+
+@dataclass
+class DecentralizedClient(TaskServerClient):
+    """Joins ``/ws/decentralized/<task>/`` and exchanges updates through the relay."""
+
+    scheme: ClassVar[str] = "decentralized"
+
+    peers_timeout: float = 600.0
+    welcome: dict[str, Any] = field(default_factory=dict)
+    last_update: np.ndarray | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    _inbox: dict[tuple[int, str, str], bytes] = field(default_factory=dict)
+    _peers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _closed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _left: set[tuple[int, str]] = field(default_factory=set)
+
+    async def connect(self) -> dict[str, Any]:
+        self.welcome = await super().connect()
+        return self.welcome
+
+    # --- messages ------------------------------------------------------------------------
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self._ws.send(json.dumps(message))
+
+    async def send_relay(self, to: str, round_number: int, kind: str, payload: bytes) -> None:
+        raw = json.dumps({"to": to, "round": round_number, "kind": kind}).encode()
+        await self._ws.send(struct.pack("<I", len(raw)) + raw + payload)
+
+    def _take(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "binary":
+            frame = event["data"]
+            (n,) = struct.unpack_from("<I", frame)
+            header = json.loads(frame[4:4 + n])
+            self._inbox[(header["round"], header["kind"], header["from"])] = frame[4 + n:]
+        elif kind == "peers":
+            self._peers[event["round"]] = event
+        elif kind == "round_closed":
+            self._closed[event["round"]] = event
+        elif kind == "peer_left":
+            self._left.add((event["round"], event["peer"]))
+        elif kind == "error":
+            self.errors.append(event)
+            self.log(f"server: {event['code']}: {event['reason']}")
+        elif kind == "closed":
+            raise ParticipantError("The server closed the connection.")
+
+    async def _wait_for(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Handle the server's messages until ``done()`` holds (True) or ``deadline`` (monotonic) passes (False)."""
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                event = await asyncio.wait_for(self._events.get(), remaining)
+            except TimeoutError:
+                return False
+            self._take(event)
+        return True
+
+    def _missing(self, round_number: int, kind: str, others: list[str]) -> list[str]:
+        return [p for p in others if (round_number, kind, p) not in self._inbox and (round_number, p) not in self._left]
+
+    async def _collect(self, round_number: int, kind: str, others: list[str], deadline: float) -> list[str]:
+        """Wait for ``kind`` from each of ``others``; returns who sent it (peers that left are skipped)."""
+        await self._wait_for(lambda: not self._missing(round_number, kind, others), deadline)
+        return [p for p in others if (round_number, kind, p) in self._inbox]
+
+    # --- one round's exchange ---------------------------------------------------------------
+    async def exchange(self, tensors: list[tuple[str, np.ndarray]], samples: int, round_number: int) -> ExchangeResult:
+        """Aggregate this peer's weights with the round's other peers; never waits past the round's deadline."""
+        vector = np.concatenate([np.asarray(t, np.float32).ravel() for _, t in tensors])
+        self.last_update = vector
+        await self.send_json({"type": "ready", "round": round_number})
+        if not await self._wait_for(lambda: round_number in self._peers, time.monotonic() + self.peers_timeout):
+            reason = f" (last error: {self.errors[-1]['reason']})" if self.errors else ""
+            raise ParticipantError(f"No peer list for round {round_number} within {self.peers_timeout:.0f} s{reason}.")
+        event = self._peers[round_number]
+        peers: list[str] = event["peers"]
+        left = (datetime.fromisoformat(event["deadline"]) - datetime.now(datetime.fromisoformat(
+            event["deadline"]).tzinfo)).total_seconds()
+        deadline = time.monotonic() + max(1.0, left)
+        others = [p for p in peers if p != self.participant_id]
+        specs = [TensorSpec(name, tuple(np.shape(t))) for name, t in tensors]
+        wants_secure = bool(self.welcome.get("secure"))
+        if wants_secure and len(peers) >= 3:
+            result, contributors, fell_back = await self._secure(vector, round_number, peers, deadline)
+        else:
+            result, contributors = await self._mean(tensors, vector, samples, round_number, others, specs, deadline)
+            fell_back = (f"secure aggregation needs at least 3 peers, this round has {len(peers)}: used the mean"
+                         if wants_secure else None)
+            missing = [p for p in others if p not in contributors]
+            if missing and fell_back is None:
+                fell_back = f"{len(missing)} peer(s) sent nothing before the deadline; mean of the others"
+        await self.send_json({"type": "done", "round": round_number})
+        await self._wait_for(lambda: round_number in self._closed, deadline + 10)
+        closed = self._closed.get(round_number)
+        next_round = closed["nextRound"] if closed else round_number + 1
+        for key in [k for k in self._inbox if k[0] <= round_number]:
+            del self._inbox[key]
+        return ExchangeResult(result, peers, contributors, fell_back, next_round)
+
+    async def _mean(self, tensors, vector, samples, round_number, others, specs, deadline):
+        frame = encode_weights({"type": "peer_update", "round": round_number, "samples": samples}, tensors)
+        await asyncio.gather(*(self.send_relay(p, round_number, "update", frame) for p in others))
+        received = await self._collect(round_number, "update", others, deadline)
+        updates = {self.participant_id: (vector, samples)}
+        limit = len(frame) + RELAY_SLACK
+        for peer in received:
+            try:
+                message = decode_weights(self._inbox[(round_number, "update", peer)], max_bytes=limit, expected=specs)
+                count = message.header.get("samples")
+                if message.header.get("round") != round_number or not isinstance(count, int) or count < 1:
+                    raise CodecError("wrong round or sample count")
+            except CodecError as exc:
+                self.log(f"ignored peer {peer[:8]}'s update: {exc}")
+                continue
+            updates[peer] = (message.vector, count)
+        return weighted_mean(updates), sorted(updates)
+
+    async def _secure(self, vector, round_number, peers, deadline):
+        me, n = self.participant_id, len(peers)
+        bound = float(self.welcome.get("maxShareValue") or 100.0)
+        scale = secure.fixed_point_scale(bound, n)
+        shares = secure.make_shares(secure.encode_fixed(vector, bound, scale), n)
+        others = [p for p in peers if p != me]
+        await asyncio.gather(*(self.send_relay(p, round_number, "share", secure.encode_u32_frame(
+            {"type": "share", "round": round_number}, shares[j])) for j, p in enumerate(peers) if p != me))
+        if len(await self._collect(round_number, "share", others, deadline)) < len(others):
+            missing = ", ".join(p[:8] for p in self._missing(round_number, "share", others)) or "a peer that left"
+            return vector, [me], f"secure aggregation: no share from {missing} in time; kept the local weights"
+        held = [shares[peers.index(me)], *(self._u32(round_number, "share", p, vector.size) for p in others)]
+        partial = secure.add_shares(held)
+        frame = secure.encode_u32_frame({"type": "partial", "round": round_number}, partial)
+        await asyncio.gather(*(self.send_relay(p, round_number, "partial", frame) for p in others))
+        if len(await self._collect(round_number, "partial", others, deadline)) < len(others):
+            return vector, [me], ("secure aggregation: a peer's partial sum did not arrive in time; kept the local "
+                                  "weights")
+        total = secure.add_shares([partial, *(self._u32(round_number, "partial", p, vector.size) for p in others)])
+        return secure.decode_mean(total, scale, n), sorted(peers), None
+
+    def _u32(self, round_number: int, kind: str, peer: str, size: int) -> np.ndarray:
+        _, values = secure.decode_u32_frame(self._inbox[(round_number, kind, peer)], expected_size=size)
+        return values
+
+    # --- training loop -----------------------------------------------------------------------
+    async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
+                  on_round: Callable[[PeerRoundResult], None] | None = None) -> list[PeerRoundResult]:
+        """Train ``rounds`` decentralized rounds on (x, y); returns each round's local metrics."""
+        info = self.fetch_task()["trainingInformation"]
+        welcome = await self.connect()
+        model = self.model = self.load_keras_model(welcome["currentVersion"])
+        loss = self.loss_name()
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        y = _targets(y, loss, model.output_shape[-1])
+        privacy = info.get("privacy")
+        round_number, results = welcome["round"], []
+        try:
+            for _ in range(rounds):
+                start = self.model_vector(model)
+                history = await asyncio.to_thread(
+                    model.fit, x, y, epochs=epochs_per_round or info["roundDuration"], batch_size=info["batchSize"],
+                    verbose=0)
+                if privacy:
+                    self.set_model_vector(model, start + _privatize(self.model_vector(model) - start, privacy))
+                outcome = await self.exchange(self.model_tensors(model), len(y), round_number)
+                self.set_model_vector(model, outcome.vector)
+                scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
+                result = PeerRoundResult(round_number, outcome.peers, "relay", outcome.fell_back,
+                                         float(history.history["loss"][-1]), float(scores["loss"]),
+                                         scores.get("accuracy"), len(y))
+                results.append(result)
+                if on_round:
+                    on_round(result)
+                round_number = outcome.next_round
+        finally:
+            await self.close()
+        return results
+
+
+def weighted_mean(updates: dict[str, tuple[np.ndarray, int]]) -> np.ndarray:
+    """The sample-weighted mean in float64, summed in sorted peer-id order, then float32.
+
+    Every peer computes it from the same updates in the same order, so all get the same bits.
+    """
+    total = sum(samples for _, samples in updates.values())
+    acc = np.zeros(next(iter(updates.values()))[0].size, dtype=np.float64)
+    for peer in sorted(updates):
+        vector, samples = updates[peer]
+        acc += vector.astype(np.float64) * samples
+    return (acc / total).astype(np.float32)
+
+
+def _privatize(delta: np.ndarray, privacy: dict[str, Any]) -> np.ndarray:
+    from .privacy import privatize  # written with the privacy accountant (aggregation/privacy.py)
+
+    return privatize(delta, privacy["clippingRadius"], privacy["noiseScale"]).astype(np.float32)

@@ -1,0 +1,174 @@
+"""What both Python clients (federated and decentralized) share: the task's HTTP API, TF.js models in
+``tf_keras``, and one WebSocket with a queue of the server's messages.
+
+Binary frames from the server are queued as ``{"type": "binary", "data": bytes}``; text
+frames as their JSON. ``next_event`` raises the server's ``error`` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import websockets
+
+WS_MAX_SIZE = 256 * 1024 * 1024
+
+
+class ParticipantError(RuntimeError):
+    """The server refused something; the message is the server's reason."""
+
+
+@dataclass
+class TaskServerClient:
+    """A participant's connection to one task of a Disco server; subclasses set ``scheme`` and train."""
+
+    scheme: ClassVar[str] = "federated"
+
+    server: str
+    task_id: str
+    resume_token: str = ""
+    log: Callable[[str], None] = print
+    participant_id: str = ""
+    task: dict[str, Any] = field(default_factory=dict)
+    weight_order: list[str] = field(default_factory=list)
+    topology: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+    _ws: Any = None
+    _events: asyncio.Queue | None = None
+
+    # --- HTTP ---------------------------------------------------------------------------
+    def _get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.server.rstrip("/") + path, timeout=60) as response:
+            return response.read()
+
+    def fetch_task(self) -> dict[str, Any]:
+        self.task = json.loads(self._get(f"/api/tasks/{self.task_id}/"))
+        return self.task
+
+    def fetch_version(self, number: int, directory: Path) -> Path:
+        """Download a fixed version's model.json and shards into ``directory``."""
+        base = f"/tasks/{self.task_id}/versions/{number}/"
+        model_json = json.loads(self._get(base + "model.json"))
+        for group in model_json["weightsManifest"]:
+            for name in group["paths"]:
+                (directory / name).write_bytes(self._get(base + name))
+        (directory / "model.json").write_text(json.dumps(model_json))
+        self.weight_order = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]]
+        self.topology = model_json["modelTopology"]
+        return directory / "model.json"
+
+    def load_keras_model(self, number: int) -> Any:
+        from tasks.conversion import _tensorflowjs
+
+        converters = _tensorflowjs().converters
+        with tempfile.TemporaryDirectory(prefix="disco-participant-") as tmp:
+            path = self.fetch_version(number, Path(tmp))
+            return converters.load_keras_model(str(path))
+
+    def set_version_weights(self, model: Any, number: int) -> None:
+        """Overwrite ``model``'s weights with version ``number``'s, matched by name."""
+        base = f"/tasks/{self.task_id}/versions/{number}/"
+        manifest = json.loads(self._get(base + "model.json"))["weightsManifest"]
+        by_name = {}
+        for group in manifest:
+            data = b"".join(self._get(base + p) for p in group["paths"])
+            offset = 0
+            for w in group["weights"]:
+                size = int(np.prod(w["shape"])) if w["shape"] else 1
+                by_name[w["name"]] = np.frombuffer(data, dtype="<f4", count=size, offset=offset).reshape(w["shape"])
+                offset += 4 * size
+        for variable in model.weights:
+            variable.assign(by_name[_weight_name(variable)])
+
+    def loss_name(self) -> str:
+        """The loss the model was compiled with (TF.js keeps it in the topology), else one its output implies."""
+        training = self.topology.get("training_config") or {}
+        loss = training.get("loss")
+        if isinstance(loss, str):
+            return loss
+        config = self.topology.get("model_config", self.topology)
+        last = config["config"]["layers"][-1]["config"]
+        if last.get("activation") == "sigmoid":
+            return "binary_crossentropy"
+        return "sparse_categorical_crossentropy"
+
+    # --- WebSocket ----------------------------------------------------------------------
+    async def connect(self) -> dict[str, Any]:
+        url = self.server.replace("http", "ws", 1).rstrip("/") + f"/ws/{self.scheme}/{self.task_id}/?client=python"
+        if self.resume_token:
+            url += f"&resume={self.resume_token}"
+        # Channels' origin check refuses clients without an Origin header: present the server's own.
+        self._ws = await websockets.connect(url, max_size=WS_MAX_SIZE, ping_interval=None,
+                                            origin=self.server.rstrip("/"))
+        self._events = asyncio.Queue()
+        welcome = json.loads(await self._ws.recv())
+        if welcome["type"] == "error":
+            raise ParticipantError(welcome["reason"])
+        self.participant_id, self.resume_token = welcome["participantId"], welcome["resumeToken"]
+        asyncio.get_running_loop().create_task(self._pump())
+        return welcome
+
+    async def _pump(self) -> None:
+        try:
+            async for raw in self._ws:
+                await self._events.put({"type": "binary", "data": raw} if isinstance(raw, bytes) else json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+        await self._events.put({"type": "closed"})
+
+    async def next_event(self, *types: str, timeout: float = 300) -> dict[str, Any]:
+        """The next message of one of ``types`` (errors are raised)."""
+        while True:
+            event = await asyncio.wait_for(self._events.get(), timeout)
+            if event["type"] == "error":
+                raise ParticipantError(f"{event['code']}: {event['reason']}")
+            if event["type"] == "closed":
+                raise ParticipantError("The server closed the connection.")
+            if event["type"] in types:
+                return event
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    # --- Weights as one vector -------------------------------------------------------------
+    def model_vector(self, model: Any) -> np.ndarray:
+        """All of ``model``'s weights in the manifest's order, as one float32 vector."""
+        by_name = {_weight_name(v): v for v in model.weights}
+        return np.concatenate([by_name[n].numpy().ravel() for n in self.weight_order]).astype(np.float32)
+
+    def model_tensors(self, model: Any) -> list[tuple[str, np.ndarray]]:
+        """(name, array) pairs in the manifest's order, as the codec takes them."""
+        by_name = {_weight_name(v): v for v in model.weights}
+        return [(name, by_name[name].numpy()) for name in self.weight_order]
+
+    def set_model_vector(self, model: Any, vector: np.ndarray) -> None:
+        """Write a flat vector (manifest order) back into ``model``'s weights."""
+        by_name = {_weight_name(v): v for v in model.weights}
+        start = 0
+        for name in self.weight_order:
+            variable = by_name[name]
+            size = int(np.prod(variable.shape))
+            variable.assign(np.asarray(vector[start:start + size], dtype=np.float32).reshape(variable.shape))
+            start += size
+
+
+def _targets(y: np.ndarray, loss: str, classes: int) -> np.ndarray:
+    """Labels as the loss wants them: one-hot for categorical cross-entropy, indices otherwise."""
+    if loss == "categorical_crossentropy" and (y.ndim == 1 or y.shape[-1] == 1):
+        return np.eye(classes, dtype=np.float32)[y.reshape(-1).astype(int)]
+    return y
+
+
+def _weight_name(variable: Any) -> str:
+    """A Keras variable's name as the TF.js manifest writes it (no ':0' suffix)."""
+    name = getattr(variable, "path", None) or variable.name
+    return name.split(":")[0]

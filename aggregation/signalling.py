@@ -1,0 +1,207 @@
+"""The decentralized signalling consumer at ``/ws/decentralized/<task>/``.
+
+It introduces peers and passes messages between them; it never decodes a model or an
+update. Text frames are JSON control messages (``ready``, ``signal``, ``done``,
+``status``); binary frames are relayed to one peer of the same round, the header
+rewritten from ``{"to", "round", "kind"}`` to ``{"from", "round", "kind"}`` and the
+payload forwarded byte for byte::
+
+    u32 little-endian n | n bytes of JSON header | payload
+
+A bad message gets an ``error`` frame with a reason and changes nothing; only an
+unknown task closes the connection. Round bookkeeping lives in ``peer_rounds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from tasks.models import Task
+
+from . import peer_rounds
+from .consumers import CLOSE_UNKNOWN_TASK
+from .models import Participant
+from .peer_rounds import PeerRoundError
+
+log = logging.getLogger(__name__)
+
+
+def _find_task(task_id: str) -> Task | None:
+    return Task.objects.filter(pk=task_id, published=True, scheme="decentralized").first()
+
+
+def _welcome(task: Task, resume_token: str, kind: str) -> tuple[Participant, dict[str, Any]]:
+    participant, resumed = peer_rounds.join(task, resume_token=resume_token, kind=kind)
+    return participant, {
+        "type": "welcome", "participantId": str(participant.pk), "resumeToken": participant.resume_token,
+        "resumed": resumed, **peer_rounds.state(task).fields(), "relayAllowed": task.allow_relay,
+        "secure": task.aggregator == "secure", "maxShareValue": task.max_share_value,
+        "iceServers": settings.DISCO_ICE_SERVERS, "deadlineSeconds": task.round_deadline_seconds,
+        "currentVersion": task.current_version.number if task.current_version_id else None,
+    }
+
+
+def max_relay_bytes() -> int:
+    return settings.DISCO_MAX_MODEL_BYTES + 64 * 1024
+
+
+def parse_relay(frame: bytes) -> tuple[dict[str, Any], int]:
+    """The header of a relayed frame and where its payload starts; ``PeerRoundError`` when malformed."""
+    if len(frame) > max_relay_bytes():
+        raise PeerRoundError("too_large", f"The frame has {len(frame):,} bytes, over the limit of "
+                                          f"{max_relay_bytes():,} (DISCO_MAX_MODEL_BYTES + 64 KiB).")
+    if len(frame) < 4:
+        raise PeerRoundError("bad_relay", "A relayed frame starts with a 4-byte header length.")
+    (length,) = struct.unpack_from("<I", frame, 0)
+    if length > len(frame) - 4:
+        raise PeerRoundError("bad_relay", f"The relay header claims {length} bytes but the frame has only "
+                                          f"{len(frame) - 4} after the length.")
+    try:
+        header = json.loads(frame[4:4 + length].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
+        raise PeerRoundError("bad_relay", 'The relay header is JSON {"to": peer id, "round": n, "kind": "..."}.')
+    return header, 4 + length
+
+
+def relay_frame(header: dict[str, Any], payload: bytes | memoryview) -> bytes:
+    """``u32 LE n | JSON header | payload``: the relay's frame, both ways."""
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<I", len(raw)) + raw + bytes(payload)
+
+
+class SignallingConsumer(AsyncWebsocketConsumer):
+    """One peer's connection to one decentralized task."""
+
+    task: Task | None = None
+    participant: Participant | None = None
+
+    async def connect(self) -> None:
+        self.timers: list[asyncio.Task] = []
+        task_id = self.scope["url_route"]["kwargs"]["task_id"]
+        await self.accept()
+        self.task = await database_sync_to_async(_find_task)(task_id)
+        if self.task is None:
+            await self.send_error("unknown_task", f"No published decentralized task with id '{task_id}'. "
+                                                  "GET /api/tasks/ lists the available tasks.")
+            await self.close(code=CLOSE_UNKNOWN_TASK)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        resume = (query.get("resume") or [""])[0]
+        kind = (query.get("client") or ["browser"])[0]
+        if kind not in Participant.Kind.values:
+            kind = Participant.Kind.BROWSER
+        self.participant, welcome = await database_sync_to_async(_welcome)(self.task, resume, kind)
+        self.me = str(self.participant.pk)
+        await self.channel_layer.group_add(peer_rounds.group_name(self.task.pk), self.channel_name)
+        await self.channel_layer.group_add(peer_rounds.peer_group(self.me), self.channel_name)
+        await self.send(text_data=json.dumps(welcome))
+        await database_sync_to_async(self._broadcast)()
+
+    def _broadcast(self) -> None:
+        peer_rounds.broadcast_participants(self.task)
+
+    async def disconnect(self, code: int) -> None:
+        for timer in getattr(self, "timers", []):
+            timer.cancel()
+        if self.task is None or self.participant is None:
+            return
+        await self.channel_layer.group_discard(peer_rounds.group_name(self.task.pk), self.channel_name)
+        await self.channel_layer.group_discard(peer_rounds.peer_group(self.me), self.channel_name)
+        await database_sync_to_async(peer_rounds.leave)(self.participant)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.participant is None:
+            return
+        try:
+            if bytes_data is not None:
+                await self._relay(bytes_data)
+            else:
+                await self._control(text_data or "")
+        except PeerRoundError as exc:
+            await self.send_error(exc.code, str(exc))
+
+    async def _control(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError:
+            raise PeerRoundError("bad_json", "Text frames must be JSON objects such as {\"type\": \"status\"}.") \
+                from None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "ready":
+            rnd = await database_sync_to_async(peer_rounds.ready)(self.participant, message.get("round"))
+            if rnd.ready_deadline is not None:
+                self._at(rnd.ready_deadline)
+        elif kind == "done":
+            await database_sync_to_async(peer_rounds.done)(self.participant, message.get("round"))
+        elif kind == "signal":
+            target = message.get("to")
+            await database_sync_to_async(peer_rounds.check_signal_target)(self.participant, target)
+            await self.channel_layer.group_send(peer_rounds.peer_group(target), {
+                "type": "peer.signal", "from": self.me, "data": message.get("data")})
+        elif kind == "status":
+            state = await database_sync_to_async(peer_rounds.state)(self.task)
+            await self.send(text_data=json.dumps({"type": "status", **state.fields()}))
+        else:
+            raise PeerRoundError("unknown_type", f"Unknown message type {kind!r}; send 'ready', 'signal', 'done' or "
+                                                 "'status' as text, or a relayed frame as binary.")
+
+    async def _relay(self, frame: bytes) -> None:
+        header, offset = parse_relay(frame)
+        target, number = header.get("to"), header.get("round")
+        await database_sync_to_async(peer_rounds.check_relay)(self.participant, target, number)
+        out = relay_frame({"from": self.me, "round": number, "kind": header["kind"]}, memoryview(frame)[offset:])
+        await self.channel_layer.group_send(peer_rounds.peer_group(target),
+                                            {"type": "peer.relay", "frame": out})
+
+    def _at(self, when: datetime) -> None:
+        """Check the task's rounds when ``when`` comes (a little after, so the deadline has passed)."""
+        delay = max(0.0, (when - timezone.now()).total_seconds()) + 0.2
+
+        async def fire() -> None:
+            await asyncio.sleep(delay)
+            await database_sync_to_async(peer_rounds.check_due)(self.task.pk)
+
+        self.timers = [t for t in self.timers if not t.done()]
+        self.timers.append(asyncio.get_running_loop().create_task(fire()))
+
+    async def send_error(self, code: str, reason: str) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "reason": reason}))
+
+    # Group events
+    async def participants_changed(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({**{k: v for k, v in event.items() if k != "type"},
+                                              "type": "participants"}))
+
+    async def peers_started(self, event: dict[str, Any]) -> None:
+        if self.me in event["peers"]:
+            self._at(datetime.fromisoformat(event["deadline"]))
+            await self.send(text_data=json.dumps({"type": "peers", "round": event["round"], "peers": event["peers"],
+                                                  "deadline": event["deadline"]}))
+
+    async def round_closed(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"type": "round_closed", "round": event["round"],
+                                              "nextRound": event["next_round"], "peers": event["peers"]}))
+
+    async def peer_left(self, event: dict[str, Any]) -> None:
+        if event["peer"] != self.me:
+            await self.send(text_data=json.dumps({"type": "peer_left", "round": event["round"],
+                                                  "peer": event["peer"]}))
+
+    async def peer_signal(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"type": "signal", "from": event["from"], "data": event["data"]}))
+
+    async def peer_relay(self, event: dict[str, Any]) -> None:
+        await self.send(bytes_data=event["frame"])

@@ -1,0 +1,38 @@
+"""Tiny decentralized tasks for the multi-process integration tests (loaded through DISCO_TASK_PROVIDERS)."""
+
+from __future__ import annotations
+
+from tasks.keras_env import tf_keras
+from tasks.spec import TaskSpec
+
+COLUMNS = ["Age", "SibSp", "Parch", "Fare", "Pclass"]
+
+
+class PeerTabular:
+    """Titanic-shaped: five numeric columns -> survived; 1,793 parameters (7 KB updates), three peers a round."""
+
+    task_id = "peer-mean"
+    aggregator = "mean"
+
+    def get_task(self) -> TaskSpec:
+        return TaskSpec(
+            id=self.task_id, title=f"Decentralized test task ({self.aggregator})", summary_preview="Titanic-shaped.",
+            data_type="tabular", scheme="decentralized", input_columns=COLUMNS, output_columns=["Survived"],
+            preprocessing=["sanitize"], epochs=6, round_duration=1, batch_size=16, min_participants=3,
+            round_deadline_seconds=8, aggregator=self.aggregator, max_share_value=10.0,
+        )
+
+    def get_model(self):
+        keras = tf_keras()
+        keras.utils.set_random_seed(5)
+        model = keras.Sequential([keras.layers.Input(shape=(5,)), keras.layers.Dense(256, activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        return model
+
+
+class PeerSecure(PeerTabular):
+    """The same with secure aggregation (additive shares modulo 2**32)."""
+
+    task_id = "peer-secure"
+    aggregator = "secure"

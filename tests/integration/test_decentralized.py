@@ -1,0 +1,144 @@
+"""Decentralized rounds across real processes: daphne with the Redis channel layer, Python peers over the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from aggregation import secure
+from aggregation.peer import DecentralizedClient, weighted_mean
+from tests.conftest import snapshot
+from tests.integration.test_federated import run_async, titanic_like
+from tests.live_platform import daphne, free_port, manage, platform_env
+
+pytestmark = pytest.mark.services
+REDIS_URL = "redis://127.0.0.1:6379/12"
+PROVIDERS = "tests.integration.peer_tasks.PeerTabular,tests.integration.peer_tasks.PeerSecure"
+
+
+class Platform:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = platform_env(root, REDIS_URL=REDIS_URL, DISCO_TASK_PROVIDERS=PROVIDERS)
+        self.url = ""
+
+    def stored_bytes(self) -> bytes:
+        """Everything the platform keeps: the SQLite files and every file under MEDIA_ROOT."""
+        files = [p for p in self.root.glob("db.sqlite3*")] + [p for p in (self.root / "media").rglob("*")
+                                                               if p.is_file()]
+        return b"".join(p.read_bytes() for p in files)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    p = Platform(tmp_path_factory.mktemp("decentralized"))
+    manage(p.env, "migrate", "--noinput")
+    manage({**p.env, "REDIS_URL": ""}, "load_default_tasks", "--only", "peer-mean", "peer-secure")
+    with daphne(p.env, p.root / "daphne.log", port=free_port()) as url:
+        p.url = url
+        yield p
+        # channels-redis ends a closed connection's consumer only when its blocking receive returns
+        # (BZPOPMIN, up to 5 s): let those finish so daphne stops within live_platform's 20 s.
+        time.sleep(6)
+
+
+async def run_peers(url: str, task_id: str, datasets, rounds: int) -> tuple[list[DecentralizedClient], list]:
+    clients = [DecentralizedClient(url, task_id, log=lambda _: None) for _ in datasets]
+    results = await asyncio.gather(*(c.run(x, y, rounds=rounds) for c, (x, y) in zip(clients, datasets, strict=True)))
+    return clients, results
+
+
+def final_vectors(clients: list[DecentralizedClient]) -> list[np.ndarray]:
+    return [c.model_vector(c.model) for c in clients]
+
+
+def test_three_peers_three_rounds_of_mean_end_with_identical_weights(platform):
+    before = snapshot(platform.root / "media")
+    datasets = [titanic_like(n, seed) for n, seed in ((60, 1), (90, 2), (150, 3))]
+    clients, results = run_async(run_peers(platform.url, "peer-mean", datasets, rounds=3))
+    ids = sorted(c.participant_id for c in clients)
+    for per_client in results:
+        assert [r.round for r in per_client] == [1, 2, 3]
+        assert all(r.peers == ids and r.fell_back is None and r.used == "relay" for r in per_client)
+    finals = final_vectors(clients)
+    assert all(np.array_equal(finals[0], f) for f in finals[1:])  # the same bits on every peer
+    expected = weighted_mean({c.participant_id: (c.last_update, len(d[1])) for c, d in zip(clients, datasets,
+                                                                                           strict=True)})
+    np.testing.assert_array_equal(finals[0], expected)
+    by_hand = sum(np.float64(n) * c.last_update.astype(np.float64) for c, n in zip(clients, (60, 90, 150),
+                                                                                   strict=True)) / 300
+    np.testing.assert_allclose(finals[0], by_hand, rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(clients[0].last_update, clients[1].last_update)  # they did train differently
+    # The server kept no weights: no new file under MEDIA_ROOT, and no update's bytes in the database or media.
+    assert snapshot(platform.root / "media") == before
+    stored = platform.stored_bytes()
+    for c in clients:
+        assert c.last_update[:32].tobytes() not in stored
+    assert finals[0][:32].tobytes() not in stored
+
+
+def test_three_peers_three_rounds_of_secure_aggregation_equal_the_plain_mean(platform):
+    datasets = [titanic_like(n, seed) for n, seed in ((50, 4), (70, 5), (80, 6))]
+    clients, results = run_async(run_peers(platform.url, "peer-secure", datasets, rounds=3))
+    assert all(r.fell_back is None and len(r.peers) == 3 for per_client in results for r in per_client)
+    finals = final_vectors(clients)
+    assert all(np.array_equal(finals[0], f) for f in finals[1:])
+    clipped = [np.clip(c.last_update.astype(np.float64), -10.0, 10.0) for c in clients]
+    plain = sum(clipped) / 3
+    scale = secure.fixed_point_scale(10.0, 3)
+    bound = secure.quantization_bound(scale) + np.abs(plain).max() * 2 ** -23  # + the final float32 rounding
+    assert np.abs(finals[0] - plain).max() <= bound
+    stored = platform.stored_bytes()
+    assert all(c.last_update[:32].tobytes() not in stored for c in clients)
+
+
+async def _dropout_round(url: str, task_id: str) -> tuple[list, float, float]:
+    """Two peers train and exchange; a third says ready, gets the peer list, then closes its connection."""
+    datasets = [titanic_like(40, seed) for seed in (7, 8)]
+    quitter = DecentralizedClient(url, task_id, log=lambda _: None)
+    welcome = await quitter.connect()
+    deadline_seconds = welcome["deadlineSeconds"]
+
+    async def quit_mid_round() -> None:
+        await quitter.send_json({"type": "ready", "round": welcome["round"]})
+        await quitter._wait_for(lambda: welcome["round"] in quitter._peers, time.monotonic() + 120)
+        await quitter.close()
+
+    start = time.monotonic()
+    clients = [DecentralizedClient(url, task_id, log=lambda _: None) for _ in datasets]
+    _, *results = await asyncio.gather(quit_mid_round(), *(c.run(x, y, rounds=1)
+                                                           for c, (x, y) in zip(clients, datasets, strict=True)))
+    return [r[0] for r in results], time.monotonic() - start, deadline_seconds
+
+
+def test_a_peer_leaving_mid_round_under_mean_leaves_the_mean_of_the_others(platform):
+    results, elapsed, deadline = run_async(_dropout_round(platform.url, "peer-mean"))
+    assert all(len(r.peers) == 3 for r in results)  # the quitter was one of the round's peers
+    assert all("1 peer(s) sent nothing" in r.fell_back for r in results)
+    assert elapsed < 2 * deadline + 30  # training, the ready quorum and the exchange, never a hang
+
+
+def test_a_peer_leaving_mid_round_under_secure_aggregation_falls_back_visibly(platform):
+    results, elapsed, deadline = run_async(_dropout_round(platform.url, "peer-secure"))
+    assert all("kept the local weights" in r.fell_back for r in results)
+    assert elapsed < 2 * deadline + 30
+
+
+def test_simulate_covers_the_decentralized_scheme(platform, tmp_path):
+    from tasks.sample_data import titanic_like_csv
+    from tests.live_platform import manage
+
+    data = tmp_path / "passengers.csv"
+    data.write_text(titanic_like_csv(180, seed=12))
+    result = manage(platform.env, "simulate", "--task", "peer-secure", "--participants", "3", "--rounds", "2",
+                    "--server", platform.url, "--data", str(data), timeout=300)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("Simulating 3 decentralized participants on peer-secure (180 samples, IID)")
+    assert "3 peers over the relay" in lines[1] and "3 peers over the relay" in lines[2]
+    assert lines[-1].startswith("summary: 3 participants x 2 rounds on peer-secure: 3 peers in the last round")
