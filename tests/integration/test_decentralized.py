@@ -31,7 +31,15 @@ class Platform:
         """Everything the platform keeps: the SQLite files and every file under MEDIA_ROOT."""
         files = [p for p in self.root.glob("db.sqlite3*")] + [p for p in (self.root / "media").rglob("*")
                                                                if p.is_file()]
-        return b"".join(p.read_bytes() for p in files)
+        return b"".join(_read_if_present(p) for p in files)
+
+
+def _read_if_present(path: Path) -> bytes:
+    """SQLite's WAL side files come and go as connections open and close."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 @pytest.fixture(scope="module")
