@@ -8,6 +8,7 @@ exactly one next version.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 from asgiref.sync import async_to_sync
@@ -15,6 +16,7 @@ from celery import shared_task
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
+from scipy.linalg.blas import saxpy
 
 from tasks.choices import Origin
 from tasks.versions import create_version
@@ -38,16 +40,18 @@ def _aggregate(rnd: Round) -> np.ndarray:
     specs = expected_specs(rnd)
     contributions = list(rnd.contributions.order_by("participant_id"))
     weights = np.array([c.samples for c in contributions], dtype=np.float64)
+    # The frames were checked for NaN/Inf when they arrived (consumers._submit): here only their
+    # shapes are checked again, and the aggregate once at the end.
     if task.aggregator in ("mean", "plain_mean", "secure"):
-        # Streaming mean: one update in memory at a time.
+        # Streaming mean: one memory-mapped update at a time, total += w * x in one BLAS pass.
         n = len(contributions)
         w = weights / weights.sum() if task.aggregator == "mean" else np.full(n, 1 / n)
-        total = None
+        total = np.zeros(sum(s.size for s in specs), dtype=np.float32)
         for share, c in zip(w, contributions, strict=True):
-            vector = load_frame(c.blob, expected=specs).vector
-            total = vector * np.float32(share) if total is None else total + vector * np.float32(share)
+            vector = load_frame(c.blob, expected=specs, allow_non_finite=True).vector
+            total = saxpy(vector, total, a=float(share))
         return total
-    matrix = np.stack([load_frame(c.blob, expected=specs).vector for c in contributions])
+    matrix = np.stack([load_frame(c.blob, expected=specs, allow_non_finite=True).vector for c in contributions])
     params = dict(task.aggregator_params)
     if task.aggregator == "centered_clipping":
         params.setdefault("center", version_vector(rnd.base_version))
@@ -61,7 +65,12 @@ def aggregate_round(round_id: int) -> int | None:
     if rnd is None or rnd.status != Round.Status.AGGREGATING:
         return rnd.result_version_id if rnd else None
     try:
+        started = time.perf_counter()
         vector = _aggregate(rnd)
+        log.info("Round %s: aggregated %d updates with %s in %.4f s", rnd.pk, rnd.contributions.count(),
+                 rnd.task.aggregator, time.perf_counter() - started)
+        if not np.isfinite(vector).all():
+            raise ValueError("The aggregate holds NaN or infinite values; the round is not applied.")
         artifacts = artifacts_from_vector(rnd.base_version, vector)
     except Exception as exc:
         log.exception("Aggregating %s failed", rnd)

@@ -4,8 +4,9 @@ For each P (parameters) and N (participants): a fresh platform (SQLite file, Red
 layer and broker, one daphne, one Celery aggregation worker with the solo pool) and N
 participant *processes* that each send one float32 update a round and wait for the
 round's end. Prints per configuration the median round time (first update sent -> last
-participant told the round closed), the worker's aggregation time next to the time numpy
-needs just to read the N stored updates once, bytes per update, loopback bytes moved by
+participant told the round closed), the worker's aggregation time (reading the N stored
+updates and combining them, as the worker logs it) next to the time numpy needs just to
+read them once, bytes per update, loopback bytes moved by
 the server processes per round, server CPU-seconds per participant per round, and the
 server processes' peak memory.
 
@@ -151,12 +152,12 @@ def run_config(params: int, participants: int, rounds: int) -> dict:
                 cpu.append(sum(sum(s.cpu_times()[:2]) for s in server) - cpu0)
                 moved.append(sum(s.io_counters().read_chars + s.io_counters().write_chars for s in server) - io0)
                 frame_bytes = reports[0]["bytes"]
-            agg = [float(x) for x in re.findall(r"aggregate_round\[[^\]]+\] succeeded in ([0-9.]+)s",
+            agg = [float(x) for x in re.findall(r"aggregated \d+ updates with \w+ in ([0-9.]+) s",
                                                  worker_log.read_text())]
             rounds_dir = workdir / "media" / "contributions" / "bench"
             last_round = sorted(rounds_dir.iterdir(), key=lambda p: int(p.name))[-1]
             read_once = _read_once_seconds(sorted(last_round.iterdir()))
-            peak = _peak_mib(daphne.pid) + _peak_mib(worker.pid)
+            peak_web, peak_worker = _peak_mib(daphne.pid), _peak_mib(worker.pid)
         finally:
             for p in procs:
                 p.kill()
@@ -169,7 +170,8 @@ def run_config(params: int, participants: int, rounds: int) -> dict:
         "P": params, "N": participants, "round_s": statistics.median(times),
         "aggregate_s": statistics.median(agg) if agg else float("nan"), "read_once_s": read_once,
         "bytes_per_update": frame_bytes / four_p, "server_io_per_round": statistics.median(moved) / four_p,
-        "cpu_per_participant": statistics.median(cpu) / participants, "peak_mib": peak,
+        "cpu_per_participant": statistics.median(cpu) / participants, "peak_mib": peak_web + peak_worker,
+        "peak_web": peak_web, "peak_worker": peak_worker,
     }
 
 
@@ -184,13 +186,14 @@ def main() -> None:
         asyncio.run(participant(args.participant[0], int(args.participant[1])))
         return
     print(f"{'P':>9} {'N':>3} {'round s':>8} {'aggregate s':>11} {'read once s':>11} {'bytes/4P':>9} "
-          f"{'server I/O /4P':>14} {'(4N+1)':>6} {'CPU-s/particip.':>15} {'peak MiB':>9}")
+          f"{'server I/O /4P':>14} {'(4N+1)':>6} {'CPU-s/particip.':>15} {'peak MiB':>9} {'(web+worker)':>13}")
     for params in args.params:
         for n in args.participants:
             r = run_config(params, n, args.rounds)
             print(f"{r['P']:>9,} {r['N']:>3} {r['round_s']:>8.3f} {r['aggregate_s']:>11.3f} {r['read_once_s']:>11.3f} "
                   f"{r['bytes_per_update']:>9.4f} {r['server_io_per_round']:>14.1f} {4 * n + 1:>6} "
-                  f"{r['cpu_per_participant']:>15.4f} {r['peak_mib']:>9.0f}", flush=True)
+                  f"{r['cpu_per_participant']:>15.4f} {r['peak_mib']:>9.0f} "
+                  f"{r['peak_web']:>6.0f}+{r['peak_worker']:<6.0f}", flush=True)
 
 
 if __name__ == "__main__":

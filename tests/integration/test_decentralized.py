@@ -28,9 +28,9 @@ class Platform:
         self.url = ""
 
     def stored_bytes(self) -> bytes:
-        """Everything the platform keeps: the SQLite files and every file under MEDIA_ROOT."""
-        files = [p for p in self.root.glob("db.sqlite3*")] + [p for p in (self.root / "media").rglob("*")
-                                                               if p.is_file()]
+        """Everything the platform keeps: the SQLite files, the server's log and every file under MEDIA_ROOT."""
+        files = [*self.root.glob("db.sqlite3*"), *self.root.glob("*.log"),
+                 *(p for p in (self.root / "media").rglob("*") if p.is_file())]
         return b"".join(_read_if_present(p) for p in files)
 
 
