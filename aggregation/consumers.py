@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 CLOSE_UNKNOWN_TASK = 4404
 
 
+def joining_identity(scope: dict[str, Any]) -> tuple[str, str]:
+    """The resume token and client kind a connecting participant gives in its query string."""
+    query = parse_qs(scope.get("query_string", b"").decode())
+    resume = (query.get("resume") or [""])[0]
+    kind = (query.get("client") or ["browser"])[0]
+    return resume, kind if kind in Participant.Kind.values else Participant.Kind.BROWSER
+
+
 def _find_task(task_id: str) -> Task | None:
     return Task.objects.filter(pk=task_id, published=True, scheme="federated").select_related("current_version").first()
 
@@ -68,11 +76,7 @@ class FederatedConsumer(AsyncWebsocketConsumer):
                                                   "GET /api/tasks/ lists the available tasks.")
             await self.close(code=CLOSE_UNKNOWN_TASK)
             return
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        resume = (query.get("resume") or [""])[0]
-        kind = (query.get("client") or ["browser"])[0]
-        if kind not in Participant.Kind.values:
-            kind = Participant.Kind.BROWSER
+        resume, kind = joining_identity(self.scope)
         try:
             self.participant, welcome = await database_sync_to_async(_welcome)(self.task, resume, kind)
         except rounds.RoundError as exc:

@@ -20,7 +20,6 @@ import logging
 import struct
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -30,7 +29,7 @@ from django.utils import timezone
 from tasks.models import Task
 
 from . import peer_rounds
-from .consumers import CLOSE_UNKNOWN_TASK
+from .consumers import CLOSE_UNKNOWN_TASK, joining_identity
 from .models import Participant
 from .peer_rounds import PeerRoundError
 
@@ -98,11 +97,7 @@ class SignallingConsumer(AsyncWebsocketConsumer):
                                                   "GET /api/tasks/ lists the available tasks.")
             await self.close(code=CLOSE_UNKNOWN_TASK)
             return
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        resume = (query.get("resume") or [""])[0]
-        kind = (query.get("client") or ["browser"])[0]
-        if kind not in Participant.Kind.values:
-            kind = Participant.Kind.BROWSER
+        resume, kind = joining_identity(self.scope)
         self.participant, welcome = await database_sync_to_async(_welcome)(self.task, resume, kind)
         self.me = str(self.participant.pk)
         await self.channel_layer.group_add(peer_rounds.group_name(self.task.pk), self.channel_name)

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from aggregation.codec import encode_weights
 from aggregation.models import Contribution, Round
 from aggregation.weights import version_vector
-from disco_site.asgi import application
 from tasks.models import ModelVersion
 from tasks.versions import create_version
+from tests.aggregation.websockets import connect as connect_to
+from tests.aggregation.websockets import receive
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_modes]
 
@@ -43,18 +43,7 @@ def update_frame(task, *, fill: float | None = None, vector=None, samples=10, ro
 
 
 async def connect(task_id="fed", query=""):
-    communicator = WebsocketCommunicator(application, f"/ws/federated/{task_id}/{query}",
-                                         headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1")])
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def receive(communicator, kind: str, timeout: float = 10) -> dict:
-    while True:
-        message = json.loads(await communicator.receive_from(timeout))
-        if message["type"] == kind:
-            return message
+    return await connect_to(f"/ws/federated/{task_id}/{query}")
 
 
 async def test_welcome_says_where_the_round_stands(fed_task):

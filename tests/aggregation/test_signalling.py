@@ -7,11 +7,11 @@ import struct
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from aggregation.models import PeerRound, PeerTurn
-from disco_site.asgi import application
 from tasks.models import Task
+from tests.aggregation.websockets import connect as connect_to
+from tests.aggregation.websockets import receive
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_modes]
 
@@ -22,18 +22,7 @@ def dec_task(make_task):
 
 
 async def connect(task_id="dec", query=""):
-    communicator = WebsocketCommunicator(application, f"/ws/decentralized/{task_id}/{query}",
-                                         headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1")])
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def receive(communicator, kind: str, timeout: float = 10) -> dict:
-    while True:
-        message = json.loads(await communicator.receive_from(timeout))
-        if message["type"] == kind:
-            return message
+    return await connect_to(f"/ws/decentralized/{task_id}/{query}")
 
 
 async def receive_bytes(communicator, timeout: float = 10) -> bytes:
