@@ -19,8 +19,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils.text import get_valid_filename
 
@@ -30,6 +28,7 @@ from .choices import Origin
 from .models import ConversionJob, ModelVersion, Task
 from .spec import SPEC_FIELDS, TaskSpec
 from .validation import Errors, validate_task_fields
+from .versions import create_version, delete_files, write_files
 
 log = logging.getLogger(__name__)
 
@@ -138,28 +137,15 @@ def merged_values(values: Mapping[str, Any], task: Task | None = None) -> dict[s
 def _store_source(task: Task, inspected: Any, written: list[str]) -> str:
     """Write an upload that a worker converts; return its storage path."""
     name = get_valid_filename(str(inspected.source_name).rsplit("/", 1)[-1]) or "model"
-    path = f"uploads/{task.pk}/{uuid.uuid4().hex}/{name}"
-    saved = default_storage.save(path, ContentFile(inspected.source_bytes))
+    (saved,) = write_files(f"uploads/{task.pk}/{uuid.uuid4().hex}", {name: inspected.source_bytes})
     written.append(saved)
-    if saved != path:  # the storage renamed it: the generated folder was not fresh
-        raise FileExistsError(f"{path} already exists in media storage.")
     return saved
-
-
-def _delete(paths: list[str]) -> None:
-    for path in paths:
-        try:
-            default_storage.delete(path)
-        except OSError:  # pragma: no cover - best effort cleanup
-            log.exception("Could not remove %s after a failed task creation", path)
 
 
 def _add_model(task: Task, inspected: Any, written: list[str], note: str) -> tuple[ModelVersion | None,
                                                                               ConversionJob | None]:
     """Inside the caller's transaction: a new version (TF.js) or a stored upload with its conversion job."""
     if inspected.kind == "tfjs":
-        from .versions import create_version
-
         version = create_version(task, inspected.artifacts, origin=Origin.UPLOAD, note=note)
         written.extend(version.storage_path(name) for name in version.file_names())
         return version, None
@@ -199,7 +185,7 @@ def create_task(owner: Any, values: Mapping[str, Any], files: Mapping[str, bytes
             task.save(force_insert=True)
             version, job = _add_model(task, upload, written, _upload_note(files, owner))
     except BaseException:
-        _delete(written)
+        delete_files(written)
         raise
     task.refresh_from_db()
     if job is not None:
@@ -230,7 +216,7 @@ def update_task(task: Task, user: Any, values: Mapping[str, Any], files: Mapping
             if upload is not None:
                 version, job = _add_model(locked, upload, written, _upload_note(files or {}, user))
     except BaseException:
-        _delete(written)
+        delete_files(written)
         raise
     task.refresh_from_db()
     if job is not None:

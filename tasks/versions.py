@@ -28,7 +28,8 @@ class VersionError(ValueError):
     """A version cannot be made current (wrong task, unknown number)."""
 
 
-def _write_files(storage_dir: str, files: dict[str, bytes]) -> list[str]:
+def write_files(storage_dir: str, files: dict[str, bytes]) -> list[str]:
+    """Write ``files`` into the fresh folder ``storage_dir``; all or nothing. Returns the stored paths."""
     written: list[str] = []
     try:
         for name, data in files.items():
@@ -38,17 +39,18 @@ def _write_files(storage_dir: str, files: dict[str, bytes]) -> list[str]:
             if saved != path:  # the storage renamed it: the folder was not fresh
                 raise FileExistsError(f"{path} already exists in media storage.")
     except BaseException:
-        _delete_files(written)
+        delete_files(written)
         raise
     return written
 
 
-def _delete_files(paths: list[str]) -> None:
+def delete_files(paths: list[str]) -> None:
+    """Best-effort removal of files a failed operation wrote."""
     for path in paths:
         try:
             default_storage.delete(path)
         except OSError:  # pragma: no cover - best effort cleanup
-            log.exception("Could not remove %s after a failed version write", path)
+            log.exception("Could not remove %s after a failed write", path)
 
 
 def create_version(task: Task, artifacts: LayersModelArtifacts, *, origin: str, parent: ModelVersion | None = None,
@@ -58,7 +60,7 @@ def create_version(task: Task, artifacts: LayersModelArtifacts, *, origin: str, 
         raise ValueError(f"Unknown origin {origin!r}.")
     files = {"model.json": artifacts.model_json_bytes(), **artifacts.shards}
     storage_dir = f"models/{task.pk}/{uuid.uuid4().hex}"
-    written = _write_files(storage_dir, files)
+    written = write_files(storage_dir, files)
     try:
         with transaction.atomic():
             locked = Task.objects.select_for_update().get(pk=task.pk)
@@ -82,7 +84,7 @@ def create_version(task: Task, artifacts: LayersModelArtifacts, *, origin: str, 
                 locked.current_version = version
                 locked.save(update_fields=["current_version", "updated_at"])
     except BaseException:
-        _delete_files(written)
+        delete_files(written)
         raise
     task.current_version = locked.current_version
     return version
