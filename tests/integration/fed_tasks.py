@@ -8,6 +8,16 @@ from tasks.spec import TaskSpec
 COLUMNS = ["Age", "SibSp", "Parch", "Fare", "Pclass"]
 
 
+def titanic_mlp(*, hidden: int, seed: int):
+    """A compiled 5 -> hidden -> 1 classifier for the Titanic-shaped test tasks."""
+    keras = tf_keras()
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.layers.Input(shape=(len(COLUMNS),)), keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
 class FedTabular:
     """Titanic-shaped: five numeric columns -> survived, a small MLP, three participants a round."""
 
@@ -23,12 +33,7 @@ class FedTabular:
         )
 
     def get_model(self):
-        keras = tf_keras()
-        keras.utils.set_random_seed(3)
-        model = keras.Sequential([keras.layers.Input(shape=(5,)), keras.layers.Dense(8, activation="relu"),
-                                  keras.layers.Dense(1, activation="sigmoid")])
-        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-        return model
+        return titanic_mlp(hidden=8, seed=3)
 
 
 class FedTabularPairs(FedTabular):

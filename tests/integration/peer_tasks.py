@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.keras_env import tf_keras
 from tasks.spec import TaskSpec
-
-COLUMNS = ["Age", "SibSp", "Parch", "Fare", "Pclass"]
+from tests.integration.fed_tasks import COLUMNS, titanic_mlp
 
 
 class PeerTabular:
@@ -23,12 +21,7 @@ class PeerTabular:
         )
 
     def get_model(self):
-        keras = tf_keras()
-        keras.utils.set_random_seed(5)
-        model = keras.Sequential([keras.layers.Input(shape=(5,)), keras.layers.Dense(256, activation="relu"),
-                                  keras.layers.Dense(1, activation="sigmoid")])
-        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-        return model
+        return titanic_mlp(hidden=256, seed=5)
 
 
 class PeerSecure(PeerTabular):
