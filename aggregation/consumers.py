@@ -1,26 +1,31 @@
 """The federated WebSocket consumer at ``/ws/federated/<task>/``.
 
 Thin by design: decode, call ``aggregation.rounds``, reply. Control messages are JSON text
-frames; updates are binary frames in the format of ``aggregation.codec``. A bad message
-gets an ``error`` frame with a reason and the connection stays open; only an unknown
-task closes it.
+frames; updates are binary frames in the format of ``aggregation.codec``: one frame, or
+announced by ``update_begin`` and sent in parts that are spooled to disk as they arrive
+(``aggregation.incoming``). A bad message gets an ``error`` frame with a reason and the
+connection stays open; only an unknown task closes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.files.base import ContentFile, File
 
 from tasks.models import Task
 
 from . import rounds
 from .codec import CodecError, decode_weights
+from .incoming import IncomingUpdate
 from .models import Participant
 
 log = logging.getLogger(__name__)
@@ -53,12 +58,20 @@ def _status_fields(state: rounds.RoundStatus) -> dict[str, Any]:
             "minParticipants": fields["min_participants"], "deadline": fields["deadline"]}
 
 
-def _submit(participant: Participant, frame: bytes) -> dict[str, Any]:
+def _submit(participant: Participant, content: File, data: Any) -> dict[str, Any]:
+    """Validate the weight message ``data`` (bytes or a memory map of ``content``) and store ``content``."""
     task = participant.task
     rnd = rounds.active_round(task)
-    message = decode_weights(frame, max_bytes=rounds.max_frame_bytes(), expected=rounds.expected_specs(rnd))
-    rnd = rounds.submit(participant, message, frame, rnd)
+    message = decode_weights(data, max_bytes=rounds.max_frame_bytes(), expected=rounds.expected_specs(rnd))
+    rnd = rounds.submit(participant, message, content, rnd)
     return {"type": "accepted", "round": rnd.number}
+
+
+def _submit_spooled(participant: Participant, incoming: IncomingUpdate) -> dict[str, Any]:
+    try:
+        return _submit(participant, incoming.file, incoming.message_bytes())
+    finally:
+        incoming.discard()
 
 
 class FederatedConsumer(AsyncWebsocketConsumer):
@@ -66,6 +79,10 @@ class FederatedConsumer(AsyncWebsocketConsumer):
 
     task: Task | None = None
     participant: Participant | None = None
+    incoming: IncomingUpdate | None = None
+    # After a refused announcement its parts are dropped without a reply each: until the
+    # announced size has passed, or (no usable size) until the next text frame.
+    skip_bytes: int = 0
 
     async def connect(self) -> None:
         task_id = self.scope["url_route"]["kwargs"]["task_id"]
@@ -88,6 +105,7 @@ class FederatedConsumer(AsyncWebsocketConsumer):
         await self._broadcast_participants()
 
     async def disconnect(self, code: int) -> None:
+        self._drop_incoming()
         if self.task is None or self.participant is None:
             return
         await self.channel_layer.group_discard(rounds.group_name(self.task.pk), self.channel_name)
@@ -98,8 +116,14 @@ class FederatedConsumer(AsyncWebsocketConsumer):
         if self.participant is None:
             return
         if bytes_data is not None:
-            await self._receive_update(bytes_data)
+            if self.skip_bytes > 0:
+                self.skip_bytes = max(0, self.skip_bytes - len(bytes_data))
+            elif self.incoming is not None:
+                await self._receive_part(bytes_data)
+            else:
+                await self._submit_update(_submit, self.participant, ContentFile(bytes_data), bytes_data)
             return
+        self.skip_bytes = 0
         try:
             message = json.loads(text_data or "")
         except json.JSONDecodeError:
@@ -109,13 +133,40 @@ class FederatedConsumer(AsyncWebsocketConsumer):
         if kind == "status":
             state = await database_sync_to_async(rounds.status)(self.task)
             await self.send(text_data=json.dumps({"type": "status", **_status_fields(state)}))
+        elif kind == "update_begin":
+            self._drop_incoming()
+            announced = message.get("bytes")
+            try:
+                self.incoming = IncomingUpdate(announced, max_bytes=rounds.max_frame_bytes())
+            except CodecError as exc:
+                usable = isinstance(announced, int) and not isinstance(announced, bool) and announced > 0
+                self.skip_bytes = announced if usable else sys.maxsize
+                await self.send_error("bad_update", str(exc))
         else:
-            await self.send_error("unknown_type", f"Unknown message type {kind!r}; send 'status' as text, or an "
-                                                  "update as a binary frame.")
+            await self.send_error("unknown_type", f"Unknown message type {kind!r}; send 'status' or 'update_begin' "
+                                                  "as text, and updates as binary frames.")
 
-    async def _receive_update(self, frame: bytes) -> None:
+    async def _receive_part(self, part: bytes) -> None:
+        incoming = self.incoming
         try:
-            reply = await database_sync_to_async(_submit)(self.participant, frame)
+            await sync_to_async(incoming.append, thread_sensitive=False)(part)
+        except CodecError as exc:
+            self.incoming = None
+            await self.send_error("bad_update", str(exc))
+            return
+        if incoming.complete:
+            self.incoming = None
+            await self._submit_update(_submit_spooled, self.participant, incoming)
+
+    def _drop_incoming(self) -> None:
+        """Forget an update whose parts are still arriving (a new one was announced, or the client left)."""
+        if self.incoming is not None:
+            self.incoming.discard()
+            self.incoming = None
+
+    async def _submit_update(self, submit: Any, *args: Any) -> None:
+        try:
+            reply = await database_sync_to_async(submit)(*args)
         except (CodecError, rounds.RoundError) as exc:
             await self.send_error(getattr(exc, "code", "bad_update"), str(exc))
             return

@@ -1,7 +1,7 @@
 """A Python participant: joins a federated task over the same protocol as the browser.
 
 It fetches the task's current TF.js model over HTTP, loads it into ``tf_keras``, trains
-``roundDuration`` epochs on local data, sends its weights as one binary frame, waits for
+``roundDuration`` epochs on local data, sends its weights (in parts when they are large), waits for
 the round to close and continues from the new global model. Tests, simulations and
 people who want to join from a script use it::
 
@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .codec import encode_weights
+from .incoming import PART_BYTES
+from .incoming import send_update as send_weight_message
 from .remote import ParticipantError, TaskServerClient, _targets, _weight_name
 
 __all__ = ["FederatedClient", "ParticipantError", "RoundResult"]
@@ -41,6 +43,7 @@ class FederatedClient(TaskServerClient):
     scheme: ClassVar[str] = "federated"
 
     last_update: np.ndarray | None = None
+    part_bytes: int = PART_BYTES
 
     async def send_update(self, model: Any, *, round_number: int, base_version: int, samples: int,
                           encoding: str = "float32") -> dict[str, Any]:
@@ -49,7 +52,7 @@ class FederatedClient(TaskServerClient):
         self.last_update = np.concatenate([t.ravel() for _, t in tensors]).astype(np.float32)
         fields = {"type": "update", "task": self.task_id, "round": round_number, "baseVersion": base_version,
                   "samples": samples}
-        await self._ws.send(encode_weights(fields, tensors, encoding))
+        await send_weight_message(self._ws, encode_weights(fields, tensors, encoding), self.part_bytes)
         return await self.next_event("accepted")
 
     # --- Training loop ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -119,8 +119,12 @@ def status(task: Task) -> RoundStatus:
     )
 
 
-def submit(participant: Participant, message: WeightsMessage, frame: bytes, rnd: Round | None = None) -> Round:
-    """Store ``participant``'s update to the task's open round (``rnd`` if the caller has it), checking it belongs."""
+def submit(participant: Participant, message: WeightsMessage, content: File, rnd: Round | None = None) -> Round:
+    """Store ``participant``'s update to the task's open round (``rnd`` if the caller has it), checking it belongs.
+
+    ``content`` holds the whole weight message ``message`` was decoded from: the received
+    bytes (a ``ContentFile``) or a spooled temporary file, which storage moves into place.
+    """
     task = participant.task
     rnd = rnd or active_round(task)
     header = message.header
@@ -140,14 +144,14 @@ def submit(participant: Participant, message: WeightsMessage, frame: bytes, rnd:
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise RoundError("bad_samples", "The update must say how many samples it was trained on (samples >= 1).")
     path = f"contributions/{task.pk}/{rnd.number}/{participant.pk}-{secrets.token_hex(4)}.frame"
-    saved = default_storage.save(path, ContentFile(frame))
+    saved = default_storage.save(path, content)
     try:
         with transaction.atomic():
             locked = Round.objects.select_for_update().get(pk=rnd.pk)
             if locked.status != Round.Status.OPEN:
                 raise RoundError("stale_round", f"Round {locked.number} closed while the update arrived.")
             Contribution.objects.create(round=locked, participant=participant, samples=samples, blob=saved,
-                                        nbytes=len(frame))
+                                        nbytes=content.size)
     except IntegrityError:
         default_storage.delete(saved)
         raise RoundError("duplicate", f"You already sent an update for round {rnd.number}; wait for it to close."

@@ -16,7 +16,6 @@ from celery import shared_task
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
-from scipy.linalg.blas import saxpy
 
 from tasks.choices import Origin
 from tasks.versions import create_version
@@ -35,6 +34,19 @@ def _notify(task_id: str, event: dict) -> None:
         async_to_sync(layer.group_send)(group_name(task_id), event)
 
 
+_BLOCK = 1 << 17  # floats: 512 KiB, so the scratch block stays in cache
+
+
+def _add_scaled(total: np.ndarray, vector: np.ndarray, share: float, scratch: np.ndarray) -> None:
+    """``total += share * vector`` block by block: one read of ``vector`` and no temporary of its size."""
+    factor = np.float32(share)
+    for start in range(0, vector.size, scratch.size):
+        end = min(start + scratch.size, vector.size)
+        block = scratch[:end - start]
+        np.multiply(vector[start:end], factor, out=block)
+        total[start:end] += block
+
+
 def _aggregate(rnd: Round) -> np.ndarray:
     task = rnd.task
     specs = expected_specs(rnd)
@@ -43,13 +55,13 @@ def _aggregate(rnd: Round) -> np.ndarray:
     # The frames were checked for NaN/Inf when they arrived (consumers._submit): here only their
     # shapes are checked again, and the aggregate once at the end.
     if task.aggregator in ("mean", "plain_mean", "secure"):
-        # Streaming mean: one memory-mapped update at a time, total += w * x in one BLAS pass.
+        # Streaming mean: one memory-mapped update at a time, never the N x P matrix.
         n = len(contributions)
         w = weights / weights.sum() if task.aggregator == "mean" else np.full(n, 1 / n)
         total = np.zeros(sum(s.size for s in specs), dtype=np.float32)
+        scratch = np.empty(min(_BLOCK, total.size), dtype=np.float32)
         for share, c in zip(w, contributions, strict=True):
-            vector = load_frame(c.blob, expected=specs, allow_non_finite=True).vector
-            total = saxpy(vector, total, a=float(share))
+            _add_scaled(total, load_frame(c.blob, expected=specs, allow_non_finite=True).vector, share, scratch)
         return total
     matrix = np.stack([load_frame(c.blob, expected=specs, allow_non_finite=True).vector for c in contributions])
     params = dict(task.aggregator_params)

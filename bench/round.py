@@ -8,7 +8,8 @@ participant told the round closed), the worker's aggregation time (reading the N
 updates and combining them, as the worker logs it) next to the time numpy needs just to
 read them once, bytes per update, loopback bytes moved by
 the server processes per round, server CPU-seconds per participant per round, and the
-server processes' peak memory.
+server processes' peak memory (and their memory once the participants have joined, before
+the first update).
 
 Run from the project root (Redis must be running): ``.venv/bin/python bench/round.py``
 (``--params 200000 1660000 --participants 2 10 50 --rounds 5`` are the defaults).
@@ -42,6 +43,7 @@ async def participant(url: str, rounds: int) -> None:
     import websockets
 
     from aggregation.codec import encode_weights
+    from aggregation.incoming import PART_BYTES, send_update
 
     ws_url = url.replace("http", "ws", 1) + "/ws/federated/bench/?client=python"
     async with websockets.connect(ws_url, max_size=None, ping_interval=None, origin=url) as ws:
@@ -59,14 +61,17 @@ async def participant(url: str, rounds: int) -> None:
             frame = encode_weights({"type": "update", "task": "bench", "round": round_number,
                                     "baseVersion": version, "samples": 10}, tensors)
             sent = time.time()
-            await ws.send(frame)
+            await send_update(ws, frame)
             while True:
                 message = json.loads(await ws.recv())
                 if message["type"] == "error":
                     raise SystemExit(message["reason"])
                 if message["type"] == "round_closed":
                     break
-            print(json.dumps({"sent": sent, "closed": time.time(), "bytes": len(frame)}), flush=True)
+            # Large updates go as an update_begin announcement plus parts: count the announcement too.
+            announced = len(frame) > PART_BYTES
+            announcement = len(json.dumps({"type": "update_begin", "bytes": len(frame)})) if announced else 0
+            print(json.dumps({"sent": sent, "closed": time.time(), "bytes": len(frame) + announcement}), flush=True)
             round_number, version = message["nextRound"], message["version"]
 
 
@@ -139,6 +144,7 @@ def run_config(params: int, participants: int, rounds: int) -> dict:
             for p in procs:
                 assert p.stdout.readline().strip() == "ready"
             server = [psutil.Process(daphne.pid), psutil.Process(worker.pid)]
+            idle_mib = sum(s.memory_info().rss for s in server) / 2**20  # participants connected, no update yet
             times, cpu, moved, frame_bytes = [], [], [], 0
             for _ in range(rounds):
                 cpu0 = sum(sum(s.cpu_times()[:2]) for s in server)
@@ -171,7 +177,7 @@ def run_config(params: int, participants: int, rounds: int) -> dict:
         "aggregate_s": statistics.median(agg) if agg else float("nan"), "read_once_s": read_once,
         "bytes_per_update": frame_bytes / four_p, "server_io_per_round": statistics.median(moved) / four_p,
         "cpu_per_participant": statistics.median(cpu) / participants, "peak_mib": peak_web + peak_worker,
-        "peak_web": peak_web, "peak_worker": peak_worker,
+        "peak_web": peak_web, "peak_worker": peak_worker, "idle_mib": idle_mib,
     }
 
 
@@ -193,7 +199,7 @@ def main() -> None:
             print(f"{r['P']:>9,} {r['N']:>3} {r['round_s']:>8.3f} {r['aggregate_s']:>11.3f} {r['read_once_s']:>11.3f} "
                   f"{r['bytes_per_update']:>9.4f} {r['server_io_per_round']:>14.1f} {4 * n + 1:>6} "
                   f"{r['cpu_per_participant']:>15.4f} {r['peak_mib']:>9.0f} "
-                  f"{r['peak_web']:>6.0f}+{r['peak_worker']:<6.0f}", flush=True)
+                  f"{r['peak_web']:>6.0f}+{r['peak_worker']:<6.0f} {r['idle_mib']:>9.0f}", flush=True)
 
 
 if __name__ == "__main__":

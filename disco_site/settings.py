@@ -38,8 +38,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h.strip() for h in _env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
 
+# "daphne" is deliberately not an app: it would only swap in an ASGI runserver, and would load
+# Twisted into every process (Celery workers included). `make run` starts daphne itself.
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -132,6 +133,10 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 MEDIA_ROOT = Path(_env("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "media/"
+# Large uploads and federated updates sent in parts are spooled here, beside the media, so
+# that storing one is a rename rather than a copy.
+FILE_UPLOAD_TEMP_DIR = _env("FILE_UPLOAD_TEMP_DIR", str(MEDIA_ROOT / ".incoming"))
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tasks:mine"

@@ -16,13 +16,16 @@ import csv
 import io
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+if TYPE_CHECKING:  # Pillow is imported where images are drawn: the web server loads this module for its URLs
+    from PIL import Image, ImageDraw
 
 GENERATOR_VERSION = 1
 
-LabelledImage = tuple[Image.Image, str]
+LabelledImage = tuple["Image.Image", str]
 
 
 # --------------------------------------------------------------------------------------------
@@ -34,6 +37,8 @@ def digits(n: int, size: int = 28, seed: int = 0) -> list[LabelledImage]:
     Drawn with Pillow's built-in scalable font at a random size, offset, rotation and stroke
     width, then slightly blurred, so no two images are alike.
     """
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
     rng = np.random.default_rng(seed)
     images: list[LabelledImage] = []
     for i in range(n):
@@ -106,6 +111,8 @@ def shapes(n: int, size: int = 16, labels: Sequence[str] = ("circle", "square"),
         raise ValueError(f"At most {len(SHAPES)} labels can get distinct shapes, got {len(labels)}.")
     free = [s for s in SHAPES if s not in labels]
     kinds = {label: label if label in SHAPES else free.pop(0) for label in labels}
+    from PIL import Image, ImageDraw
+
     rng = np.random.default_rng(seed)
     images: list[LabelledImage] = []
     for i in range(n):

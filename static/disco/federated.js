@@ -12,6 +12,24 @@
 
 import { encodeWeights } from './codec.js';
 
+/** Updates larger than this go as an `update_begin` announcement plus parts of this size (aggregation/incoming.py). */
+export const PART_BYTES = 1 << 20;
+
+/**
+ * Sends the weight message `frame` (a Uint8Array from encodeWeights): whole when it is small, else
+ * announced and in parts, so the server can spool it to disk instead of holding it in memory.
+ */
+export function sendUpdate(ws, frame, partBytes = PART_BYTES) {
+  if (frame.byteLength <= partBytes) {
+    ws.send(frame);
+    return;
+  }
+  ws.send(JSON.stringify({ type: 'update_begin', bytes: frame.byteLength }));
+  for (let start = 0; start < frame.byteLength; start += partBytes) {
+    ws.send(frame.subarray(start, Math.min(start + partBytes, frame.byteLength)));
+  }
+}
+
 /** An error the server sent, with its machine-readable code. */
 export class FederatedError extends Error {
   constructor(code, reason) {
@@ -130,7 +148,7 @@ export class FederatedSession {
     const frame = encodeWeights({ type: 'update', task: this.taskId, round: this.round, baseVersion: this.version,
       samples }, tensors);
     const accepted = this.next('accepted');
-    this.ws.send(frame);
+    sendUpdate(this.ws, frame);
     await accepted;
     const closed = await this.next('round_closed');
     this.round = closed.nextRound;

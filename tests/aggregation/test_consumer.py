@@ -165,3 +165,90 @@ async def test_a_dropout_does_not_stall_the_round_and_a_participant_can_resume(f
     assert welcome["resumed"] and welcome["participantId"] == welcome_a["participantId"]
     assert welcome["round"] == 2 and welcome["currentVersion"] == 2  # late (re)joiners start from the newest
     await again.disconnect()
+
+
+# --- Updates announced with update_begin and sent in parts (aggregation/incoming.py) --------------
+@pytest.fixture
+def spool(settings, tmp_path):
+    """Where parts are spooled; every test checks nothing is left behind."""
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(directory)
+    return directory
+
+
+async def send_in_parts(ws, frame: bytes, part: int = 64, announce: object = None) -> None:
+    await ws.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame) if announce is None
+                                           else announce}))
+    for start in range(0, len(frame), part):
+        await ws.send_to(bytes_data=frame[start:start + part])
+
+
+async def test_an_update_sent_in_parts_counts_like_one_sent_whole(fed_task, spool):
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    rng = np.random.default_rng(3)
+    size = sum(int(np.prod(s["shape"])) for s in fed_task.current_version.weight_specs)
+    va, vb = rng.normal(size=size), rng.normal(size=size)
+    frame = update_frame(fed_task, vector=va, samples=10)
+    assert len(frame) > 3 * 64
+    await send_in_parts(a, frame, part=64)
+    assert (await receive(a, "accepted"))["round"] == 1
+    await b.send_to(bytes_data=update_frame(fed_task, vector=vb, samples=30))
+    await receive(a, "round_closed")
+    await sync_to_async(check_first_round)(fed_task, va, vb)
+    stored = await sync_to_async(lambda: Contribution.objects.order_by("samples").first().nbytes)()
+    assert stored == len(frame)
+    assert list(spool.iterdir()) == []
+    await a.disconnect()
+    await b.disconnect()
+
+
+@pytest.mark.parametrize(("announce", "extra", "words"), [
+    (10**12, b"", "over this task's limit"),
+    ("many", b"", "needs 'bytes'"),
+    (None, b"\0" * 8, "more than the"),
+])
+async def test_bad_announcements_and_parts_get_an_error_and_change_nothing(fed_task, spool, announce, extra, words):
+    ws = await connect()
+    await receive(ws, "welcome")
+    before = await sync_to_async(_state)(fed_task)
+    frame = update_frame(fed_task, fill=0.5)
+    await send_in_parts(ws, frame + extra, announce=len(frame) if announce is None else announce)
+    error = await receive(ws, "error")
+    assert error["code"] == "bad_update" and words in error["reason"], error
+    await ws.send_to(text_data=json.dumps({"type": "status"}))
+    status = json.loads(await ws.receive_from())  # the refused parts were dropped without more replies
+    assert status["type"] == "status" and status["contributed"] == 0, status
+    assert await sync_to_async(_state)(fed_task) == before
+    assert list(spool.iterdir()) == []
+    await ws.disconnect()
+
+
+async def test_a_nan_update_in_parts_is_refused_after_its_last_part(fed_task, spool):
+    ws = await connect()
+    await receive(ws, "welcome")
+    before = await sync_to_async(_state)(fed_task)
+    await send_in_parts(ws, update_frame(fed_task, fill=np.nan))
+    assert "NaN or infinite" in (await receive(ws, "error"))["reason"]
+    assert await sync_to_async(_state)(fed_task) == before
+    assert list(spool.iterdir()) == []
+    await ws.disconnect()
+
+
+async def test_a_new_announcement_or_leaving_discards_an_unfinished_update(fed_task, spool):
+    ws = await connect()
+    await receive(ws, "welcome")
+    frame = update_frame(fed_task, fill=0.25)
+    await ws.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame)}))
+    await ws.send_to(bytes_data=frame[:100])
+    await send_in_parts(ws, frame)  # announced again: the first 100 bytes are forgotten
+    assert (await receive(ws, "accepted"))["round"] == 1
+    await ws.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame)}))
+    await ws.send_to(bytes_data=frame[:100])
+    await ws.send_to(text_data=json.dumps({"type": "status"}))
+    await receive(ws, "status")
+    assert len(list(spool.iterdir())) == 1
+    await ws.disconnect()
+    assert list(spool.iterdir()) == []

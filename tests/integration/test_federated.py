@@ -68,9 +68,12 @@ def platform(tmp_path_factory):
         yield p
 
 
-async def run_clients(url: str, task_id: str, datasets, rounds: int, tokens=None) -> list[FederatedClient]:
+async def run_clients(url: str, task_id: str, datasets, rounds: int, tokens=None,
+                      part_bytes=None) -> list[FederatedClient]:
     clients = [FederatedClient(url, task_id, log=lambda _: None, resume_token=(tokens or {}).get(i, ""))
                for i in range(len(datasets))]
+    for client, size in zip(clients, part_bytes or [], strict=False):
+        client.part_bytes = size
     await asyncio.gather(*(c.run(x, y, rounds=rounds) for c, (x, y) in zip(clients, datasets, strict=True)))
     return clients
 
@@ -84,7 +87,9 @@ def version_vector(platform: Platform, task_id: str, number: int) -> np.ndarray:
 
 def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     datasets = [titanic_like(n, seed) for n, seed in ((60, 1), (90, 2), (150, 3))]
-    clients = run_async(run_clients(platform.url, "fed-tabular", datasets, rounds=3))
+    # The first two send their updates announced and in parts (of 64 and 100 bytes), the third whole.
+    clients = run_async(run_clients(platform.url, "fed-tabular", datasets, rounds=3, part_bytes=[64, 100]))
+    assert len(clients[0].last_update) * 4 > 2 * 100  # the weights alone take several parts
     assert platform.versions("fed-tabular") == [1, 2, 3, 4]
     final = version_vector(platform, "fed-tabular", 4)
     # The last round's aggregate, computed here from what each participant sent: the sample-weighted mean.
@@ -97,6 +102,7 @@ def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     assert rounds == [(1, "closed"), (2, "closed"), (3, "closed"), (4, "open")]
     maps = Path(f"/proc/{platform.worker.pid}/maps").read_text()
     assert "tensorflow" not in maps  # the aggregation worker never loads TensorFlow
+    assert list((platform.root / "media" / ".incoming").iterdir()) == []  # no spooled part left behind
 
 
 async def _straggler_round(url: str) -> float:

@@ -1,0 +1,73 @@
+"""Weight updates that arrive in parts, spooled to disk instead of held in memory.
+
+A whole model in one WebSocket message makes the server hold every participant's update
+in memory at once (the WebSocket library assembles each message before the consumer sees
+it). So a client may announce an update with the text frame
+``{"type": "update_begin", "bytes": N}`` and send its N-byte weight message (the same
+bytes ``codec.encode_weights`` produces) as consecutive binary frames of at most
+``PART_BYTES``. Each part is appended to a temporary file as it arrives; the finished
+file is decoded memory-mapped and, once accepted, moved (not copied) into storage.
+
+The receiving side is ``IncomingUpdate``; the sending side is ``send_update`` here and
+``sendUpdate`` in ``static/disco/federated.js``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from django.core.files.uploadedfile import TemporaryUploadedFile
+
+from .codec import CodecError
+
+PART_BYTES = 1 << 20
+
+
+async def send_update(ws: Any, frame: bytes, part_bytes: int = PART_BYTES) -> None:
+    """Send the weight message ``frame`` over a ``websockets`` connection: whole when it is small,
+    else announced and in parts of at most ``part_bytes`` (views into ``frame``, no copies)."""
+    if len(frame) <= part_bytes:
+        await ws.send(frame)
+        return
+    await ws.send(json.dumps({"type": "update_begin", "bytes": len(frame)}))
+    view = memoryview(frame)
+    for start in range(0, len(view), part_bytes):
+        await ws.send(view[start:start + part_bytes])
+
+
+class IncomingUpdate:
+    """One announced update being received: a temporary file that grows part by part."""
+
+    def __init__(self, total_bytes: int, *, max_bytes: int):
+        if isinstance(total_bytes, bool) or not isinstance(total_bytes, int) or total_bytes < 4:
+            raise CodecError("'update_begin' needs 'bytes': the size of the whole weight message, an integer.")
+        if total_bytes > max_bytes:
+            raise CodecError(f"The announced update has {total_bytes:,} bytes, over this task's limit of "
+                             f"{max_bytes:,}.")
+        self.total_bytes = total_bytes
+        self.received = 0
+        self.file = TemporaryUploadedFile("update.frame", "application/octet-stream", total_bytes, None)
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.total_bytes
+
+    def append(self, part: bytes) -> None:
+        """Write the next part; more bytes than announced discards the update."""
+        if self.received + len(part) > self.total_bytes:
+            self.discard()
+            raise CodecError(f"The parts add up to more than the {self.total_bytes:,} bytes announced in "
+                             "'update_begin'; the update is discarded: announce it again and resend it.")
+        self.file.write(part)
+        self.received += len(part)
+
+    def message_bytes(self) -> np.ndarray:
+        """The whole received message, memory-mapped read-only (``codec.decode_weights`` takes it as is)."""
+        self.file.flush()
+        return np.memmap(self.file.temporary_file_path(), dtype=np.uint8, mode="r")
+
+    def discard(self) -> None:
+        """Delete the temporary file (a no-op once storage has moved it away)."""
+        self.file.close()

@@ -1,0 +1,43 @@
+// static/disco/federated.js: how an update goes on the wire, whole or announced and in parts.
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+
+import {PART_BYTES, sendUpdate} from '../../static/disco/federated.js';
+
+function recorder() {
+  const sent = [];
+  return {sent, send: (data) => sent.push(typeof data === 'string' ? JSON.parse(data) : Uint8Array.from(data))};
+}
+
+const frame = (n) => Uint8Array.from({length: n}, (_, i) => (i * 13 + 5) & 0xff);
+
+test('an update up to one part goes whole, as one binary frame', () => {
+  const ws = recorder();
+  const bytes = frame(100);
+  sendUpdate(ws, bytes, 100);
+  assert.equal(ws.sent.length, 1);
+  assert.deepEqual(ws.sent[0], bytes);
+});
+
+test('a larger update is announced with its size, then sent in parts that concatenate to it', () => {
+  const ws = recorder();
+  const bytes = frame(1000);
+  sendUpdate(ws, bytes, 256);
+  assert.deepEqual(ws.sent[0], {type: 'update_begin', bytes: 1000});
+  const parts = ws.sent.slice(1);
+  assert.deepEqual(parts.map((p) => p.length), [256, 256, 256, 232]);
+  const joined = new Uint8Array(1000);
+  let offset = 0;
+  for (const p of parts) {
+    joined.set(p, offset);
+    offset += p.length;
+  }
+  assert.deepEqual(joined, bytes);
+});
+
+test('parts are 1 MiB by default, as the Python client sends them', () => {
+  assert.equal(PART_BYTES, 1048576);
+  const ws = recorder();
+  sendUpdate(ws, frame(PART_BYTES + 1));
+  assert.deepEqual(ws.sent.map((p) => p.length ?? p.type), ['update_begin', PART_BYTES, 1]);
+});
