@@ -80,6 +80,17 @@ export function permutation(n, seed = 1) {
 }
 
 /**
+ * The order samples are laid out in: shuffled (seeded) for training, the files' own order when
+ * `shuffle` is false (test and prediction data, so results line up with the input).
+ * @param {number} n
+ * @param {{seed?: number, shuffle?: boolean}} options
+ * @returns {number[]}
+ */
+function sampleOrder(n, options) {
+  return options.shuffle === false ? Array.from({ length: n }, (_, i) => i) : permutation(n, options.seed ?? 1);
+}
+
+/**
  * How many of `count` samples train, the rest validating; at least one of each when count >= 2.
  * @param {number} count
  * @param {number} validationSplit
@@ -133,8 +144,9 @@ function parseCsv(text) {
  * Load a tabular CSV (header row first) for a task with inputColumns / outputColumns.
  * @param {string} csvText
  * @param {object} task the task JSON (GET /api/tasks/<id>/)
- * @param {{fileName?: string, labelled?: boolean, state?: object, seed?: number, validationSplit?: number}} [options]
+ * @param {{fileName?: string, labelled?: boolean, state?: object, seed?: number, validationSplit?: number, shuffle?: boolean}} [options]
  *   state: statistics saved with a model (testing reuses them instead of fitting);
+ *   shuffle false: keep the file's row order (test and prediction data);
  *   labelled false: output columns are not needed (prediction), y is null.
  * @returns {object} LoadedData
  */
@@ -194,7 +206,7 @@ export function loadTabular(csvText, task, options = {}) {
     problems.push({ file: fileName, message: `Unknown label "${label}" in ${outputs[0]} (row(s) ${listed(lines.map(String))}); expected one of ${listed(labels)}. These rows are skipped.` });
   }
 
-  const order = permutation(kept.length, seed);
+  const order = sampleOrder(kept.length, { seed, shuffle: options.shuffle });
   const shuffled = order.map((i) => kept[i]);
   const trainCount = trainingCount(shuffled.length, options.validationSplit ?? ti.validationSplit ?? 0);
   let state = options.state;
@@ -340,7 +352,7 @@ async function dataUrl(file) {
  * @param {object} task
  * @param {ImageDecoder} decode
  * @param {Problem[]} problems (appended to)
- * @param {{seed?: number, validationSplit?: number, labelled?: boolean}} options
+ * @param {{seed?: number, validationSplit?: number, labelled?: boolean, shuffle?: boolean}} options
  */
 async function buildImageData(items, task, decode, problems, options) {
   const ti = info(task);
@@ -381,7 +393,7 @@ async function buildImageData(items, task, decode, problems, options) {
   }
   const count = good.length;
   if (!count) problems.push({ file: '', message: 'No usable images: nothing to train on.' });
-  const order = permutation(count, options.seed ?? 1);
+  const order = sampleOrder(count, options);
   const x = new Float32Array(count * sampleSize);
   const y = labelled ? new Int32Array(count) : null;
   const counts = {};
@@ -488,12 +500,13 @@ export async function loadImagesWithCsv(csvFile, images, task, decode = decodeIm
  * @param {File[]} images
  * @param {object} task
  * @param {ImageDecoder} [decode]
+ * @param {{shuffle?: boolean}} [options]
  * @returns {Promise<object>} LoadedData with y null
  */
-export async function loadUnlabelledImages(images, task, decode = decodeImageInBrowser) {
+export async function loadUnlabelledImages(images, task, decode = decodeImageInBrowser, options = {}) {
   const problems = stepProblems('image', info(task).preprocessingFunctions, '');
   return buildImageData((images ?? []).map((file) => ({ file, label: null })), task, decode, problems,
-    { labelled: false, seed: 1 });
+    { ...options, labelled: false });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,7 +558,7 @@ export async function loadText(files, task, options = {}) {
   }
   const count = windows.length;
   if (!count) problems.push({ file: '', message: 'No usable text: nothing to train on.' });
-  const order = permutation(count, options.seed ?? 1);
+  const order = sampleOrder(count, options);
   const x = new Int32Array(count * length);
   const y = new Float32Array(count * length);
   order.forEach((from, i) => {

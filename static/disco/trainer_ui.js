@@ -176,32 +176,33 @@ export class DataConnector {
  * Run data.js's loader that fits what was connected.
  * @param {Connection} connection
  * @param {any} task
- * @param {{labelled?: boolean, state?: object}} [options] labelled false: prediction data; state: statistics
- *   saved with a model (testing reuses them)
+ * @param {{labelled?: boolean, state?: object, shuffle?: boolean}} [options] labelled false: prediction data;
+ *   state: statistics saved with a model (testing reuses them); shuffle false: keep the files' order (test data)
  * @returns {Promise<any>} LoadedData (count 0 and a problem when nothing usable is connected)
  */
 export async function loadConnected(connection, task, options = {}) {
   const { mode, slots } = connection;
   const labelled = options.labelled !== false;
+  const order = options.shuffle === false ? { shuffle: false } : {};
   if (mode === 'group') {
     const groups = {};
     for (const [slot, files] of Object.entries(slots)) if (slot.startsWith('group:') && files.length) groups[slot.slice(6)] = files;
-    return loadImagesByGroup(groups, task);
+    return loadImagesByGroup(groups, task, undefined, order);
   }
   if (mode === 'csv') {
     const [csv] = slots.csv || [];
     if (!csv) return missing('image', 'Labels CSV', 'Add the CSV file of "filename,label" lines.');
-    return loadImagesWithCsv(csv, slots.images || [], task);
+    return loadImagesWithCsv(csv, slots.images || [], task, undefined, order);
   }
-  if (mode === 'unlabelled') return loadUnlabelledImages(slots.images || [], task);
+  if (mode === 'unlabelled') return loadUnlabelledImages(slots.images || [], task, undefined, order);
   if (mode === 'tabular') {
     const [csv] = slots.csv || [];
     if (!csv) return missing('tabular', 'CSV file', 'Add a CSV file.');
-    const options2 = { fileName: csv.name, labelled };
+    const options2 = { fileName: csv.name, labelled, ...order };
     if (options.state) options2.state = options.state;
     return loadTabular(await csv.text(), task, options2);
   }
-  return loadText(slots.text || [], task);
+  return loadText(slots.text || [], task, order);
 }
 
 function missing(dataType, file, message) {

@@ -6,7 +6,10 @@ tasks/sample_data.py; the learning assertions are real (validation accuracy >= 0
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +60,39 @@ def test_tabular_participant_trains_evaluates_saves_and_downloads(live_platform,
 
     loaded = save_reload_download(page, tmp_path, "my tabular model")
     assert loaded == {"params": 97, "inputs": [[None, 4]]}
+    predict_with_saved_model_then_delete_it(page, tmp_path, "my tabular model")
+
+
+def predict_with_saved_model_then_delete_it(page: Any, tmp_path: Path, name: str) -> None:
+    """The saved model predicts rows without the label column; Delete then removes it from this browser."""
+    rows = list(csv.reader(io.StringIO(learnable_tabular_csv(60, seed=7))))
+    truth = [int(r[-1]) for r in rows[1:]]
+    (tmp_path / "unlabelled.csv").write_text("".join(",".join(r[:-1]) + "\n" for r in rows))
+    page.select_option("#eval-model", label=f"Saved: {name}")
+    page.set_input_files("#eval-connector input[data-slot=csv]", tmp_path / "unlabelled.csv")
+    page.wait_for_function("!document.getElementById('predict-btn').disabled")
+    assert page.is_disabled("#evaluate-btn")  # no labels: nothing to evaluate against
+    assert "60 samples without labels" in page.inner_text("#eval-data-status")
+    page.click("#predict-btn")
+    page.wait_for_function("window.discoTrain.predictions === 60", timeout=30_000)
+    assert "Predictions (60)" in page.inner_text("#eval-results")
+    with page.expect_download() as download:
+        page.click("#predict-download")
+    predicted = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [p["file"] for p in predicted] == [f"unlabelled.csv:{line}" for line in range(2, 62)]  # the file's order
+    hits = sum(int(float(p["predicted"])) == t for p, t in zip(predicted, truth, strict=True))
+    assert hits >= 0.85 * 60, hits  # the saved (trained) model predicted, not the freshly loaded one
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#library-table tbody tr", has_text=name).locator("button[data-action=delete]").click()
+    page.wait_for_function("window.discoTrain.library.length === 0", timeout=30_000)
+    assert "No saved model for this task yet." in page.inner_text("#library-table")
+    assert page.locator("#eval-model option", has_text=name).count() == 0
+    stored = page.evaluate("""async () => {
+        const library = await import('/static/disco/model_library.js');
+        return (await library.listModels('tiny_tabular')).length;
+    }""")
+    assert stored == 0  # gone from IndexedDB, not only from the table
 
 
 def test_image_participant_trains_a_cnn_on_shapes(live_platform, page, tmp_path: Path):

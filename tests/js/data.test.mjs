@@ -45,6 +45,10 @@ test('tabular: rows become features and targets, split, counted and previewed', 
   // the order is shuffled, deterministically
   assert.notDeepEqual(Array.from(data.x.filter((_, j) => j % 2 === 0)), [0, 1, 2, 3, 4, 5, 6, 7]);
   assert.deepEqual(loadTabular(csv, tabularTask()).x, loadTabular(csv, tabularTask()).x);
+  // test and prediction data keep the file's order, so results line up with the rows
+  const inOrder = loadTabular(csv, tabularTask(), {fileName: 'train.csv', shuffle: false});
+  assert.deepEqual(Array.from(inOrder.x.filter((_, j) => j % 2 === 0)), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(inOrder.files, [2, 3, 4, 5, 6, 7, 8, 9].map((line) => `train.csv:${line}`));
 });
 
 test('tabular: a CSV missing columns names them and loads nothing', () => {

@@ -450,10 +450,10 @@ async function onEvalData(connection) {
     return;
   }
   setStatus('eval-data-status', 'Reading your files (in this browser)…', 'busy');
-  let data = await loadConnected(connection, task, { state: trainData?.state });
+  let data = await loadConnected(connection, task, { state: trainData?.state, shuffle: false });
   // A table without the output column is prediction data.
   if (connection.mode === 'tabular' && !data.count) {
-    const unlabelled = await loadConnected(connection, task, { labelled: false, state: trainData?.state });
+    const unlabelled = await loadConnected(connection, task, { labelled: false, state: trainData?.state, shuffle: false });
     if (unlabelled.count) data = unlabelled;
   }
   if (serial !== evalSerial) return;
@@ -481,7 +481,7 @@ async function chosenModel() {
 async function dataFor(state, labelled) {
   const connection = evalConnector.connection;
   if (connection.mode !== 'tabular') return evalData;
-  return loadConnected(connection, task, { state, labelled });
+  return loadConnected(connection, task, { state, labelled, shuffle: false });
 }
 
 $('evaluate-btn').addEventListener('click', async () => {
