@@ -67,12 +67,16 @@ class FederatedClient(TaskServerClient):
         model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
         y = _targets(y, loss, model.output_shape[-1])
         round_number, version = welcome["round"], welcome["currentVersion"]
+        privacy = info.get("privacy")  # differential privacy, as the browser applies it
         results = []
         try:
             for _ in range(rounds):
+                start = self.model_vector(model)
                 history = await asyncio.to_thread(
                     model.fit, x, y, epochs=epochs_per_round or info["roundDuration"], batch_size=info["batchSize"],
                     verbose=0)
+                if privacy:
+                    self.privatize_round(model, start, privacy)
                 accepted = await self.send_update(model, round_number=round_number, base_version=version,
                                                   samples=len(y))
                 closed = await self.next_event("round_closed")

@@ -226,7 +226,7 @@ class DecentralizedClient(TaskServerClient):
                     model.fit, x, y, epochs=epochs_per_round or info["roundDuration"], batch_size=info["batchSize"],
                     verbose=0)
                 if privacy:
-                    self.set_model_vector(model, start + _privatize(self.model_vector(model) - start, privacy))
+                    self.privatize_round(model, start, privacy)
                 outcome = await self.exchange(self.model_tensors(model), len(y), round_number)
                 self.set_model_vector(model, outcome.vector)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
@@ -253,9 +253,3 @@ def weighted_mean(updates: dict[str, tuple[np.ndarray, int]]) -> np.ndarray:
         vector, samples = updates[peer]
         acc += vector.astype(np.float64) * samples
     return (acc / total).astype(np.float32)
-
-
-def _privatize(delta: np.ndarray, privacy: dict[str, Any]) -> np.ndarray:
-    from .privacy import privatize  # written with the privacy accountant (aggregation/privacy.py)
-
-    return privatize(delta, privacy["clippingRadius"], privacy["noiseScale"]).astype(np.float32)

@@ -150,6 +150,14 @@ class TaskServerClient:
         by_name = {_weight_name(v): v for v in model.weights}
         return [(name, by_name[name].numpy()) for name in self.weight_order]
 
+    def privatize_round(self, model: Any, round_start: np.ndarray, privacy: dict[str, Any]) -> None:
+        """Differential privacy before sharing: the round's change to ``model`` clipped to L2 norm C, plus
+        N(0, (zC)^2) noise (``aggregation.privacy``), so the model holds ``round_start + privatized change``."""
+        from .privacy import privatize_weights
+
+        self.set_model_vector(model, privatize_weights(self.model_vector(model), round_start, privacy["clippingRadius"],
+                                                       privacy.get("noiseScale") or 0.0))
+
     def set_model_vector(self, model: Any, vector: np.ndarray) -> None:
         """Write a flat vector (manifest order) back into ``model``'s weights."""
         by_name = {_weight_name(v): v for v in model.weights}

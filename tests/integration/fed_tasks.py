@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tasks.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
@@ -41,3 +43,13 @@ class FedTabularPairs(FedTabular):
 
     min_participants = 2
     task_id = "fed-pairs"
+
+
+class FedTabularPrivate(FedTabularPairs):
+    """Two participants with differential privacy: clipping only (noise scale 0), so the bound is exact."""
+
+    task_id = "fed-private"
+    clipping_radius = 0.005
+
+    def get_task(self) -> TaskSpec:
+        return replace(super().get_task(), clipping_radius=self.clipping_radius, noise_scale=0.0)

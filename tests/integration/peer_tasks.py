@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tasks.spec import TaskSpec
 from tests.integration.fed_tasks import COLUMNS, titanic_mlp
 
@@ -29,3 +31,13 @@ class PeerSecure(PeerTabular):
 
     task_id = "peer-secure"
     aggregator = "secure"
+
+
+class PeerPrivate(PeerTabular):
+    """Two peers with differential privacy: clipping only (noise scale 0), so the bound is exact."""
+
+    task_id = "peer-private"
+    clipping_radius = 0.005
+
+    def get_task(self) -> TaskSpec:
+        return replace(super().get_task(), min_participants=2, clipping_radius=self.clipping_radius, noise_scale=0.0)

@@ -13,12 +13,13 @@ import redis
 from aggregation import secure
 from aggregation.peer import DecentralizedClient, weighted_mean
 from tests.conftest import snapshot
-from tests.integration.test_federated import run_async, titanic_like
+from tests.integration.test_federated import run_async, titanic_like, version_vector
 from tests.live_platform import daphne, free_port, manage, platform_env
 
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/12"
-PROVIDERS = "tests.integration.peer_tasks.PeerTabular,tests.integration.peer_tasks.PeerSecure"
+PROVIDERS = ("tests.integration.peer_tasks.PeerTabular,tests.integration.peer_tasks.PeerSecure,"
+             "tests.integration.peer_tasks.PeerPrivate")
 
 
 class Platform:
@@ -47,7 +48,7 @@ def platform(tmp_path_factory):
     redis.Redis.from_url(REDIS_URL).flushdb()
     p = Platform(tmp_path_factory.mktemp("decentralized"))
     manage(p.env, "migrate", "--noinput")
-    manage({**p.env, "REDIS_URL": ""}, "load_default_tasks", "--only", "peer-mean", "peer-secure")
+    manage({**p.env, "REDIS_URL": ""}, "load_default_tasks", "--only", "peer-mean", "peer-secure", "peer-private")
     with daphne(p.env, p.root / "daphne.log", port=free_port()) as url:
         p.url = url
         yield p
@@ -104,6 +105,20 @@ def test_three_peers_three_rounds_of_secure_aggregation_equal_the_plain_mean(pla
     assert np.abs(finals[0] - plain).max() <= bound
     stored = platform.stored_bytes()
     assert all(c.last_update[:32].tobytes() not in stored for c in clients)
+
+
+def test_python_peers_clip_their_round_change_on_a_private_task(platform):
+    from tests.integration.peer_tasks import PeerPrivate
+
+    start = version_vector(platform, "peer-private", 1)
+    datasets = [titanic_like(n, seed) for n, seed in ((80, 13), (120, 14))]
+    clients, _ = run_async(run_peers(platform.url, "peer-private", datasets, rounds=1))
+    radius = PeerPrivate.clipping_radius
+    for client in clients:
+        change = np.linalg.norm(client.last_update.astype(np.float64) - start)
+        assert radius * 0.99 < change <= radius * (1 + 1e-5), change  # trained further, then clipped to C
+    final = final_vectors(clients)[0]
+    assert np.linalg.norm(final.astype(np.float64) - start) <= radius * (1 + 1e-5)
 
 
 async def _dropout_round(url: str, task_id: str) -> tuple[list, float, float]:

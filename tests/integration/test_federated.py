@@ -19,7 +19,8 @@ from tests.live_platform import daphne, free_port, kill_group, manage, platform_
 
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/13"
-PROVIDERS = "tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularPairs"
+PROVIDERS = ("tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularPairs,"
+             "tests.integration.fed_tasks.FedTabularPrivate")
 
 
 def run_async(coroutine):
@@ -61,7 +62,7 @@ def platform(tmp_path_factory):
     p = Platform(tmp_path_factory.mktemp("federated"))
     manage(p.env, "migrate", "--noinput")
     embedded = {**p.env, "REDIS_URL": ""}  # convert the initial models in-process
-    manage(embedded, "load_default_tasks", "--only", "fed-tabular", "fed-pairs")
+    manage(embedded, "load_default_tasks", "--only", "fed-tabular", "fed-pairs", "fed-private")
     with daphne(p.env, p.root / "daphne.log", port=p.port), \
             worker(p.env, p.root / "worker.log", queue="aggregation") as proc:
         p.worker = proc
@@ -103,6 +104,20 @@ def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     maps = Path(f"/proc/{platform.worker.pid}/maps").read_text()
     assert "tensorflow" not in maps  # the aggregation worker never loads TensorFlow
     assert list((platform.root / "media" / ".incoming").iterdir()) == []  # no spooled part left behind
+
+
+def test_python_participants_clip_their_round_change_on_a_private_task(platform):
+    from tests.integration.fed_tasks import FedTabularPrivate
+
+    start = version_vector(platform, "fed-private", 1)
+    datasets = [titanic_like(n, seed) for n, seed in ((80, 11), (120, 12))]
+    clients = run_async(run_clients(platform.url, "fed-private", datasets, rounds=1))
+    radius = FedTabularPrivate.clipping_radius
+    for client in clients:
+        change = np.linalg.norm(client.last_update.astype(np.float64) - start)
+        assert radius * 0.99 < change <= radius * (1 + 1e-5), change  # trained further, then clipped to C
+    new = version_vector(platform, "fed-private", 2)
+    assert np.linalg.norm(new.astype(np.float64) - start) <= radius * (1 + 1e-5)  # a mean of clipped changes
 
 
 async def _straggler_round(url: str) -> float:
