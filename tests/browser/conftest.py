@@ -7,7 +7,8 @@ import pytest
 from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env
 
 TINY_PROVIDERS = ",".join([
-    *(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText", "TinyFederated")),
+    *(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText", "TinyFederated",
+                                                        "TinyFederatedPrivate")),
     *(f"tests.browser.peer_tasks.{name}" for name in ("TinyPeersMean", "TinyPeersSecure", "TinyPeersPrivate",
                                                        "TinyPeersDrop")),
 ])

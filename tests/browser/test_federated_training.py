@@ -19,8 +19,8 @@ pytestmark = pytest.mark.browser
 TASK = "tiny_federated"
 
 
-def version_weights(base: str, number: int) -> np.ndarray:
-    prefix = f"{base}/tasks/{TASK}/versions/{number}/"
+def version_weights(base: str, number: int, task: str = TASK) -> np.ndarray:
+    prefix = f"{base}/tasks/{task}/versions/{number}/"
     manifest = json.loads(urllib.request.urlopen(prefix + "model.json").read())["weightsManifest"]
     data = b"".join(urllib.request.urlopen(prefix + p).read() for g in manifest for p in g["paths"])
     return np.frombuffer(data, dtype="<f4")
@@ -70,3 +70,37 @@ def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_pl
         np.testing.assert_array_equal(vector, served)
     by_name = {v.name.split(":")[0]: v.numpy().ravel() for v in client.model.weights}
     np.testing.assert_array_equal(np.concatenate([by_name[name] for name in client.weight_order]), served)
+
+
+def test_two_pages_on_a_private_task_share_clipped_changes_and_show_the_privacy_spent(live_platform, browser,
+                                                                                       tmp_path: Path):
+    from tests.browser.tiny_tasks import TinyFederatedPrivate
+
+    task, base = "tiny_federated_private", live_platform["url"]
+    before = json.loads(urllib.request.urlopen(f"{base}/api/tasks/{task}/").read())["currentVersion"]
+    start = version_weights(base, before, task).astype(np.float64)
+    rows = learnable_tabular_csv(160, seed=6).strip().splitlines()
+    contexts = [browser.new_context() for _ in range(2)]
+    try:
+        pages = [c.new_page() for c in contexts]
+        for i, page in enumerate(pages):
+            (tmp_path / f"private{i}.csv").write_text("\n".join([rows[0], *rows[1 + i * 80:1 + (i + 1) * 80]]) + "\n")
+            open_train_page(page, base, task)
+            page.set_input_files("#train-connector input[data-slot=csv]", tmp_path / f"private{i}.csv")
+            page.wait_for_function("!document.getElementById('start-btn').disabled")
+            page.click("#start-btn")
+        for page in pages:
+            page.wait_for_function(DONE, timeout=180_000)
+            assert page.evaluate("window.discoTrain.state") == "done", page.evaluate("window.discoTrain.error")
+        page.wait_for_function("window.discoPeers.privacy.length === 1", timeout=30_000)
+        spent = page.evaluate("window.discoPeers.privacy")[0]
+        status = page.inner_text("#privacy-status")
+    finally:
+        for c in contexts:
+            c.close()
+    assert 0 < spent["epsilon"] < float("inf") and spent["rounds"] == 1
+    assert "(ε, δ) spent after 1 round" in status and "clipping 0.005, noise scale 0.01" in status
+    # Each page sent start + (its change clipped to C, plus noise of std 0.01 C per coordinate); their
+    # mean moved at most C plus a little noise, where unclipped training moves the weights several times C.
+    change = np.linalg.norm(version_weights(base, before + 1, task) - start)
+    assert 0 < change <= 1.5 * TinyFederatedPrivate.clipping_radius, change

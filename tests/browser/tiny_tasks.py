@@ -114,3 +114,18 @@ class TinyFederated(TinyTabular):
             "epochs": 2, "round_duration": 1, "min_participants": 3, "round_deadline_seconds": 60,
             "preprocessing": ["sanitize"],
         })
+
+
+class TinyFederatedPrivate(TinyTabular):
+    """Federated with differential privacy: two participants, one round, clipping 0.005, noise scale 0.01."""
+
+    clipping_radius = 0.005
+
+    def get_task(self) -> TaskSpec:
+        return TaskSpec(**{
+            **super().get_task().as_fields(), "id": "tiny_federated_private", "title": "Tiny federated (private)",
+            "summary_preview": "Train the 4-column classifier together with differential privacy, for tests.",
+            "scheme": Scheme.FEDERATED, "epochs": 1, "round_duration": 1, "min_participants": 2,
+            "round_deadline_seconds": 60, "preprocessing": ["sanitize"], "clipping_radius": self.clipping_radius,
+            "noise_scale": 0.01,
+        })
