@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from .models import ConversionJob, ModelVersion, Task
-from .versions import set_current_version
+from .versions import VersionError, set_current_version
 
 
 class TaskAdminForm(forms.ModelForm):
@@ -124,7 +124,11 @@ class TaskAdmin(admin.ModelAdmin):
             self.message_user(request, "You may not change this task.", messages.ERROR)
             return HttpResponseRedirect(change_url)
         previous = task.current_version.number if task.current_version_id else None
-        version = set_current_version(task, number)
+        try:
+            version = set_current_version(task, number)
+        except VersionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(change_url)
         self.log_change(request, task, f"Current model version {previous} -> {version.number}")
         self.message_user(request, f"{task_id} now serves version {version.number} (was {previous}).",
                           messages.SUCCESS)

@@ -107,6 +107,15 @@ def check_task(values: Mapping[str, Any], files: Mapping[str, bytes] | None, *, 
     if files:
         upload = _check_upload(files, values, allow_random_init=allow_random_init, settings_ok=settings_ok,
                                errors=errors)
+    elif task is not None and settings_ok and task.current_version_id:
+        from .uploads import shape_settings_changed, version_fit_problems
+
+        if shape_settings_changed(task.spec_values(), values):
+            number = task.current_version.number
+            _add(errors, MODEL_FIELD, [
+                f"The current model (version {number}) does not fit the new settings: {problem} Upload a model "
+                "that fits them in the same change, or keep the settings."
+                for problem in version_fit_problems(task.current_version, values)])
     elif model_required:
         _add(errors, MODEL_FIELD, ["Upload the model: model.json with its .bin weight files (or a .zip of them), "
                                    "or a Keras .h5 / .keras file, or a zipped SavedModel."])

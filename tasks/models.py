@@ -94,10 +94,25 @@ class Task(models.Model):
     def spec_values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in SPEC_FIELDS}
 
+    def _current_version_fit_errors(self) -> dict[str, list[str]]:
+        """When an edit changes the shape settings or the current version, the version must fit the settings."""
+        from .uploads import shape_settings_changed, version_fit_problems
+
+        stored = Task.objects.filter(pk=self.pk).first()
+        if stored is None or (stored.current_version_id == self.current_version_id
+                              and not shape_settings_changed(stored.spec_values(), self.spec_values())):
+            return {}
+        problems = version_fit_problems(self.current_version, self.spec_values())
+        number = self.current_version.number
+        return {"current_version": [f"Version {number} does not fit these settings: {p}" for p in problems]
+                } if problems else {}
+
     def clean(self) -> None:
         errors = validate_task_fields(self.spec_values())
         if self.current_version_id and self.current_version.task_id != self.id:
             errors.setdefault("current_version", []).append("The current version must be one of this task's versions.")
+        if not errors and self.current_version_id:
+            errors.update(self._current_version_fit_errors())
         if errors:
             raise ValidationError(errors)
 

@@ -506,6 +506,24 @@ def output_layer_units(topology: dict[str, Any]) -> tuple[int | None, str, str]:
     return None, activation, ""
 
 
+# The settings a model's input and output shapes must agree with (check_model_fits_task).
+SHAPE_FIELDS = ("data_type", "input_columns", "image_height", "image_width", "image_channels", "labels",
+                "max_sequence_length")
+
+
+def shape_settings_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether going from settings ``before`` to ``after`` changes what a model's shapes must be."""
+    return any(before.get(name) != after.get(name) for name in SHAPE_FIELDS)
+
+
+def version_fit_problems(version: Any, values: Mapping[str, Any]) -> list[str]:
+    """``check_model_fits_task`` for a stored ``ModelVersion`` (only its model.json is read)."""
+    from .versions import read_file
+
+    return check_model_fits_task(parse_layers_model(read_file(version, "model.json"), {}, require_weights=False),
+                                 values)
+
+
 def check_model_fits_task(artifacts: LayersModelArtifacts, values: Mapping[str, Any]) -> list[str]:
     """Problems (empty if none) between the model's input/output shapes and the task's fields.
 

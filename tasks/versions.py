@@ -92,12 +92,17 @@ def create_version(task: Task, artifacts: LayersModelArtifacts, *, origin: str, 
 
 def set_current_version(task: Task, number: int) -> ModelVersion:
     """Point ``task`` at its existing version ``number`` (a rollback, or a roll forward again)."""
+    from .uploads import version_fit_problems
+
     with transaction.atomic():
         locked = Task.objects.select_for_update().get(pk=task.pk)
         try:
             version = locked.versions.get(number=number)
         except ModelVersion.DoesNotExist:
             raise VersionError(f"Task {task.pk!r} has no version {number}.") from None
+        problems = version_fit_problems(version, locked.spec_values())
+        if problems:
+            raise VersionError(f"Version {number} does not fit the task's current settings: {' '.join(problems)}")
         locked.current_version = version
         locked.save(update_fields=["current_version", "updated_at"])
     task.current_version = version

@@ -63,6 +63,16 @@ def test_editing_applies_the_same_validation(admin_client, served):
     assert (served.epochs, served.title) == (6, "Renamed")
 
 
+def test_columns_the_current_model_cannot_take_are_refused_in_admin(admin_client, served):
+    response = admin_client.post("/admin/tasks/task/served/change/",
+                                 _form_data(served, input_columns='["a", "b", "c", "d", "e"]'))
+    assert response.status_code == 200
+    errors = str(response.context["adminform"].form.non_field_errors())
+    assert "Version 2 does not fit these settings: The model expects 4 input values per row" in errors, errors
+    served.refresh_from_db()
+    assert served.input_columns == ["a", "b", "c", "d"]
+
+
 def test_publish_and_unpublish_actions(admin_client, served):
     admin_client.post("/admin/tasks/task/", {"action": "unpublish", "_selected_action": ["served"]})
     assert not Task.objects.get(pk="served").published

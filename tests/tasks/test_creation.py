@@ -46,6 +46,17 @@ def h5_files(tmp_path_factory) -> dict[str, bytes]:
     return {"model.h5": path.read_bytes()}
 
 
+@pytest.fixture(scope="module")
+def five_input_files() -> dict[str, bytes]:
+    """TF.js files of a 5 -> 2 classifier: it fits VALUES with a fifth input column."""
+    from tasks.conversion import keras_model_to_tfjs
+    from tasks.keras_env import tf_keras
+
+    keras = tf_keras()
+    model = keras.Sequential([keras.layers.Input(shape=(5,)), keras.layers.Dense(2, activation="softmax")])
+    return tfjs_files(keras_model_to_tfjs(model))
+
+
 @pytest.mark.django_db
 def test_tfjs_upload_becomes_the_current_version_of_an_unpublished_task(alice, tiny_artifacts):
     result = create_task(alice, VALUES, tfjs_files(tiny_artifacts))
@@ -181,3 +192,29 @@ def test_only_the_owner_or_an_admin_may_edit(alice, bob, admin_user, tiny_artifa
     with pytest.raises(PermissionDenied):
         update_task(task, bob, {"title": "Mine now"})
     assert update_task(task, admin_user, {"title": "Curated"}).task.title == "Curated"
+
+
+@pytest.mark.django_db
+def test_settings_the_current_model_cannot_take_need_a_model_that_can(alice, tiny_artifacts, five_input_files,
+                                                                       media_root):
+    from tasks.versions import VersionError, set_current_version
+
+    create_task(alice, VALUES, tfjs_files(tiny_artifacts))
+    task = Task.objects.get(pk="heart")
+    five = {"input_columns": ["a", "b", "c", "d", "e"]}
+    before = snapshot(media_root)
+    with pytest.raises(ValidationError) as caught:
+        update_task(task, alice, five)
+    message = " ".join(caught.value.message_dict["model"])
+    assert "current model (version 1) does not fit the new settings" in message
+    assert "expects 4 input values per row" in message and "5 input columns" in message
+    task.refresh_from_db()
+    assert task.input_columns == VALUES["input_columns"] and snapshot(media_root) == before
+    # The same change with a model that fits goes through, as version 2.
+    result = update_task(task, alice, five, five_input_files)
+    assert result.version.number == 2 and result.task.input_columns == five["input_columns"]
+    # Edits that leave the shapes alone need no check; rolling back to the 4-input model is refused.
+    assert update_task(result.task, alice, {"title": "Renamed"}).task.title == "Renamed"
+    with pytest.raises(VersionError, match="Version 1 does not fit the task's current settings: The model expects 4"):
+        set_current_version(result.task, 1)
+    assert Task.objects.get(pk="heart").current_version.number == 2
