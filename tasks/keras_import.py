@@ -109,7 +109,7 @@ def _load_h5(data: bytes, workdir: Path) -> Any:
     if version == "3":
         keras3 = _keras3()
         try:
-            model = keras3.models.load_model(str(path), compile=False)
+            model = _load_keras3_compiled(lambda compile: keras3.models.load_model(str(path), compile=compile))
         except Exception as exc:
             raise UploadError([f"This Keras 3 .h5 file could not be loaded ({_short(exc)}). Save the model again "
                                "with model.save('model.keras') and upload that."]) from None
@@ -142,7 +142,8 @@ def _load_keras_v3(data: bytes, workdir: Path) -> Any:
         return _load_tf_keras(path)
     keras3 = _keras3()
     try:
-        model = keras3.saving.load_model(str(path), compile=False, safe_mode=True)
+        model = _load_keras3_compiled(
+            lambda compile: keras3.saving.load_model(str(path), compile=compile, safe_mode=True))
     except Exception as exc:
         raise UploadError([f"This .keras file could not be loaded by Keras {version or '3'} ({_short(exc)}). "
                            "Save the model again with model.save('model.keras') and upload that file."]) from None
@@ -207,6 +208,16 @@ def _load_tf_keras(path: Path) -> Any:
                            "again with model.save(...) and upload that file."]) from None
 
 
+def _load_keras3_compiled(load: Any) -> Any:
+    """``load(compile=True)``, so the author's optimizer and loss come along; without them if they cannot
+    be restored (a custom loss, say): the browser then compiles with defaults for the task."""
+    try:
+        return load(True)
+    except Exception as exc:  # Keras raises many kinds here; the architecture may still load
+        log.info("Loading the Keras 3 model without its training configuration: %s", _short(exc))
+        return load(False)
+
+
 def _keras3() -> Any:
     tf_keras()  # TensorFlow's environment first
     import keras
@@ -240,7 +251,47 @@ def keras3_to_tf_keras(model: Any) -> Any:
         raise UploadError([f"The Keras 3 model could not be rebuilt for TF.js ({type(exc).__name__}: {_short(exc)})."
                            " Rebuild it with standard Keras layers."]) from None
     _copy_weights(model, rebuilt)
+    compiled = getattr(model, "compiled", False) and model.get_compile_config()
+    settings = translate_compile_config(compiled) if compiled else None
+    if settings:
+        rebuilt.compile(**settings)
     return rebuilt
+
+
+# The losses the training page can compile from model.json's training_config (static/disco/trainer.js).
+BROWSER_LOSSES = frozenset({"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+                            "mean_squared_error", "mse", "mean_absolute_error", "mae"})
+_OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}
+
+
+def translate_compile_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """``tf_keras`` compile() arguments from a Keras 3 compile config, or ``None`` when the browser could not
+    train with them (a custom or from-logits loss): the training page then uses its defaults.
+
+    Keeps the loss, the optimizer (Adam, SGD or RMSprop; others become Adam) with its learning
+    rate and SGD's momentum, and accuracy when it was a metric: what TF.js compiles from.
+    """
+    loss = config.get("loss")
+    if isinstance(loss, dict):  # a Loss object {"class_name", "config": {...}}, or a function {"config": "name"}
+        loss_config = loss.get("config")
+        if isinstance(loss_config, str):
+            loss = loss_config
+        elif isinstance(loss_config, dict) and not loss_config.get("from_logits"):
+            loss = loss_config.get("name") or loss.get("class_name")
+        else:
+            return None
+    if not isinstance(loss, str) or loss not in BROWSER_LOSSES:
+        return None
+    optimizer = config.get("optimizer") or config.get("optimizer_config") or "adam"
+    name, options = (optimizer, {}) if not isinstance(optimizer, dict) else (
+        str(optimizer.get("class_name", "adam")), optimizer.get("config"))
+    options = options if isinstance(options, dict) else {}
+    class_name = _OPTIMIZERS.get(str(name).lower(), "Adam")
+    kwargs = {key: float(options[key]) for key in ("learning_rate", "momentum")
+              if isinstance(options.get(key), (int, float)) and not isinstance(options.get(key), bool)
+              and (key == "learning_rate" or class_name == "SGD")}
+    metrics = [m for m in config.get("metrics") or [] if m in ("accuracy", "acc")]
+    return {"optimizer": getattr(tf_keras().optimizers, class_name)(**kwargs), "loss": loss, "metrics": metrics}
 
 
 def _copy_weights(source: Any, target: Any) -> None:

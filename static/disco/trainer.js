@@ -223,8 +223,8 @@ const LOSSES = {
 
 /**
  * Compile `model` as its Keras author did, from the `training_config` the converter leaves in
- * model.json's modelTopology (TF.js ignores it when loading): loss, and Adam / SGD / RMSprop with
- * the learning rate. Returns false when the configuration is missing or not understood.
+ * model.json's modelTopology (TF.js ignores it when loading): loss, and Adam / SGD (with its momentum)
+ * / RMSprop with the learning rate. Returns false when the configuration is missing or not understood.
  * @param {any} model
  * @param {any} trainingConfig modelTopology.training_config
  * @returns {boolean}
@@ -237,8 +237,9 @@ export function compileFromTrainingConfig(model, trainingConfig) {
   const config = optimizer.config || {};
   const name = String(optimizer.class_name || config.name || 'Adam').replace(/^Custom>/, '').toLowerCase();
   const rate = Number(config.learning_rate) > 0 ? Number(config.learning_rate) : undefined;
+  const momentum = Number(config.momentum) > 0 ? Number(config.momentum) : 0;
   let opt;
-  if (name === 'sgd') opt = tf.train.sgd(rate ?? 0.01);
+  if (name === 'sgd') opt = momentum ? tf.train.momentum(rate ?? 0.01, momentum) : tf.train.sgd(rate ?? 0.01);
   else if (name === 'rmsprop') opt = tf.train.rmsprop(rate ?? 0.001);
   else opt = tf.train.adam(rate ?? 0.001);
   model.compile({ optimizer: opt, loss, metrics: /^mean/.test(loss) ? [] : ['accuracy'] });

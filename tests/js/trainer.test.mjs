@@ -3,8 +3,11 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 
+import { readFileSync } from 'node:fs';
+
 import {
-  Trainer, TrainingError, chooseBackend, explainError, splitIndices, seededRandom, targetEncoding,
+  Trainer, TrainingError, chooseBackend, compileFromTrainingConfig, explainError, splitIndices, seededRandom,
+  targetEncoding,
 } from '../../static/disco/trainer.js';
 
 const require = createRequire(import.meta.url);
@@ -103,4 +106,19 @@ test('errors are explained with advice', () => {
   assert.match(explainError(new Error('Failed to allocate memory'), 'webgl').advice, /fewer|smaller/);
   assert.match(explainError(new Error('WebGL context lost'), 'webgl').advice, /CPU/);
   assert.match(explainError(new Error("Kernel 'X' not registered for backend 'wasm'"), 'wasm').advice, /another backend/);
+});
+
+test('models compile as their Keras author did, from the training_config the converter writes', () => {
+  const vectors = JSON.parse(readFileSync(new URL('../vectors/training_config.json', import.meta.url), 'utf8'));
+  for (const { name, training_config: config, compiled } of vectors.cases) {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: 1 })] });
+    assert.equal(compileFromTrainingConfig(model, config), compiled !== null, name);
+    if (compiled === null) continue;
+    assert.equal(model.loss, compiled.loss, name);
+    assert.equal(model.optimizer.getClassName(), compiled.optimizer, name);
+    const optimizerConfig = model.optimizer.getConfig();
+    assert.ok(Math.abs(optimizerConfig.learningRate - compiled.learningRate) < 1e-6, name);
+    if (compiled.momentum) assert.ok(Math.abs(optimizerConfig.momentum - compiled.momentum) < 1e-6, name);
+    model.dispose();
+  }
 });

@@ -6,6 +6,7 @@ import io
 import json
 import uuid
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from disco_site.jobs import enqueue_on_commit
-from tasks.keras_import import convert_keras_source, translate_model_config
+from tasks.keras_import import convert_keras_source, translate_compile_config, translate_model_config
 from tasks.models import ConversionJob, ModelVersion, Task
 from tasks.tasks import convert_uploaded_model
 from tasks.uploads import UploadError, inspect_model_upload
@@ -88,6 +89,57 @@ def test_keras3_functional_config_is_translated_to_the_keras2_form(models):
         next(n for n, la in by_name.items() if la["class_name"] == "Dense"), "flags"]
     assert all(isinstance(layer["config"].get("dtype", "float32"), str) for layer in config["layers"])
     assert "quantization_config" not in json.dumps(config)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_a_keras3_upload_keeps_its_loss_optimizer_and_learning_rate(tmp_path, fmt):
+    """What the training page compiles from (trainer.js compileFromTrainingConfig) survives the translation."""
+    from tasks.keras_import import _keras3
+
+    keras3 = _keras3()
+    model = mf.keras3_model("dense", seed=4)
+    model.compile(optimizer=keras3.optimizers.SGD(learning_rate=0.05, momentum=0.5),
+                  loss=keras3.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    upload = inspect_model_upload(mf.save_keras3(model, fmt, tmp_path))
+    artifacts = convert_keras_source(upload.kind, upload.source_name, upload.source_bytes)
+    training = artifacts.model_json["modelTopology"]["training_config"]
+    # The JS tests compile from this very configuration (tests/vectors/training_config.json).
+    vectors = json.loads((Path(__file__).parents[1] / "vectors" / "training_config.json").read_text())
+    expected = next(c for c in vectors["cases"] if c["name"] == "keras3-sgd-momentum")["training_config"]
+    assert training["loss"] == expected["loss"]
+    assert training["optimizer_config"]["class_name"] == expected["optimizer_config"]["class_name"]
+    for key in ("learning_rate", "momentum"):
+        assert training["optimizer_config"]["config"][key] == pytest.approx(expected["optimizer_config"]["config"][key])
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"loss": "binary_crossentropy", "optimizer": "rmsprop", "metrics": ["accuracy"]},
+     ("binary_crossentropy", "RMSprop", {}, ["accuracy"])),
+    ({"loss": {"module": "builtins", "class_name": "function", "config": "categorical_crossentropy"},
+      "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.002}}},  # compile(loss="...") in Keras 3
+     ("categorical_crossentropy", "Adam", {"learning_rate": 0.002}, [])),
+    ({"loss": {"class_name": "MeanSquaredError", "config": {"name": "mean_squared_error"}},
+      "optimizer": {"class_name": "Nadam", "config": {"learning_rate": 0.01}}},
+     ("mean_squared_error", "Adam", {"learning_rate": 0.01}, [])),  # TF.js pages train Adam, SGD or RMSprop
+    ({"loss": {"class_name": "CategoricalCrossentropy", "config": {"name": "categorical_crossentropy"}},
+      "optimizer_config": {"class_name": "Adam", "config": {"learning_rate": {"class_name": "ExponentialDecay"}}}},
+     ("categorical_crossentropy", "Adam", {}, [])),  # a schedule: the browser's default rate
+])
+def test_keras3_compile_configs_become_tf_keras_compile_arguments(config, expected):
+    settings = translate_compile_config(config)
+    loss, optimizer, options, metrics = expected
+    assert settings["loss"] == loss and settings["metrics"] == metrics
+    assert type(settings["optimizer"]).__name__ == optimizer
+    for key, value in options.items():
+        assert float(settings["optimizer"].get_config()[key]) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("loss", [
+    {"class_name": "BinaryCrossentropy", "config": {"name": "binary_crossentropy", "from_logits": True}},
+    "my_custom_loss", None,
+])
+def test_losses_the_browser_cannot_compile_leave_the_defaults(loss):
+    assert translate_compile_config({"loss": loss, "optimizer": "adam"}) is None
 
 
 def test_the_lambda_layer_is_refused_before_anything_is_loaded(saved):
