@@ -103,6 +103,8 @@ class PeerRound(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     exchange_deadline = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    agreed = models.JSONField(null=True, blank=True, help_text="The peers whose updates every remaining peer holds: "
+                                                               "the round's mean is theirs (peer ids only).")
     message = models.TextField(blank=True)
 
     class Meta:
@@ -126,6 +128,7 @@ class PeerTurn(models.Model):
     selected = models.BooleanField(default=False, help_text="In the round's peer list.")
     done_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
+    received = models.JSONField(null=True, blank=True, help_text="The peers whose updates it reported holding.")
 
     class Meta:
         ordering = ["round", "participant_id"]

@@ -5,8 +5,10 @@ Each round: train ``roundDuration`` epochs, say ``ready``, receive the round's p
 then either
 
 - **mean**: send a codec float32 frame ``{"type": "peer_update", "round", "samples"}`` to every
-  other peer; each peer computes the sample-weighted mean in float64, in sorted peer-id order,
-  then rounds to float32, so every peer gets identical weights; or
+  other peer, tell the server whose updates it holds (``received``) and average exactly the
+  ones the server announces every remaining peer holds (``agreed``): the sample-weighted mean
+  in float64, in sorted peer-id order, then rounded to float32, so every peer gets identical
+  weights even when a peer leaves halfway through sending; or
 - **secure** (three peers or more): fixed-point encode the weights, split them into additive
   shares modulo 2**32 (``aggregation.secure``), send share j to peer j, broadcast the sum of
   the shares held ("partial"), and decode the sum of all partials: the plain mean up to the
@@ -52,6 +54,7 @@ class PeerRoundResult:
     global_loss: float
     global_accuracy: float | None
     samples: int
+    contributors: list[str] = field(default_factory=list)  # whose updates the round's mean holds
 
 
 @dataclass
@@ -61,6 +64,10 @@ class ExchangeResult:
     contributors: list[str]
     fell_back: str | None
     next_round: int
+
+
+# How long after the exchange deadline a peer waits for the server's agreement (it agrees at the deadline).
+AGREEMENT_SLACK = 5.0
 
 
 @dataclass
@@ -76,6 +83,7 @@ class DecentralizedClient(TaskServerClient):
     _inbox: dict[tuple[int, str, str], bytes] = field(default_factory=dict)
     _peers: dict[int, dict[str, Any]] = field(default_factory=dict)
     _closed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _agreed: dict[int, list[str]] = field(default_factory=dict)
     _left: set[tuple[int, str]] = field(default_factory=set)
 
     async def connect(self) -> dict[str, Any]:
@@ -101,6 +109,8 @@ class DecentralizedClient(TaskServerClient):
             self._peers[event["round"]] = event
         elif kind == "round_closed":
             self._closed[event["round"]] = event
+        elif kind == "agreed":
+            self._agreed[event["round"]] = list(event["peers"])
         elif kind == "peer_left":
             self._left.add((event["round"], event["peer"]))
         elif kind == "error":
@@ -150,18 +160,19 @@ class DecentralizedClient(TaskServerClient):
         if wants_secure and len(peers) >= 3:
             result, contributors, fell_back = await self._secure(vector, round_number, peers, deadline)
         else:
-            result, contributors = await self._mean(tensors, vector, samples, round_number, others, specs, deadline)
-            fell_back = (f"secure aggregation needs at least 3 peers, this round has {len(peers)}: used the mean"
-                         if wants_secure else None)
-            missing = [p for p in others if p not in contributors]
-            if missing and fell_back is None:
-                fell_back = f"{len(missing)} peer(s) sent nothing before the deadline; mean of the others"
+            result, contributors, notes = await self._mean(tensors, vector, samples, round_number, others, specs,
+                                                           deadline)
+            fell_back = "; ".join(filter(None, [
+                f"secure aggregation needs at least 3 peers, this round has {len(peers)}: used the mean"
+                if wants_secure else None, *notes])) or None
         await self.send_json({"type": "done", "round": round_number})
         await self._wait_for(lambda: round_number in self._closed, deadline + 10)
         closed = self._closed.get(round_number)
         next_round = closed["nextRound"] if closed else round_number + 1
         for key in [k for k in self._inbox if k[0] <= round_number]:
             del self._inbox[key]
+        for number in [n for n in self._agreed if n <= round_number]:
+            del self._agreed[number]
         return ExchangeResult(result, peers, contributors, fell_back, next_round)
 
     async def _mean(self, tensors, vector, samples, round_number, others, specs, deadline):
@@ -180,7 +191,28 @@ class DecentralizedClient(TaskServerClient):
                 self.log(f"ignored peer {peer[:8]}'s update: {exc}")
                 continue
             updates[peer] = (message.vector, count)
-        return weighted_mean(updates), sorted(updates)
+        notes = []
+        missing = [p for p in others if p not in updates]
+        if missing:
+            notes.append(f"{len(missing)} peer(s) sent nothing before the deadline; mean of the others")
+        agreed = await self._agree(round_number, sorted(updates), deadline)
+        if agreed is None:
+            notes.append("the server announced no agreement in time: mean of the updates this peer holds")
+            agreed = sorted(updates)
+        left_out = [p for p in updates if p not in agreed]
+        if left_out:
+            notes.append(f"{len(left_out)} update(s) left out: not every peer received them")
+        used = [p for p in agreed if p in updates]
+        if not used:
+            return vector, [self.participant_id], [*notes, "no update reached every peer: kept the local weights"]
+        return weighted_mean({p: updates[p] for p in used}), used, notes
+
+    async def _agree(self, round_number: int, held: list[str], deadline: float) -> list[str] | None:
+        """Report the updates held; the server answers with those every remaining peer holds (None: no answer)."""
+        await self.send_json({"type": "received", "round": round_number, "peers": held})
+        await self._wait_for(lambda: round_number in self._agreed or round_number in self._closed,
+                             deadline + AGREEMENT_SLACK)
+        return self._agreed.get(round_number)
 
     async def _secure(self, vector, round_number, peers, deadline):
         me, n = self.participant_id, len(peers)
@@ -232,7 +264,7 @@ class DecentralizedClient(TaskServerClient):
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
                 result = PeerRoundResult(round_number, outcome.peers, "relay", outcome.fell_back,
                                          float(history.history["loss"][-1]), float(scores["loss"]),
-                                         scores.get("accuracy"), len(y))
+                                         scores.get("accuracy"), len(y), outcome.contributors)
                 results.append(result)
                 if on_round:
                     on_round(result)

@@ -8,8 +8,12 @@ A round is ``open`` while peers announce they are ready. Its quorum is met when 
 connected peer is ready and there are at least ``min_participants``, or when the task's
 round deadline has passed since the first peer was ready and at least the minimum are.
 The round then moves to ``exchanging`` with the ready peers, and the next round opens at
-once for those who finish or join meanwhile. It closes when every peer of the round
-reported done (peers that left stop counting) or at its exchange deadline.
+once for those who finish or join meanwhile. With the mean, each peer reports which
+peers' updates it holds (``received``); once every remaining peer has (or at the exchange
+deadline) the server announces the intersection (``agreed``), and every peer averages
+exactly those updates. So a peer that leaves mid-exchange, its update reaching some peers
+and not others, cannot make the peers' models differ. The round closes when every peer
+of the round reported done (peers that left stop counting) or at its exchange deadline.
 
 Consumers call these functions; only this module changes peer rounds, and it broadcasts
 to the task's channel group after commit. Deadlines are checked by ``check_due``, which
@@ -176,6 +180,44 @@ def _exchanging(task: Task, number: Any) -> PeerRound:
     return rnd
 
 
+def report_received(participant: Participant, number: Any, held: Any) -> bool:
+    """``participant`` holds the updates of the peers ``held`` (itself included) for round ``number``.
+
+    Returns whether that completed the round's agreement.
+    """
+    rnd = _exchanging(participant.task, number)
+    members = {str(pk) for pk in rnd.turns.filter(selected=True).values_list("participant_id", flat=True)}
+    me = str(participant.pk)
+    if me not in members:
+        raise PeerRoundError("not_in_round", f"You are not one of round {rnd.number}'s peers.")
+    if not (isinstance(held, list) and all(isinstance(p, str) for p in held) and me in held
+            and set(held) <= members):
+        raise PeerRoundError("bad_report", f"'received' lists, as 'peers', the ids of round {rnd.number}'s peers "
+                                           "whose updates you hold, yours included.")
+    PeerTurn.objects.filter(round=rnd, participant=participant).update(received=sorted(set(held)))
+    return maybe_agree(rnd.pk)
+
+
+def maybe_agree(round_id: int, *, now: datetime | None = None) -> bool:
+    """Announce the updates every remaining peer holds, once all have reported (or at the exchange deadline)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rnd = PeerRound.objects.select_for_update().filter(pk=round_id).first()
+        if rnd is None or rnd.status != PeerRound.Status.EXCHANGING or rnd.agreed is not None:
+            return False
+        turns = list(rnd.turns.filter(selected=True))
+        present = [t for t in turns if t.left_at is None]
+        reports = [set(t.received) for t in present if t.received is not None]
+        if not reports or (len(reports) < len(present) and now < rnd.exchange_deadline):
+            return False
+        rnd.agreed = sorted(set.intersection(*reports))
+        rnd.save(update_fields=["agreed"])
+        members = sorted(str(t.participant_id) for t in turns)
+        _notify_on_commit(rnd.task_id, {"type": "peers.agreed", "round": rnd.number, "peers": rnd.agreed,
+                                        "members": members})
+    return True
+
+
 def done(participant: Participant, number: Any) -> bool:
     """``participant`` finished round ``number``'s exchange; returns whether that closed the round."""
     rnd = _exchanging(participant.task, number)
@@ -211,6 +253,7 @@ def check_due(task_id: str) -> None:
     """Start or close whatever rounds of the task are due now (called when a deadline comes)."""
     for pk in PeerRound.objects.filter(task_id=task_id, status=PeerRound.Status.EXCHANGING).values_list("pk",
                                                                                                         flat=True):
+        maybe_agree(pk)
         maybe_close(pk)
     rnd = PeerRound.objects.filter(task_id=task_id, status=PeerRound.Status.OPEN).first()
     if rnd is not None:
@@ -226,6 +269,7 @@ def leave(participant: Participant) -> None:
         PeerTurn.objects.filter(pk=turn.pk).update(left_at=now)
         _notify_on_commit(participant.task_id, {"type": "peer.left", "round": turn.round.number,
                                                 "peer": str(participant.pk)})
+        maybe_agree(turn.round_id)  # its report, if any, no longer counts: the others may be complete now
         maybe_close(turn.round_id)
     broadcast_participants(participant.task)
     rnd = PeerRound.objects.filter(task_id=participant.task_id, status=PeerRound.Status.OPEN).first()

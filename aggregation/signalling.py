@@ -139,6 +139,9 @@ class SignallingConsumer(AsyncWebsocketConsumer):
             rnd = await database_sync_to_async(peer_rounds.ready)(self.participant, message.get("round"))
             if rnd.ready_deadline is not None:
                 self._at(rnd.ready_deadline)
+        elif kind == "received":
+            await database_sync_to_async(peer_rounds.report_received)(self.participant, message.get("round"),
+                                                                      message.get("peers"))
         elif kind == "done":
             await database_sync_to_async(peer_rounds.done)(self.participant, message.get("round"))
         elif kind == "signal":
@@ -150,8 +153,8 @@ class SignallingConsumer(AsyncWebsocketConsumer):
             state = await database_sync_to_async(peer_rounds.state)(self.task)
             await self.send(text_data=json.dumps({"type": "status", **state.fields()}))
         else:
-            raise PeerRoundError("unknown_type", f"Unknown message type {kind!r}; send 'ready', 'signal', 'done' or "
-                                                 "'status' as text, or a relayed frame as binary.")
+            raise PeerRoundError("unknown_type", f"Unknown message type {kind!r}; send 'ready', 'signal', 'received', "
+                                                 "'done' or 'status' as text, or a relayed frame as binary.")
 
     async def _relay(self, frame: bytes) -> None:
         header, offset = parse_relay(frame)
@@ -185,6 +188,10 @@ class SignallingConsumer(AsyncWebsocketConsumer):
             self._at(datetime.fromisoformat(event["deadline"]))
             await self.send(text_data=json.dumps({"type": "peers", "round": event["round"], "peers": event["peers"],
                                                   "deadline": event["deadline"]}))
+
+    async def peers_agreed(self, event: dict[str, Any]) -> None:
+        if self.me in event["members"]:
+            await self.send(text_data=json.dumps({"type": "agreed", "round": event["round"], "peers": event["peers"]}))
 
     async def round_closed(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps({"type": "round_closed", "round": event["round"],

@@ -227,6 +227,47 @@ async def test_a_peer_leaving_mid_round_does_not_stall_the_others(dec_task):
     await close_all(sockets[:2])
 
 
+async def test_peers_agree_on_the_updates_all_of_them_hold(dec_task):
+    sockets, ids, _ = await start_round(3)
+    a, b, c = ids
+    # c's update reached a but not b before c left: a holds {a, b, c}, b holds {a, b}.
+    await sockets[0].send_to(text_data=json.dumps({"type": "received", "round": 1, "peers": [a, b, c]}))
+    await sockets[2].disconnect()
+    assert "agreed" not in await drain(sockets[0], 0.3)  # b has not reported yet
+    await sockets[1].send_to(text_data=json.dumps({"type": "received", "round": 1, "peers": [b, a]}))
+    agreed = [await receive(ws, "agreed") for ws in sockets[:2]]
+    assert agreed[0] == agreed[1] == {"type": "agreed", "round": 1, "peers": sorted([a, b])}
+    stored = await sync_to_async(lambda: PeerRound.objects.get(number=1).agreed)()
+    assert stored == sorted([a, b])
+    await close_all(sockets[:2])
+
+
+@pytest.mark.parametrize(("peers", "words"), [
+    ("all", "'received' lists"),
+    (["00000000-0000-0000-0000-000000000000"], "'received' lists"),
+    ([], "'received' lists"),  # a peer always holds its own update
+])
+async def test_bad_received_reports_are_refused(dec_task, peers, words):
+    sockets, ids, _ = await start_round(3)
+    await sockets[0].send_to(text_data=json.dumps({"type": "received", "round": 1, "peers": peers}))
+    error = await receive(sockets[0], "error")
+    assert error["code"] == "bad_report" and words in error["reason"], error
+    assert await sync_to_async(lambda: PeerTurn.objects.filter(received__isnull=False).count())() == 0
+    await close_all(sockets)
+
+
+async def test_the_exchange_deadline_agrees_on_the_reports_it_has(dec_task):
+    await sync_to_async(Task.objects.filter(pk="dec").update)(round_deadline_seconds=1, min_participants=2)
+    sockets, ids = await join(2)
+    for ws in sockets:
+        await ws.send_to(text_data=json.dumps({"type": "ready", "round": 1}))
+    await receive(sockets[0], "peers", timeout=5)
+    await sockets[0].send_to(text_data=json.dumps({"type": "received", "round": 1, "peers": [ids[0]]}))
+    agreed = await receive(sockets[0], "agreed", timeout=5)  # the other peer never reported
+    assert agreed["peers"] == [ids[0]]
+    await close_all(sockets)
+
+
 async def test_deadlines_start_a_round_with_the_minimum_and_close_one_with_a_silent_peer(dec_task):
     # The validation keeps real deadlines >= 5 s; one second keeps this test short.
     await sync_to_async(Task.objects.filter(pk="dec").update)(round_deadline_seconds=1, min_participants=2)

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from aggregation import secure
+from aggregation.codec import encode_weights
 from aggregation.peer import DecentralizedClient, weighted_mean
 from tests.conftest import snapshot
 from tests.integration.test_federated import run_async, titanic_like, version_vector
@@ -145,6 +146,39 @@ def test_a_peer_leaving_mid_round_under_mean_leaves_the_mean_of_the_others(platf
     assert all(len(r.peers) == 3 for r in results)  # the quitter was one of the round's peers
     assert all("1 peer(s) sent nothing" in r.fell_back for r in results)
     assert elapsed < 2 * deadline + 30  # training, the ready quorum and the exchange, never a hang
+
+
+async def _partial_sender_round(url: str) -> tuple[list[DecentralizedClient], list]:
+    """A third peer sends its update to one of the two others only, then leaves."""
+    datasets = [titanic_like(n, seed) for n, seed in ((40, 21), (60, 22))]
+    quitter = DecentralizedClient(url, "peer-mean", log=lambda _: None)
+    welcome = await quitter.connect()
+    model = quitter.load_keras_model(welcome["currentVersion"])
+    number = welcome["round"]
+
+    async def send_to_one_then_leave() -> None:
+        await quitter.send_json({"type": "ready", "round": number})
+        await quitter._wait_for(lambda: number in quitter._peers, time.monotonic() + 120)
+        first = min(p for p in quitter._peers[number]["peers"] if p != quitter.participant_id)
+        frame = encode_weights({"type": "peer_update", "round": number, "samples": 50}, quitter.model_tensors(model))
+        await quitter.send_relay(first, number, "update", frame)
+        await asyncio.sleep(1.0)  # it has arrived; the other peer still waits for it
+        await quitter.close()
+
+    clients = [DecentralizedClient(url, "peer-mean", log=lambda _: None) for _ in datasets]
+    runs = [c.run(x, y, rounds=1) for c, (x, y) in zip(clients, datasets, strict=True)]
+    _, *results = await asyncio.gather(send_to_one_then_leave(), *runs)
+    return clients, [r[0] for r in results]
+
+
+def test_an_update_only_some_peers_received_is_left_out_by_all(platform):
+    clients, results = run_async(_partial_sender_round(platform.url))
+    finals = final_vectors(clients)
+    np.testing.assert_array_equal(finals[0], finals[1])  # without the agreement step, one had three updates
+    expected = weighted_mean({c.participant_id: (c.last_update, n) for c, n in zip(clients, (40, 60), strict=True)})
+    np.testing.assert_array_equal(finals[0], expected)
+    assert all(r.contributors == sorted(c.participant_id for c in clients) for r in results)
+    assert any("left out: not every peer received them" in (r.fell_back or "") for r in results), results
 
 
 def test_a_peer_leaving_mid_round_under_secure_aggregation_falls_back_visibly(platform):
