@@ -35,6 +35,8 @@ export const DEFAULT_TIMEOUTS = Object.freeze({
   exchange: 60_000,
   /** from "done" to the server's round_closed */
   closed: 30_000,
+  /** past the exchange deadline, for the server's agreement (it agrees at the deadline at the latest) */
+  agreement: 5_000,
 });
 
 /** Frames at most this large go over a data channel in one piece (Chromium's pc.sctp.maxMessageSize). */
@@ -335,6 +337,8 @@ export class DecentralizedSession {
     /** control messages not yet consumed, by type */
     this.peersByRound = new Map();
     this.closedByRound = new Map();
+    /** round -> the peers whose updates every remaining peer holds (the server's `agreed`) */
+    this.agreedByRound = new Map();
     this.waiters = [];
   }
 
@@ -394,6 +398,8 @@ export class DecentralizedSession {
       this.onSignal(String(message.from), message.data);
     } else if (message.type === 'peers') {
       this.peersByRound.set(message.round, message);
+    } else if (message.type === 'agreed') {
+      this.agreedByRound.set(message.round, message.peers.map(String));
     } else if (message.type === 'round_closed') {
       this.closedByRound.set(message.round, message);
       // The server closed the round (exchange deadline): stop waiting for its payloads.
@@ -613,9 +619,16 @@ export class DecentralizedSession {
       const mean = await this.meanRound(round, order, update, samples, tensors, transports, deadline);
       result = mean.result;
       present = mean.present;
+      const notes = [fellBack];
       if (mean.missing.length) {
-        fellBack = [fellBack, `Peer${mean.missing.length > 1 ? 's' : ''} ${mean.missing.join(', ')} sent nothing in time: averaged without ${mean.missing.length > 1 ? 'them' : 'it'}.`].filter(Boolean).join(' ');
+        notes.push(`Peer${mean.missing.length > 1 ? 's' : ''} ${mean.missing.join(', ')} sent nothing in time: averaged without ${mean.missing.length > 1 ? 'them' : 'it'}.`);
       }
+      if (mean.leftOut.length) {
+        notes.push(`The update${mean.leftOut.length > 1 ? 's' : ''} of ${mean.leftOut.join(', ')} did not reach every peer: left out by all.`);
+      }
+      if (!mean.agreed) notes.push('The server announced no agreement in time: averaged the updates this peer holds.');
+      if (!present.length) notes.push('No update reached every peer: kept the local weights.');
+      fellBack = notes.filter(Boolean).join(' ') || null;
     }
     writeWeights(model, result);
     this.send({ type: 'done', round });
@@ -665,11 +678,31 @@ export class DecentralizedSession {
     const missing = [];
     others.forEach((peer, i) => {
       const parsed = received[i] && this.parseUpdate(peer, received[i], update.length);
-      if (parsed && !this.left.get(round)?.has(peer)) byPeer.set(peer, parsed);
+      if (parsed) byPeer.set(peer, parsed);
       else missing.push(peer);
     });
-    const present = order.filter((p) => byPeer.has(p));
-    return { result: weightedMean(present.map((p) => byPeer.get(p))), present, missing };
+    // Average exactly the updates every remaining peer holds, so a peer that left halfway through
+    // sending (its update reached some peers, not others) cannot make the peers' weights differ.
+    const held = order.filter((p) => byPeer.has(p));
+    const agreed = await this.agree(round, held, deadline);
+    const present = (agreed ?? held).filter((p) => byPeer.has(p));
+    const leftOut = held.filter((p) => !present.includes(p));
+    const result = present.length ? weightedMean(present.map((p) => byPeer.get(p))) : update;
+    return { result, present, missing, leftOut, agreed: agreed !== null };
+  }
+
+  /**
+   * Tells the server whose updates this peer holds; resolves with the peers whose updates every
+   * remaining peer holds (the server's `agreed`), or null when none came in time.
+   */
+  async agree(round, held, deadline) {
+    this.send({ type: 'received', round, peers: held });
+    if (!this.agreedByRound.has(round) && !this.closedByRound.has(round)) {
+      const wait = Math.max(1000, deadline - Date.now()) + this.timeouts.agreement;
+      await this.wait((m) => (m.type === 'agreed' || m.type === 'round_closed') && m.round === round, wait,
+        'no agreement', false).catch(() => null);
+    }
+    return this.agreedByRound.get(round) ?? null;
   }
 
   parseUpdate(peer, bytes, size) {
@@ -746,6 +779,7 @@ export class DecentralizedSession {
     for (const key of [...this.inbox.keys()]) if (Number(key.split('|')[0]) <= round) this.inbox.delete(key);
     for (const r of [...this.peersByRound.keys()]) if (r <= round) this.peersByRound.delete(r);
     for (const r of [...this.closedByRound.keys()]) if (r < round) this.closedByRound.delete(r);
+    for (const r of [...this.agreedByRound.keys()]) if (r <= round) this.agreedByRound.delete(r);
   }
 
   close() {

@@ -7,6 +7,7 @@ import {test} from 'node:test';
 import {
   DecentralizedSession, decodeRelayFrame, encodeRelayFrame, summarizeTransports, weightedMean,
 } from '../../static/disco/decentralized.js';
+import {encodeWeights} from '../../static/disco/codec.js';
 import {fixedPointScale, quantizationBound} from '../../static/disco/secure.js';
 
 // A fake TF.js: writeWeights uses tf.tidy and tf.tensor.
@@ -30,8 +31,9 @@ function fakeModel(values) {
 
 // ------------------------------------------------------------------------------------------------
 // An in-memory signalling server: welcome, ready -> peers (when all connected peers are ready and at
-// least `min`), signal routing, binary relay (envelope rewritten, payload untouched), done -> round_closed,
-// peer_left when a peer of an exchanging round disconnects.
+// least `min`), signal routing, binary relay (envelope rewritten, payload untouched), received -> agreed
+// (the intersection, once every remaining peer reported), done -> round_closed, peer_left when a peer of an
+// exchanging round disconnects.
 
 class Hub {
   constructor({min = 2, secure = false, relayAllowed = true, maxShareValue = 10} = {}) {
@@ -94,6 +96,9 @@ class Hub {
     } else if (message.type === 'signal') {
       const target = this.sockets.get(message.to);
       if (target) this.json(target, {type: 'signal', from: socket.id, data: message.data});
+    } else if (message.type === 'received') {
+      this.exchanging.get(message.round).received.set(socket.id, new Set(message.peers));
+      this.maybeAgree(message.round);
     } else if (message.type === 'done') {
       const rnd = this.exchanging.get(message.round);
       rnd.done.add(socket.id);
@@ -101,11 +106,19 @@ class Hub {
     }
   }
 
+  maybeAgree(number) {
+    const rnd = this.exchanging.get(number);
+    const present = rnd.peers.filter((p) => !rnd.left.has(p));
+    if (rnd.agreed || !present.every((p) => rnd.received.has(p))) return;
+    rnd.agreed = present.reduce((acc, p) => acc.filter((q) => rnd.received.get(p).has(q)), [...rnd.peers]);
+    for (const id of present) this.json(this.sockets.get(id), {type: 'agreed', round: number, peers: rnd.agreed});
+  }
+
   maybeStart() {
     const connected = [...this.sockets.keys()];
     if (this.ready.size < this.min || !connected.every((id) => this.ready.has(id))) return;
     const peers = [...this.ready].sort();
-    this.exchanging.set(this.round, {peers, done: new Set(), left: new Set()});
+    this.exchanging.set(this.round, {peers, done: new Set(), left: new Set(), received: new Map(), agreed: null});
     for (const id of peers) {
       this.json(this.sockets.get(id), {type: 'peers', round: this.round, peers,
         deadline: new Date(Date.now() + 5000).toISOString()});
@@ -134,6 +147,7 @@ class Hub {
         const other = this.sockets.get(id);
         if (other) this.json(other, {type: 'peer_left', round: number, peer: socket.id});
       }
+      this.maybeAgree(number);
       this.maybeClose(number);
     }
     if (this.ready.size) this.maybeStart();
@@ -322,6 +336,27 @@ test('a peer that leaves mid-round is averaged out by the others, who do not wai
     assert.match(r.fellBack, /sent nothing in time: averaged without it/);
     assert.deepEqual(Array.from(r.weights), Array.from(expectedMean([1, 1])));
   }
+  sessions.forEach((s) => s.close());
+});
+
+test('an update that reached only some peers is left out by all, so their weights stay identical', async () => {
+  const hub = new Hub({min: 3});
+  const sessions = await join(hub, 3, {forceRelay: true});
+  const [a, b, c] = sessions;
+  // c sends its update to a only, then leaves: a holds three updates, b two.
+  c.send({type: 'ready', round: 1});
+  const pending = [a.exchange(fakeModel(UPDATES[0]), 1, null), b.exchange(fakeModel(UPDATES[1]), 1, null)];
+  await c.wait((m) => m.type === 'peers', 2000, 'no peers');
+  const frame = encodeWeights({type: 'peer_update', round: 1, samples: 5},
+    [{name: 'w0', shape: [4], data: Float32Array.from(UPDATES[2].slice(0, 4))},
+      {name: 'w1', shape: [2], data: Float32Array.from(UPDATES[2].slice(4))}]);
+  c.ws.send(encodeRelayFrame({to: a.participantId, round: 1, kind: 'update'}, frame));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  c.close();
+  const results = await Promise.all(pending);
+  assert.deepEqual(Array.from(results[0].weights), Array.from(results[1].weights));
+  assert.deepEqual(Array.from(results[0].weights), Array.from(expectedMean([1, 1])));
+  assert.match(results[0].fellBack, /did not reach every peer: left out by all/);
   sessions.forEach((s) => s.close());
 });
 
