@@ -21,7 +21,7 @@ import numpy as np
 from .codec import encode_weights
 from .incoming import PART_BYTES
 from .incoming import send_update as send_weight_message
-from .remote import ParticipantError, TaskServerClient, _targets, _weight_name
+from .remote import ParticipantError, TaskServerClient, _weight_name
 
 __all__ = ["FederatedClient", "ParticipantError", "RoundResult"]
 
@@ -59,24 +59,13 @@ class FederatedClient(TaskServerClient):
     async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
                   on_round: Callable[[RoundResult], None] | None = None) -> list[RoundResult]:
         """Train ``rounds`` federated rounds on (x, y); returns each round's local metrics."""
-        task = self.fetch_task()
-        info = task["trainingInformation"]
-        welcome = await self.connect()
-        model = self.model = self.load_keras_model(welcome["currentVersion"])
-        loss = self.loss_name()
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
-        y = _targets(y, loss, model.output_shape[-1])
+        info, welcome, y = await self.join_with_model(y)
+        model = self.model
         round_number, version = welcome["round"], welcome["currentVersion"]
-        privacy = info.get("privacy")  # differential privacy, as the browser applies it
         results = []
         try:
             for _ in range(rounds):
-                start = self.model_vector(model)
-                history = await asyncio.to_thread(
-                    model.fit, x, y, epochs=epochs_per_round or info["roundDuration"], batch_size=info["batchSize"],
-                    verbose=0)
-                if privacy:
-                    self.privatize_round(model, start, privacy)
+                train_loss = await self.train_local_round(x, y, info, epochs_per_round)
                 accepted = await self.send_update(model, round_number=round_number, base_version=version,
                                                   samples=len(y))
                 closed = await self.next_event("round_closed")
@@ -84,8 +73,8 @@ class FederatedClient(TaskServerClient):
                 round_number, version = closed["nextRound"], closed["version"]
                 self.set_version_weights(model, version)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
-                result = RoundResult(closed["round"], version, float(history.history["loss"][-1]),
-                                     float(scores["loss"]), scores.get("accuracy"), len(y))
+                result = RoundResult(closed["round"], version, train_loss, float(scores["loss"]),
+                                     scores.get("accuracy"), len(y))
                 results.append(result)
                 if on_round:
                     on_round(result)

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import secure
 from .codec import CodecError, TensorSpec, decode_weights, encode_weights
-from .remote import ParticipantError, TaskServerClient, _targets
+from .remote import ParticipantError, TaskServerClient
 
 RELAY_SLACK = 64 * 1024
 
@@ -243,28 +243,17 @@ class DecentralizedClient(TaskServerClient):
     async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
                   on_round: Callable[[PeerRoundResult], None] | None = None) -> list[PeerRoundResult]:
         """Train ``rounds`` decentralized rounds on (x, y); returns each round's local metrics."""
-        info = self.fetch_task()["trainingInformation"]
-        welcome = await self.connect()
-        model = self.model = self.load_keras_model(welcome["currentVersion"])
-        loss = self.loss_name()
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
-        y = _targets(y, loss, model.output_shape[-1])
-        privacy = info.get("privacy")
+        info, welcome, y = await self.join_with_model(y)
+        model = self.model
         round_number, results = welcome["round"], []
         try:
             for _ in range(rounds):
-                start = self.model_vector(model)
-                history = await asyncio.to_thread(
-                    model.fit, x, y, epochs=epochs_per_round or info["roundDuration"], batch_size=info["batchSize"],
-                    verbose=0)
-                if privacy:
-                    self.privatize_round(model, start, privacy)
+                train_loss = await self.train_local_round(x, y, info, epochs_per_round)
                 outcome = await self.exchange(self.model_tensors(model), len(y), round_number)
                 self.set_model_vector(model, outcome.vector)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
-                result = PeerRoundResult(round_number, outcome.peers, "relay", outcome.fell_back,
-                                         float(history.history["loss"][-1]), float(scores["loss"]),
-                                         scores.get("accuracy"), len(y), outcome.contributors)
+                result = PeerRoundResult(round_number, outcome.peers, "relay", outcome.fell_back, train_loss,
+                                         float(scores["loss"]), scores.get("accuracy"), len(y), outcome.contributors)
                 results.append(result)
                 if on_round:
                     on_round(result)

@@ -100,6 +100,37 @@ class TaskServerClient:
             return "binary_crossentropy"
         return "sparse_categorical_crossentropy"
 
+    # --- Local training (both schemes) ------------------------------------------------------
+    async def join_with_model(self, y: np.ndarray) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+        """Fetch the task, connect, and load its current model compiled for local training.
+
+        Returns the task's trainingInformation, the server's welcome and ``y`` as the loss wants it.
+        """
+        info = self.fetch_task()["trainingInformation"]
+        welcome = await self.connect()
+        model = self.model = self.load_keras_model(welcome["currentVersion"])
+        loss = self.loss_name()
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        return info, welcome, _targets(y, loss, model.output_shape[-1])
+
+    async def train_local_round(self, x: Any, y: np.ndarray, info: dict[str, Any], epochs: int | None = None) -> float:
+        """Train ``self.model`` for a round (``roundDuration`` epochs) and return the last training loss.
+
+        With the task's differential privacy the round's change is then clipped to L2 norm C and
+        given N(0, (zC)^2) noise (``aggregation.privacy``), as the browser does before sharing.
+        """
+        from .privacy import privatize_weights
+
+        start = self.model_vector(self.model)
+        history = await asyncio.to_thread(self.model.fit, x, y, epochs=epochs or info["roundDuration"],
+                                          batch_size=info["batchSize"], verbose=0)
+        privacy = info.get("privacy")
+        if privacy:
+            self.set_model_vector(self.model, privatize_weights(self.model_vector(self.model), start,
+                                                                privacy["clippingRadius"],
+                                                                privacy.get("noiseScale") or 0.0))
+        return float(history.history["loss"][-1])
+
     # --- WebSocket ----------------------------------------------------------------------
     async def connect(self) -> dict[str, Any]:
         url = self.server.replace("http", "ws", 1).rstrip("/") + f"/ws/{self.scheme}/{self.task_id}/?client=python"
@@ -149,14 +180,6 @@ class TaskServerClient:
         """(name, array) pairs in the manifest's order, as the codec takes them."""
         by_name = {_weight_name(v): v for v in model.weights}
         return [(name, by_name[name].numpy()) for name in self.weight_order]
-
-    def privatize_round(self, model: Any, round_start: np.ndarray, privacy: dict[str, Any]) -> None:
-        """Differential privacy before sharing: the round's change to ``model`` clipped to L2 norm C, plus
-        N(0, (zC)^2) noise (``aggregation.privacy``), so the model holds ``round_start + privatized change``."""
-        from .privacy import privatize_weights
-
-        self.set_model_vector(model, privatize_weights(self.model_vector(model), round_start, privacy["clippingRadius"],
-                                                       privacy.get("noiseScale") or 0.0))
 
     def set_model_vector(self, model: Any, vector: np.ndarray) -> None:
         """Write a flat vector (manifest order) back into ``model``'s weights."""
