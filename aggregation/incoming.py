@@ -25,16 +25,21 @@ from .codec import CodecError
 PART_BYTES = 1 << 20
 
 
-async def send_update(ws: Any, frame: bytes, part_bytes: int = PART_BYTES) -> None:
+async def send_update(ws: Any, frame: bytes, part_bytes: int = PART_BYTES) -> int:
     """Send the weight message ``frame`` over a ``websockets`` connection: whole when it is small,
-    else announced and in parts of at most ``part_bytes`` (views into ``frame``, no copies)."""
+    else announced and in parts of at most ``part_bytes`` (views into ``frame``, no copies).
+
+    Returns the message bytes sent: the frame, plus the announcement when there was one.
+    """
     if len(frame) <= part_bytes:
         await ws.send(frame)
-        return
-    await ws.send(json.dumps({"type": "update_begin", "bytes": len(frame)}))
+        return len(frame)
+    announcement = json.dumps({"type": "update_begin", "bytes": len(frame)})
+    await ws.send(announcement)
     view = memoryview(frame)
     for start in range(0, len(view), part_bytes):
         await ws.send(view[start:start + part_bytes])
+    return len(announcement) + len(frame)
 
 
 class IncomingUpdate:

@@ -43,7 +43,7 @@ async def participant(url: str, rounds: int) -> None:
     import websockets
 
     from aggregation.codec import encode_weights
-    from aggregation.incoming import PART_BYTES, send_update
+    from aggregation.incoming import send_update
 
     ws_url = url.replace("http", "ws", 1) + "/ws/federated/bench/?client=python"
     async with websockets.connect(ws_url, max_size=None, ping_interval=None, origin=url) as ws:
@@ -61,17 +61,14 @@ async def participant(url: str, rounds: int) -> None:
             frame = encode_weights({"type": "update", "task": "bench", "round": round_number,
                                     "baseVersion": version, "samples": 10}, tensors)
             sent = time.time()
-            await send_update(ws, frame)
+            sent_bytes = await send_update(ws, frame)  # the frame, and its announcement when in parts
             while True:
                 message = json.loads(await ws.recv())
                 if message["type"] == "error":
                     raise SystemExit(message["reason"])
                 if message["type"] == "round_closed":
                     break
-            # Large updates go as an update_begin announcement plus parts: count the announcement too.
-            announced = len(frame) > PART_BYTES
-            announcement = len(json.dumps({"type": "update_begin", "bytes": len(frame)})) if announced else 0
-            print(json.dumps({"sent": sent, "closed": time.time(), "bytes": len(frame) + announcement}), flush=True)
+            print(json.dumps({"sent": sent, "closed": time.time(), "bytes": sent_bytes}), flush=True)
             round_number, version = message["nextRound"], message["version"]
 
 
