@@ -67,7 +67,8 @@ def _add(errors: Errors, field: str, messages: list[str]) -> None:
 def _check_upload(files: Mapping[str, bytes], values: Mapping[str, Any], *, allow_random_init: bool,
                   settings_ok: bool, errors: Errors) -> Any:
     """The inspected upload (``tasks.uploads.InspectedUpload``), or ``None`` with its problems in ``errors``."""
-    from .uploads import UploadError, check_model_fits_task, inspect_model_upload
+    from .model_fit import check_model_fits_task
+    from .uploads import UploadError, inspect_model_upload
 
     total = sum(len(data) for data in files.values())
     if total > max_model_bytes():
@@ -108,7 +109,7 @@ def check_task(values: Mapping[str, Any], files: Mapping[str, bytes] | None, *, 
         upload = _check_upload(files, values, allow_random_init=allow_random_init, settings_ok=settings_ok,
                                errors=errors)
     elif task is not None and settings_ok and task.current_version_id:
-        from .uploads import shape_settings_changed, version_fit_problems
+        from .model_fit import shape_settings_changed, version_fit_problems
 
         if shape_settings_changed(task.spec_values(), values):
             number = task.current_version.number

@@ -26,8 +26,11 @@ from typing import Any
 
 from .conversion import keras_model_to_tfjs, tfjs_files_to_artifacts
 from .keras_env import tf_keras
+from .model_files.allowlist import unsupported_layer_problems
+from .model_files.archives import DEFAULT_MAX_BYTES, SafeZip
+from .model_files.errors import UploadError
 from .tfjs_format import LayersModelArtifacts, ModelFormatError
-from .uploads import SafeZip, UploadError, h5_keras_info, unsupported_layer_problems
+from .uploads import h5_keras_info
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +43,12 @@ _MODEL_CONFIG_KEYS = ("name", "layers", "input_layers", "output_layers")
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
-def convert_keras_source(kind: str, name: str, data: bytes) -> LayersModelArtifacts:
+def convert_keras_source(kind: str, name: str, data: bytes, *,
+                         max_bytes: int = DEFAULT_MAX_BYTES) -> LayersModelArtifacts:
     """Convert an uploaded model (``kind`` from ``uploads.inspect_model_upload``) to checked TF.js artifacts.
 
     Raises ``UploadError`` with plain-words reasons when the file cannot become a
-    trainable TF.js model.
+    trainable TF.js model. ``max_bytes`` bounds what an archive may unpack to.
     """
     if kind not in SOURCE_KINDS:
         raise UploadError([f"Unknown upload kind {kind!r}: expected one of {', '.join(SOURCE_KINDS)}."])
@@ -55,7 +59,7 @@ def convert_keras_source(kind: str, name: str, data: bytes) -> LayersModelArtifa
                 artifacts = _architecture_to_artifacts(data, workdir)
             else:
                 loader = {"keras_h5": _load_h5, "keras_v3": _load_keras_v3, "saved_model": _load_saved_model}[kind]
-                artifacts = keras_model_to_tfjs(loader(data, workdir))
+                artifacts = keras_model_to_tfjs(loader(data, workdir, max_bytes))
         except UploadError:
             raise
         except ModelFormatError as exc:
@@ -99,7 +103,7 @@ def _architecture_to_artifacts(data: bytes, workdir: Path) -> LayersModelArtifac
     return tfjs_files_to_artifacts(path)
 
 
-def _load_h5(data: bytes, workdir: Path) -> Any:
+def _load_h5(data: bytes, workdir: Path, max_bytes: int) -> Any:
     version, config = h5_keras_info(data)
     problems = unsupported_layer_problems(config)
     if problems:
@@ -117,8 +121,8 @@ def _load_h5(data: bytes, workdir: Path) -> Any:
     return _load_tf_keras(path)
 
 
-def _load_keras_v3(data: bytes, workdir: Path) -> Any:
-    archive = SafeZip(data, "The .keras file")
+def _load_keras_v3(data: bytes, workdir: Path, max_bytes: int) -> Any:
+    archive = SafeZip(data, "The .keras file", limit=max_bytes)
     try:
         config = json.loads(archive.read("config.json"))
     except (KeyError, ValueError, UnicodeDecodeError):
@@ -150,8 +154,8 @@ def _load_keras_v3(data: bytes, workdir: Path) -> Any:
     return keras3_to_tf_keras(model)
 
 
-def _load_saved_model(data: bytes, workdir: Path) -> Any:
-    archive = SafeZip(data, "The SavedModel zip")
+def _load_saved_model(data: bytes, workdir: Path, max_bytes: int) -> Any:
+    archive = SafeZip(data, "The SavedModel zip", limit=max_bytes)
     saved = [n for n in archive.names() if PurePosixPath(n).name == "saved_model.pb"]
     if len(saved) != 1:
         raise UploadError(["The zip must hold exactly one TensorFlow SavedModel folder (with saved_model.pb)."])
@@ -433,7 +437,7 @@ def source_keras_version(kind: str, data: bytes) -> str:
         if kind == "keras_h5":
             return h5_keras_info(data)[0]
         if kind == "keras_v3":
-            archive = SafeZip(data, "The .keras file")
+            archive = SafeZip(data, "The .keras file", limit=DEFAULT_MAX_BYTES)
             return _major(json.loads(archive.read("metadata.json")).get("keras_version", ""))
         if kind == "saved_model":
             return "2"

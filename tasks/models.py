@@ -96,7 +96,7 @@ class Task(models.Model):
 
     def _current_version_fit_errors(self) -> dict[str, list[str]]:
         """When an edit changes the shape settings or the current version, the version must fit the settings."""
-        from .uploads import shape_settings_changed, version_fit_problems
+        from .model_fit import shape_settings_changed, version_fit_problems
 
         stored = Task.objects.filter(pk=self.pk).first()
         if stored is None or (stored.current_version_id == self.current_version_id

@@ -119,7 +119,8 @@ def convert_uploaded_model(job_id: int) -> int | None:
 
     def produce(job: ConversionJob) -> _Outcome:
         from .keras_import import convert_keras_source, source_keras_version
-        from .uploads import UploadError, check_model_fits_task
+        from .model_fit import check_model_fits_task
+        from .uploads import UploadError
 
         try:
             with default_storage.open(job.source_file, "rb") as fh:

@@ -92,7 +92,7 @@ def create_version(task: Task, artifacts: LayersModelArtifacts, *, origin: str, 
 
 def set_current_version(task: Task, number: int) -> ModelVersion:
     """Point ``task`` at its existing version ``number`` (a rollback, or a roll forward again)."""
-    from .uploads import version_fit_problems
+    from .model_fit import version_fit_problems
 
     with transaction.atomic():
         locked = Task.objects.select_for_update().get(pk=task.pk)

@@ -16,9 +16,10 @@ from django.db import transaction
 
 from disco_site.jobs import enqueue_on_commit
 from tasks.keras_import import convert_keras_source, translate_compile_config, translate_model_config
+from tasks.model_files.errors import UploadError
 from tasks.models import ConversionJob, ModelVersion, Task
 from tasks.tasks import convert_uploaded_model
-from tasks.uploads import UploadError, inspect_model_upload
+from tasks.uploads import inspect_model_upload
 from tasks.versions import create_version
 from tests import model_files as mf
 from tests.conftest import snapshot
