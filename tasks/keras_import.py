@@ -26,11 +26,12 @@ from typing import Any
 
 from .conversion import keras_model_to_tfjs, tfjs_files_to_artifacts
 from .keras_env import tf_keras
-from .model_files.allowlist import unsupported_layer_problems
+from .model_files.allowlist import config_problems
 from .model_files.archives import DEFAULT_MAX_BYTES, SafeZip
 from .model_files.errors import UploadError
+from .model_files.hdf5 import h5_keras_info
+from .model_files.saved_model import saved_model_problems
 from .tfjs_format import LayersModelArtifacts, ModelFormatError
-from .uploads import h5_keras_info
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def convert_keras_source(kind: str, name: str, data: bytes, *,
             log.exception("Converting an uploaded %s (%s) failed", kind, name)
             raise UploadError([f"The model could not be converted ({type(exc).__name__}: {_short(exc)}). "
                                "Check that it loads with keras.models.load_model, then save it again."]) from None
-    problems = unsupported_layer_problems(artifacts.topology())
+    problems = config_problems(artifacts.model_json)
     if problems:
         raise UploadError(problems)
     return artifacts
@@ -89,23 +90,24 @@ def _major(version: str) -> str:
 def _architecture_to_artifacts(data: bytes, workdir: Path) -> LayersModelArtifacts:
     """Random initial weights, drawn once on the server so every participant starts from the same model."""
     try:
-        topology = json.loads(data).get("modelTopology", {})
-    except (ValueError, AttributeError):
+        document = json.loads(data)
+        if not isinstance(document, dict):
+            raise ValueError("not an object")
+    except (ValueError, RecursionError):
         raise UploadError(["model.json is not valid JSON: upload the file again."]) from None
-    problems = unsupported_layer_problems(topology)
+    problems = config_problems(document)
     if problems:
         raise UploadError(problems)
     path = workdir / "model.json"
     # Without a manifest the converter builds the model and draws fresh weights.
-    document = json.loads(data)
     document.pop("weightsManifest", None)
     path.write_text(json.dumps(document))
     return tfjs_files_to_artifacts(path)
 
 
 def _load_h5(data: bytes, workdir: Path, max_bytes: int) -> Any:
-    version, config = h5_keras_info(data)
-    problems = unsupported_layer_problems(config)
+    version, config, training_config = h5_keras_info(data)
+    problems = config_problems({"model_config": config, "training_config": training_config})
     if problems:
         raise UploadError(problems)
     path = workdir / "model.h5"
@@ -128,7 +130,7 @@ def _load_keras_v3(data: bytes, workdir: Path, max_bytes: int) -> Any:
     except (KeyError, ValueError, UnicodeDecodeError):
         raise UploadError(["This .keras file is damaged: its config.json is not a Keras model configuration. "
                            "Save the model again with model.save('model.keras') and upload that file."]) from None
-    problems = unsupported_layer_problems(config)
+    problems = config_problems(config)
     if problems:
         raise UploadError(problems)
     version = ""
@@ -169,33 +171,40 @@ def _load_saved_model(data: bytes, workdir: Path, max_bytes: int) -> Any:
             "(for example with Keras 3's model.export()), and its layers cannot be rebuilt for training. "
             "Upload the Keras file instead: model.save('model.keras') (or 'model.h5')."
         ])
-    problems = _saved_model_layer_problems(metadata.read_bytes())
+    problems = saved_model_problems(metadata.read_bytes()) or _saved_model_op_problems(model_dir / "saved_model.pb")
     if problems:
         raise UploadError(problems)
     return _load_tf_keras(model_dir)
 
 
-def _saved_model_layer_problems(metadata: bytes) -> list[str]:
-    """Layer classes TF.js cannot train, read from keras_metadata.pb without loading the model."""
-    tf_keras()
-    from tf_keras.protobuf import saved_metadata_pb2
+# TensorFlow operations that reach outside the graph: files, Python. A Keras model's own functions
+# (call, save, restore) never need them; a SavedModel that holds them was made to run them.
+_FORBIDDEN_OPS = frozenset({"WriteFile", "ReadFile", "MatchingFiles", "DeleteFile", "PyFunc", "PyFuncStateless",
+                            "EagerPyFunc", "DebugIdentityV2", "DebugIdentityV3", "PrintV2", "WriteAudioSummary",
+                            "WriteGraphSummary", "WriteHistogramSummary", "WriteImageSummary", "WriteRawProtoSummary",
+                            "WriteScalarSummary", "WriteSummary", "CreateSummaryFileWriter", "ImmutableConst"})
 
-    proto = saved_metadata_pb2.SavedMetadata()
+
+def _saved_model_op_problems(saved_model_pb: Path) -> list[str]:
+    """Operations of the SavedModel's graphs and functions that read or write files or call Python."""
+    tf_keras()
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
     try:
-        proto.ParseFromString(metadata)
+        proto.ParseFromString(saved_model_pb.read_bytes())
     except Exception:  # protobuf raises its own DecodeError
-        raise UploadError(["The SavedModel's keras_metadata.pb is damaged: save the model again."]) from None
-    layers = []
-    for node in proto.nodes:
-        if not node.identifier.startswith(("_tf_keras_layer", "_tf_keras_input_layer", "_tf_keras_rnn_layer",
-                                           "_tf_keras_model", "_tf_keras_network", "_tf_keras_sequential")):
-            continue  # metrics and other tracked objects
-        try:
-            meta = json.loads(node.metadata)
-        except ValueError:
-            continue
-        layers.append({"class_name": meta.get("class_name"), "name": meta.get("name")})
-    return unsupported_layer_problems({"class_name": "Functional", "config": {"layers": layers}})
+        raise UploadError(["The SavedModel's saved_model.pb is damaged: save the model again."]) from None
+    found: set[str] = set()
+    for meta_graph in proto.meta_graphs:
+        found |= {node.op for node in meta_graph.graph_def.node} & _FORBIDDEN_OPS
+        for function in meta_graph.graph_def.library.function:
+            found |= {node.op for node in function.node_def} & _FORBIDDEN_OPS
+    if not found:
+        return []
+    return [f"The SavedModel's graph holds operations that read or write files or call Python "
+            f"({', '.join(sorted(found))}); a Keras model needs none of them, so it is refused. Upload the model "
+            "saved with model.save('model.keras') instead."]
 
 
 def _load_tf_keras(path: Path) -> Any:

@@ -17,18 +17,18 @@ web requests.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
 
 from django.conf import settings
 
-from .model_files.allowlist import unsupported_layer_problems
+from .model_files.allowlist import config_problems
 from .model_files.archives import SafeZip, megabytes
 from .model_files.errors import UploadError
+from .model_files.hdf5 import h5_keras_info
+from .model_files.saved_model import saved_model_problems
 from .tfjs_format import LayersModelArtifacts, ModelFormatError, parse_layers_model
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -175,7 +175,7 @@ def _inspect_tfjs(model_json: bytes, shards: Mapping[str, bytes], *, allow_rando
         artifacts = parse_layers_model(model_json, shards, require_weights=bool(shards))
     except ModelFormatError as exc:
         raise UploadError(exc.problems) from None
-    layer_problems = unsupported_layer_problems(artifacts.topology())
+    layer_problems = config_problems(artifacts.model_json)
     if layer_problems:
         raise UploadError(layer_problems)
     if shards:
@@ -232,7 +232,7 @@ def _inspect_keras_v3(data: bytes, archive: SafeZip) -> InspectedUpload:
             version = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
         except (ValueError, UnicodeDecodeError, AttributeError):
             version = ""
-    problems += unsupported_layer_problems(config)
+    problems += config_problems(config)
     if problems:
         raise UploadError(problems)
     return InspectedUpload(kind="keras_v3", artifacts=None, source_name="model.keras", source_bytes=data,
@@ -250,45 +250,17 @@ def _inspect_saved_model(data: bytes, archive: SafeZip, saved: list[str]) -> Ins
             "(for example with Keras 3's model.export()), and its layers cannot be rebuilt for training. "
             "Upload the Keras file instead: model.save('model.keras') (or 'model.h5')."
         ])
+    problems = saved_model_problems(archive.read(metadata))
+    if problems:
+        raise UploadError(problems)
     return InspectedUpload(kind="saved_model", artifacts=None, source_name="saved_model.zip", source_bytes=data,
                            keras_version="2")
 
 
-def h5_keras_info(data: bytes) -> tuple[str, dict[str, Any]]:
-    """(Keras major version, model config) from a Keras HDF5 file; ``UploadError`` if it is not one."""
-    import h5py
-
-    try:
-        with h5py.File(io.BytesIO(data), "r") as h5:
-            attrs = dict(h5.attrs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UploadError([f"This .h5 file is damaged or truncated ({exc}): save the model again and "
-                           "re-upload the whole file."]) from None
-    raw_config = attrs.get("model_config")
-    if raw_config is None:
-        hint = (" It holds only weights (saved with save_weights): save the whole model with model.save('model.h5')."
-                if "layer_names" in attrs or "keras_version" in attrs else "")
-        raise UploadError(["This HDF5 file is not a Keras model: it has no model configuration (model_config)."
-                           + hint + " Upload a file made with model.save('model.h5') or model.save('model.keras')."])
-    if isinstance(raw_config, bytes):
-        raw_config = raw_config.decode("utf-8", "replace")
-    try:
-        config = json.loads(str(raw_config))
-    except ValueError:
-        raise UploadError(["This .h5 file's model configuration is not valid JSON: save the model again."]) from None
-    version = attrs.get("keras_version", b"")
-    if isinstance(version, bytes):
-        version = version.decode("utf-8", "replace")
-    return str(version).split(".")[0], config
-
-
 def _inspect_h5(data: bytes) -> InspectedUpload:
-    version, config = h5_keras_info(data)
-    problems = unsupported_layer_problems(config)
+    version, config, training_config = h5_keras_info(data)
+    problems = config_problems({"model_config": config, "training_config": training_config})
     if problems:
         raise UploadError(problems)
     return InspectedUpload(kind="keras_h5", artifacts=None, source_name="model.h5", source_bytes=data,
                            keras_version=version)
-
-
-# --- Layers TF.js can train ----------------------------------------------------------------------------------------
