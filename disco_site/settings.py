@@ -177,6 +177,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task a worker took but never acknowledged (the worker died) goes back to the queue after this.
 # Aggregation is idempotent, so a generous re-delivery of a slow but alive task costs time, not correctness.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("DISCO_BROKER_VISIBILITY_TIMEOUT", "120"))}
+# A conversion job waits for its isolated process (DISCO_CONVERSION_TIMEOUT) and then stores the
+# result: the soft limit leaves it time to record a failure, the hard limit ends a stuck worker child.
+CELERY_TASK_ANNOTATIONS = {
+    name: {"soft_time_limit": int(_env("DISCO_CONVERSION_TIMEOUT", "600")) + 60,
+           "time_limit": int(_env("DISCO_CONVERSION_TIMEOUT", "600")) + 120}
+    for name in ("tasks.tasks.convert_uploaded_model", "tasks.tasks.convert_provider_model")
+}
 CELERY_TASK_ROUTES = {
     "tasks.tasks.*": {"queue": "conversion"},
     "aggregation.tasks.*": {"queue": "aggregation"},
@@ -187,6 +194,15 @@ CELERY_TASK_ROUTES = {
 DISCO_TASK_PROVIDERS: list[str] = [p.strip() for p in _env("DISCO_TASK_PROVIDERS").split(",") if p.strip()]
 # The largest model (all files together) the platform stores or exchanges, in bytes.
 DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)))
+# Uploaded Keras files are converted in a separate, confined process (tasks.isolated_conversion)
+# with these limits: CPU seconds, memory (address space) in MiB, wall-clock seconds.
+DISCO_CONVERSION_CPU_SECONDS = int(_env("DISCO_CONVERSION_CPU_SECONDS", "300"))
+DISCO_CONVERSION_MEMORY_MB = int(_env("DISCO_CONVERSION_MEMORY_MB", "4096"))
+DISCO_CONVERSION_TIMEOUT = int(_env("DISCO_CONVERSION_TIMEOUT", "600"))
+# Where each conversion gets its private folder (the system's temporary folder by default).
+DISCO_CONVERSION_TEMP_DIR = _env("DISCO_CONVERSION_TEMP_DIR")
+# Refuse to convert where the kernel cannot confine the process with Landlock (Linux 5.13+).
+DISCO_CONVERSION_REQUIRE_LANDLOCK = _env_bool("DISCO_CONVERSION_REQUIRE_LANDLOCK", False)
 # Publish contributors' new tasks at once instead of waiting for an administrator.
 DISCO_AUTO_PUBLISH = _env_bool("DISCO_AUTO_PUBLISH", False)
 # WebRTC ICE servers for decentralized peers, as JSON, e.g. [{"urls": "stun:stun.example.org:3478"}]

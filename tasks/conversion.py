@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .keras_env import tf_keras
+from .keras_env import safe_mode, tf_keras
 from .tfjs_format import LayersModelArtifacts, read_layers_model_dir
 
 
@@ -45,5 +45,6 @@ def tfjs_files_to_artifacts(model_json: Path) -> LayersModelArtifacts:
         missing = [p.name for p in shard_paths if not p.is_file()]
         raise FileNotFoundError(f"{model_json}: weight shards missing: {', '.join(missing)}.")
     converters = _tensorflowjs().converters
-    model = converters.load_keras_model(str(model_json), load_weights=False)
+    with safe_mode():
+        model = converters.load_keras_model(str(model_json), load_weights=False)
     return keras_model_to_tfjs(model)

@@ -8,6 +8,7 @@ Only workers, management commands and tests call this: never a web request.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from types import ModuleType
 
 
@@ -21,3 +22,15 @@ def tf_keras() -> ModuleType:
     import tf_keras as keras
 
     return keras
+
+
+def safe_mode() -> AbstractContextManager:
+    """tf_keras's safe-mode scope: a Python lambda met while deserializing raises instead of loading.
+
+    ``load_model(safe_mode=True)`` applies it to the ``.keras`` format only; legacy ``.h5``
+    files, SavedModels and TF.js ``model.json`` are deserialized outside it unless wrapped.
+    """
+    tf_keras()
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(True)

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .conversion import keras_model_to_tfjs, tfjs_files_to_artifacts
-from .keras_env import tf_keras
+from .keras_env import safe_mode, tf_keras
 from .model_files.allowlist import config_problems
 from .model_files.archives import DEFAULT_MAX_BYTES, SafeZip
 from .model_files.errors import UploadError
@@ -83,6 +83,27 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 def _major(version: str) -> str:
     return str(version).strip().split(".")[0]
+
+
+def import_conversion_libraries() -> None:
+    """Import everything a conversion uses, so that the isolated process can then be confined."""
+    from .conversion import _tensorflowjs
+
+    _tensorflowjs()
+    _keras3()
+    import h5py  # noqa: F401
+    from tensorflow.core.protobuf import saved_model_pb2  # noqa: F401
+    from tf_keras.src.saving.legacy.saved_model import load as _saved_model_load  # noqa: F401
+
+
+def model_shapes(model_json: Path) -> tuple[list[list[int | None]], list[list[int | None]]]:
+    """(input shapes, output shapes) of a TF.js LayersModel as Keras computes them, batch dimension included."""
+    from .conversion import _tensorflowjs
+
+    with safe_mode():
+        model = _tensorflowjs().converters.load_keras_model(str(model_json), load_weights=False)
+    return ([[None if d is None else int(d) for d in t.shape] for t in model.inputs],
+            [[None if d is None else int(d) for d in t.shape] for t in model.outputs])
 
 
 # --- Loaders, one per kind ---------------------------------------------------------------------------------------
@@ -210,10 +231,11 @@ def _saved_model_op_problems(saved_model_pb: Path) -> list[str]:
 def _load_tf_keras(path: Path) -> Any:
     keras = tf_keras()
     try:
-        try:
-            return keras.models.load_model(str(path))  # keeps the training config when there is one
-        except (ValueError, TypeError, KeyError):
-            return keras.models.load_model(str(path), compile=False)
+        with safe_mode():
+            try:
+                return keras.models.load_model(str(path), safe_mode=True)  # keeps the training config if any
+            except (ValueError, TypeError, KeyError):
+                return keras.models.load_model(str(path), compile=False, safe_mode=True)
     except UploadError:
         raise
     except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .model_files.shapes import ShapeUnknownError, model_output_shapes
 from .tfjs_format import LayersModelArtifacts, parse_layers_model
 
 
@@ -84,10 +85,13 @@ def version_fit_problems(version: Any, values: Mapping[str, Any]) -> list[str]:
                                  values)
 
 
-def check_model_fits_task(artifacts: LayersModelArtifacts, values: Mapping[str, Any]) -> list[str]:
+def check_model_fits_task(artifacts: LayersModelArtifacts, values: Mapping[str, Any], *,
+                          output_shapes: list[list[int | None]] | None = None) -> list[str]:
     """Problems (empty if none) between the model's input/output shapes and the task's fields.
 
-    ``values`` are Task field values (the names of ``tasks.spec.TaskSpec``).
+    ``values`` are Task field values (the names of ``tasks.spec.TaskSpec``). ``output_shapes``
+    are Keras's own, when a conversion computed them; otherwise they are followed through
+    the model's configuration (``model_files.shapes``).
     """
     problems: list[str] = []
     shapes = artifacts.input_shapes()
@@ -112,16 +116,31 @@ def check_model_fits_task(artifacts: LayersModelArtifacts, values: Mapping[str, 
                             f"[None, {length}].")
     labels = list(values.get("labels") or [])
     if labels:
-        units, activation, name = output_layer_units(artifacts.topology())
-        n = len(labels)
-        if units is None:
-            problems.append(f"The model's output size could not be found (its last layer {name!r} is not Dense): "
-                            f"end the model with Dense({n}, activation='softmax') for the task's {n} labels.")
-        elif not (units == n or (n == 2 and units == 1 and activation == "sigmoid")):
-            shown = ", ".join(map(str, labels[:10])) + (", ..." if n > 10 else "")
-            expected = f"{n} units" + (" (or 1 unit with a sigmoid activation)" if n == 2 else "")
-            problems.append(f"The model's output layer {name!r} has {units} unit{'s' if units != 1 else ''}, but the "
-                            f"task has {n} labels ({shown}): it needs {expected}.")
+        problems += _output_problems(artifacts, labels, output_shapes)
+    return problems
+
+
+def _output_problems(artifacts: LayersModelArtifacts, labels: list[Any],
+                     output_shapes: list[list[int | None]] | None) -> list[str]:
+    _, activation, name = output_layer_units(artifacts.topology())
+    n = len(labels)
+    try:
+        outputs = output_shapes or model_output_shapes(artifacts.topology())
+    except ShapeUnknownError as exc:
+        return [f"The model's output size could not be worked out from its configuration ({exc}): end the model "
+                f"with Dense({n}, activation='softmax') for the task's {n} labels, or upload it as a Keras file."]
+    output = outputs[0] if outputs else []
+    units = output[-1] if len(output) == 2 else None
+    problems = []
+    if units is None:
+        problems.append(f"The model's output has shape {_shape(output)}, but a task with {n} labels needs one "
+                        f"score per label, [None, {n}]: end the model with Dense({n}, activation='softmax').")
+    elif not (units == n or (n == 2 and units == 1 and activation == "sigmoid")):
+        shown = ", ".join(map(str, labels[:10])) + (", ..." if n > 10 else "")
+        expected = f"{n} units" + (" (or 1 unit with a sigmoid activation)" if n == 2 else "")
+        problems.append(f"The model's output (layer {name!r}, shape {_shape(output)}) has {units} "
+                        f"unit{'s' if units != 1 else ''}, but the task has {n} labels ({shown}): it needs "
+                        f"{expected}.")
     return problems
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
@@ -40,6 +41,9 @@ def _explain(exc: BaseException) -> str:
         return " ".join(exc.problems)
     if isinstance(exc, ModelFormatError):
         return "The converted model is not a usable TF.js layers model: " + " ".join(exc.problems)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return ("The conversion job ran out of time and was stopped. Try again later; if it happens again, upload a "
+                "smaller model or ask the administrator to raise DISCO_CONVERSION_TIMEOUT.")
     return (f"The conversion failed unexpectedly ({type(exc).__name__}: {exc}). Try again; if it fails again, "
             "an administrator can find the details in the worker's log.")
 
@@ -118,7 +122,7 @@ def convert_uploaded_model(job_id: int) -> int | None:
     """
 
     def produce(job: ConversionJob) -> _Outcome:
-        from .keras_import import convert_keras_source, source_keras_version
+        from .isolated_conversion import convert_untrusted
         from .model_fit import check_model_fits_task
         from .uploads import UploadError
 
@@ -127,11 +131,12 @@ def convert_uploaded_model(job_id: int) -> int | None:
                 data = fh.read()
         except (OSError, ValueError):
             raise UploadError(["The uploaded model file is no longer in storage: upload the model again."]) from None
-        artifacts = convert_keras_source(job.source_kind, job.source_file.rsplit("/", 1)[-1], data)
-        problems = check_model_fits_task(artifacts, job.task.spec_values())
+        converted = convert_untrusted(job.source_kind, job.source_file.rsplit("/", 1)[-1], data)
+        artifacts = converted.artifacts
+        problems = check_model_fits_task(artifacts, job.task.spec_values(), output_shapes=converted.output_shapes)
         if problems:
             raise UploadError(problems)
-        source = _describe_source(job.source_kind, source_keras_version(job.source_kind, data))
+        source = _describe_source(job.source_kind, converted.keras_version)
         return _Outcome(artifacts, Origin.CONVERSION, f"Converted from {source} ({job.source}).",
                         lambda v: f"Converted {source}: {v.parameter_count:,} parameters, version {v.number}.")
 
