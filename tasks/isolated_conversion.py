@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # Variables the child may inherit: none of them names a secret, a database or a broker.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
 _MAX_OUTPUT_FILES = 1000
+# The program the isolated process runs (tests substitute probes that misbehave on purpose).
+CHILD_SCRIPT = Path(child.__file__)
 _LOG_TAIL = 4000
 
 
@@ -94,7 +96,7 @@ def convert_untrusted(kind: str, name: str, data: bytes) -> ConvertedModel:
 def _run_child(job_dir: Path, limits: Limits) -> None:
     log_path = job_dir / "child.log"
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-I", child.__file__, str(job_dir)], cwd=job_dir,
+        proc = subprocess.Popen([sys.executable, "-I", str(CHILD_SCRIPT), str(job_dir)], cwd=job_dir,
                                 env=_child_env(job_dir), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 start_new_session=True)
     try:

@@ -122,7 +122,8 @@ def check_model_fits_task(artifacts: LayersModelArtifacts, values: Mapping[str, 
 
 def _output_problems(artifacts: LayersModelArtifacts, labels: list[Any],
                      output_shapes: list[list[int | None]] | None) -> list[str]:
-    _, activation, name = output_layer_units(artifacts.topology())
+    _, activation, _ = output_layer_units(artifacts.topology())
+    name = _output_layer_name(artifacts.topology())
     n = len(labels)
     try:
         outputs = output_shapes or model_output_shapes(artifacts.topology())
@@ -142,6 +143,15 @@ def _output_problems(artifacts: LayersModelArtifacts, labels: list[Any],
                         f"unit{'s' if units != 1 else ''}, but the task has {n} labels ({shown}): it needs "
                         f"{expected}.")
     return problems
+
+
+def _output_layer_name(topology: dict[str, Any]) -> str:
+    layers = _layers(topology)
+    if topology.get("class_name") == "Sequential":
+        return _layer_name(layers[-1]) if layers else "?"
+    outputs = (topology.get("config") or {}).get("output_layers") or []
+    first = outputs[0] if outputs and isinstance(outputs[0], list) else outputs
+    return str(first[0]) if first else "?"
 
 
 def _shape(shape: list[Any]) -> str:

@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _readable_paths() -> list[Path]:
+def readable_paths() -> list[Path]:
+    """What the confined process may read: the Python installation, the project's code, CPU facts."""
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), ROOT / "tasks"}
     paths |= {Path(p) for p in (sysconfig.get_paths().values())}
     paths |= {Path(p) for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() != ROOT}
@@ -52,7 +53,7 @@ def main(job_dir: Path) -> int:
     from tasks.model_files.errors import UploadError
 
     import_conversion_libraries()
-    applied = confine(_readable_paths(), [job_dir, Path("/dev/null")])
+    applied = confine(readable_paths(), [job_dir, Path("/dev/null")])
     print(f"isolated conversion: {', '.join(applied) or 'resource limits only'}", file=sys.stderr, flush=True)
     if job.get("require_confinement") and not any(p.startswith("landlock") for p in applied):
         _write_result(job_dir, {"ok": False, "problems": [
