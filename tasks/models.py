@@ -75,6 +75,9 @@ class Task(models.Model):
                                 "cannot connect directly (it forwards them without reading them).")
     # Catalogue bookkeeping
     published = models.BooleanField(default=False)
+    review_requested_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="awaiting review since",
+        help_text="Set when a contributor creates the task or changes a published one; publishing clears it.")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="tasks")
     provider = models.CharField(max_length=200, blank=True, help_text="Task provider id when defined in code.")
