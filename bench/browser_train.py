@@ -120,6 +120,7 @@ def main() -> None:
                 for backend in backends:
                     page = browser.new_page()
                     page.goto(f"{base}/")
+                    page.add_script_tag(url=f"{base}/static/disco/tfjs_csp_shim.js")  # the CSP refuses eval
                     page.add_script_tag(url=f"{base}/static/vendor/tfjs/tf.min.js")
                     page.add_script_tag(url=f"{base}/static/vendor/tfjs-backend-wasm/tf-backend-wasm.min.js")
                     try:

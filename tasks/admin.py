@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -33,6 +35,23 @@ class TaskAdminForm(forms.ModelForm):
                 shown.setdefault(NON_FIELD_ERRORS, []).extend(hidden)
             errors = ValidationError(shown)
         super()._update_errors(errors)
+
+
+class ReviewFilter(admin.SimpleListFilter):
+    """Tasks a contributor created or changed since an administrator last published them."""
+
+    title = "review"
+    parameter_name = "review"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("awaiting", "Awaiting review"), ("reviewed", "Reviewed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        if self.value() == "awaiting":
+            return queryset.filter(review_requested_at__isnull=False)
+        if self.value() == "reviewed":
+            return queryset.filter(review_requested_at__isnull=True)
+        return queryset
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -73,14 +92,16 @@ class ConversionJobInline(admin.TabularInline):
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     change_form_template = "admin/tasks/task/change_form.html"
-    list_display = ["id", "title", "scheme", "data_type", "published", "current_version_number", "owner"]
-    list_filter = ["scheme", "data_type", "published", "aggregator"]
+    list_display = ["id", "title", "scheme", "data_type", "published", "awaiting_review", "current_version_number",
+                    "owner"]
+    list_filter = [ReviewFilter, "scheme", "data_type", "published", "aggregator"]
     search_fields = ["id", "title", "summary_preview"]
     actions = ["publish", "unpublish"]
-    readonly_fields = ["current_version", "provider", "created_at", "updated_at"]
+    readonly_fields = ["current_version", "provider", "review_requested_at", "created_at", "updated_at"]
     inlines = [ModelVersionInline, ConversionJobInline]
     fieldsets = [
-        (None, {"fields": ["id", "title", "published", "owner", "provider", "current_version"]}),
+        (None, {"fields": ["id", "title", "published", "review_requested_at", "owner", "provider",
+                           "current_version"]}),
         ("Description", {"fields": ["summary_preview", "summary_overview", "model_description", "data_format",
                                     "data_example_text", "data_example", "data_example_image",
                                     "sample_dataset_link", "sample_dataset_instructions"]}),
@@ -102,9 +123,19 @@ class TaskAdmin(admin.ModelAdmin):
     def current_version_number(self, task: Task) -> int | None:
         return task.current_version.number if task.current_version_id else None
 
-    @admin.action(description="Publish the selected tasks")
+    @admin.display(description="awaiting review since", ordering="review_requested_at", empty_value="—")
+    def awaiting_review(self, task: Task) -> Any:
+        return task.review_requested_at
+
+    def save_model(self, request: HttpRequest, obj: Task, form: forms.ModelForm, change: bool) -> None:
+        # An administrator who publishes a task from its page has reviewed it.
+        if obj.published:
+            obj.review_requested_at = None
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Publish the selected tasks (marks them reviewed)")
     def publish(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        count = queryset.update(published=True)
+        count = queryset.update(published=True, review_requested_at=None)
         self.message_user(request, f"Published {count} task(s).", messages.SUCCESS)
 
     @admin.action(description="Unpublish the selected tasks")

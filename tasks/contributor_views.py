@@ -59,8 +59,15 @@ def _announce(request: HttpRequest, result: CreationResult, created: bool) -> No
         model = f"Your model is stored as version {result.version.number}."
     else:
         model = ""
-    publish = "" if task.published else " An administrator publishes it in the catalogue after a review."
-    messages.success(request, f"Task '{task.title}' {what}. {model}{publish if created else ''}".strip())
+    if result.sent_to_review:
+        review = (" Your change awaits an administrator's review: until it is published again, the task is "
+                  "hidden from the catalogue and only you and administrators can open it.")
+    elif not task.published and task.review_requested_at is not None:
+        review = " An administrator publishes it in the catalogue after a review."
+    else:
+        review = ""
+    level = messages.WARNING if result.sent_to_review else messages.SUCCESS
+    messages.add_message(request, level, f"Task '{task.title}' {what}. {model}{review}".strip())
 
 
 def _render_form(request: HttpRequest, form: TaskForm, task: Task | None) -> HttpResponse:

@@ -7,6 +7,12 @@ anything written: the task row, and either a model version (a TF.js upload) or t
 stored upload plus a ``ConversionJob`` that a worker converts after the commit. If any
 step fails, the files written so far are deleted and the transaction rolls back, so no
 task, version, job or file is left behind.
+
+Publication is decided here too. A contributor's new task waits for an administrator's
+review; so does a published task once its owner changes it (its text, its settings or its
+model): it is unpublished and marked ``review_requested_at`` until an administrator
+publishes it again, so nothing a stranger writes reaches the catalogue unreviewed.
+Administrators' own edits and ``DISCO_AUTO_PUBLISH`` leave publication as it is.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from disco_site.jobs import enqueue_on_commit
 
 from .choices import Origin
 from .models import ConversionJob, ModelVersion, Task
+from .rich_text import RICH_TEXT_FIELDS, sanitize_html
 from .spec import SPEC_FIELDS, TaskSpec
 from .validation import Errors, validate_task_fields
 from .versions import create_version, delete_files, write_files
@@ -42,6 +50,8 @@ class CreationResult:
     task: Task
     version: ModelVersion | None
     job: ConversionJob | None
+    # True when this change took a published task out of the catalogue until a review.
+    sent_to_review: bool = False
 
 
 def can_edit(user: Any, task: Task) -> bool:
@@ -191,7 +201,8 @@ def create_task(owner: Any, values: Mapping[str, Any], files: Mapping[str, bytes
     written: list[str] = []
     try:
         with transaction.atomic():
-            task = Task(**values, owner=owner, published=bool(settings.DISCO_AUTO_PUBLISH))
+            auto = bool(settings.DISCO_AUTO_PUBLISH)
+            task = Task(**values, owner=owner, published=auto, review_requested_at=None if auto else timezone.now())
             task.save(force_insert=True)
             version, job = _add_model(task, upload, written, _upload_note(files, owner))
     except BaseException:
@@ -203,11 +214,23 @@ def create_task(owner: Any, values: Mapping[str, Any], files: Mapping[str, bytes
     return CreationResult(task=task, version=version, job=job)
 
 
+def _stored_value(name: str, value: Any) -> Any:
+    """``value`` as ``Task.save`` stores it (rich text is sanitized)."""
+    return sanitize_html(value) if name in RICH_TEXT_FIELDS and isinstance(value, str) else value
+
+
+def needs_review(user: Any, changed: bool) -> bool:
+    """Whether a change by ``user`` must wait for an administrator before the task is (again) public."""
+    return changed and not settings.DISCO_AUTO_PUBLISH and not getattr(user, "is_staff", False)
+
+
 def update_task(task: Task, user: Any, values: Mapping[str, Any], files: Mapping[str, bytes] | None = None, *,
                 allow_random_init: bool = False) -> CreationResult:
     """Change ``task``'s settings (``values`` may be partial) and, with ``files``, add a new model version.
 
     Only the owner or an administrator may; nothing is overwritten: a new model is a new version.
+    A change by a contributor (not an administrator) sends the task back to review: it is
+    unpublished until an administrator publishes it again (unless ``DISCO_AUTO_PUBLISH``).
     """
     if not can_edit(user, task):
         raise PermissionDenied("Only the task's owner or an administrator can edit it.")
@@ -217,11 +240,19 @@ def update_task(task: Task, user: Any, values: Mapping[str, Any], files: Mapping
         raise ValidationError(errors)
     written: list[str] = []
     version = job = None
+    sent_to_review = False
     try:
         with transaction.atomic():
             locked = Task.objects.select_for_update().get(pk=task.pk)
+            before = locked.spec_values()
             for name, value in merged.items():
                 setattr(locked, name, value)
+            # Compare what would be stored: rich text is sanitized on save, so compare it sanitized.
+            changed = upload is not None or any(before[name] != _stored_value(name, merged[name]) for name in merged)
+            if needs_review(user, changed):
+                sent_to_review = locked.published
+                locked.published = False
+                locked.review_requested_at = locked.review_requested_at or timezone.now()
             locked.save()
             if upload is not None:
                 version, job = _add_model(locked, upload, written, _upload_note(files or {}, user))
@@ -231,4 +262,4 @@ def update_task(task: Task, user: Any, values: Mapping[str, Any], files: Mapping
     task.refresh_from_db()
     if job is not None:
         job.refresh_from_db()
-    return CreationResult(task=task, version=version, job=job)
+    return CreationResult(task=task, version=version, job=job, sent_to_review=sent_to_review)

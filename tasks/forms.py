@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.utils.safestring import mark_safe
 
 from .choices import Aggregator, DataType, Scheme, Tokenizer
 from .models import Task
@@ -122,8 +123,8 @@ class TaskForm(forms.Form):
 
     # General
     id = forms.CharField(label="Task id", required=False, max_length=64,
-                         help_text="A short name for links, e.g. <code>heart-disease</code>: lower-case letters, "
-                                   "digits, '-' and '_'. It cannot change later.")
+                         help_text=mark_safe("A short name for links, e.g. <code>heart-disease</code>: lower-case "
+                                             "letters, digits, '-' and '_'. It cannot change later."))
     title = forms.CharField(label="Title", required=False, max_length=200)
     summary_preview = forms.CharField(label="One-line summary", required=False, max_length=500,
                                       help_text="Shown on the task's card in the catalogue.")
@@ -133,16 +134,26 @@ class TaskForm(forms.Form):
     data_type = forms.ChoiceField(label="Data type", choices=DataType.choices, initial=DataType.TABULAR,
                                   help_text="What participants train on: images, rows of a CSV file, or text.")
     # Description
-    summary_overview = _text("Overview", "What the task is about and why it matters.", rows=4)
-    model_description = _text("About the model", "Its architecture, in a few words.")
+    summary_overview = _text("Overview", "What the task is about and why it matters. Plain text (a blank line "
+                                         "starts a paragraph) or simple HTML: paragraphs, bold, italics, lists, "
+                                         "code, tables and http(s) links; anything else (scripts, styles, images, "
+                                         "event attributes) is removed.", rows=4)
+    model_description = _text("About the model", "Its architecture, in a few words. Plain text or the same simple "
+                                                 "HTML as the overview.")
     data_format = _text("Data format", "What data a participant connects, and how it is organised.")
     data_example_text = forms.CharField(label="Example caption", required=False,
                                         help_text="A sentence introducing the example below.")
     data_example = ExampleField(label="Example row", required=False,
-                                help_text="One column per line as <code>name: value</code>, e.g. <code>Age: 22</code>.")
+                                help_text=mark_safe("One column per line as <code>name: value</code>, e.g. "
+                                                    "<code>Age: 22</code>."))
     data_example_image = forms.CharField(label="Example image address", required=False, max_length=500,
-                                         help_text="Link to a picture of typical data (optional).")
-    sample_dataset_link = forms.CharField(label="Sample dataset link", required=False, max_length=500)
+                                         widget=forms.URLInput,
+                                         help_text="Link to a picture of typical data (optional), starting with "
+                                                   "https:// or http://.")
+    sample_dataset_link = forms.CharField(label="Sample dataset link", required=False, max_length=500,
+                                          widget=forms.URLInput,
+                                          help_text="Where participants find sample data (optional), starting "
+                                                    "with https:// or http://.")
     sample_dataset_instructions = _text("Sample dataset instructions",
                                         "How to get and connect the sample data.")
     # Data

@@ -10,6 +10,7 @@ from django.db import models
 from django.urls import reverse
 
 from .choices import Aggregator, DataType, Origin, Scheme, Tokenizer
+from .rich_text import RICH_TEXT_FIELDS, sanitize_html
 from .spec import SPEC_FIELDS
 from .validation import validate_task_fields
 
@@ -34,8 +35,10 @@ class Task(models.Model):
     # Display information
     title = models.CharField(max_length=200)
     summary_preview = models.CharField(max_length=500, help_text="One line shown on the task card.")
-    summary_overview = models.TextField(blank=True, help_text="What the task is about (HTML allowed).")
-    model_description = models.TextField(blank=True, help_text="What the model is (HTML allowed).")
+    summary_overview = models.TextField(blank=True, help_text="What the task is about (simple HTML allowed; "
+                                                              "anything else is removed when saved).")
+    model_description = models.TextField(blank=True, help_text="What the model is (simple HTML allowed; "
+                                                               "anything else is removed when saved).")
     data_format = models.TextField(blank=True, help_text="What data a participant connects, and how.")
     data_example_text = models.TextField(blank=True)
     data_example = models.JSONField(default=list, blank=True, help_text='[{"columnName": ..., "columnData": ...}]')
@@ -72,6 +75,9 @@ class Task(models.Model):
                                 "cannot connect directly (it forwards them without reading them).")
     # Catalogue bookkeeping
     published = models.BooleanField(default=False)
+    review_requested_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="awaiting review since",
+        help_text="Set when a contributor creates the task or changes a published one; publishing clears it.")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="tasks")
     provider = models.CharField(max_length=200, blank=True, help_text="Task provider id when defined in code.")
@@ -87,6 +93,13 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.id})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Every writer (form, API, admin, providers) ends here: the stored HTML is already clean,
+        # so the API hands DISCO-style clients nothing a browser could run (tasks.rich_text).
+        for name in RICH_TEXT_FIELDS:
+            setattr(self, name, sanitize_html(getattr(self, name) or ""))
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("tasks:detail", args=[self.id])

@@ -85,6 +85,7 @@ class TaskSerializer(serializers.BaseSerializer):
             },
             "trainingInformation": training,
             "published": task.published,
+            "awaitingReview": task.review_requested_at is not None,
             "owner": task.owner.get_username() if task.owner_id else None,
             "currentVersion": version.number if version else None,
             "modelUrl": _absolute(request, task.model_url()) if version else None,
@@ -109,7 +110,7 @@ _TRAINING_KEYS = {
     "allowRelay": "allow_relay",
 }
 # Keys GET returns that describe the catalogue, not the task: accepted and ignored on the way in.
-_READ_ONLY_KEYS = {"published", "owner", "currentVersion", "modelUrl", "versionsUrl"}
+_READ_ONLY_KEYS = {"published", "awaitingReview", "owner", "currentVersion", "modelUrl", "versionsUrl"}
 
 
 class DiscoTaskError(ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from .choices import Aggregator, DataType, Scheme, Tokenizer
 from .preprocessing import preprocessing_steps
@@ -16,6 +17,12 @@ from .preprocessing import preprocessing_steps
 TASK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_IMAGE_SIDE = 1024
 MIN_SECURE_PARTICIPANTS = 3
+# Task fields holding a web address that pages and clients follow or load.
+URL_FIELDS: dict[str, str] = {"sample_dataset_link": "The sample dataset link",
+                              "data_example_image": "The example image address"}
+WEB_URL_SCHEMES = ("http", "https")
+# Browsers ignore tabs, newlines and leading control characters in a URL ("java\tscript:" runs).
+_URL_FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
 
 Errors = dict[str, list[str]]
 
@@ -28,6 +35,7 @@ def validate_task_fields(values: Mapping[str, Any]) -> Errors:
         errors.setdefault(name, []).append(message)
 
     _check_identity(values, err)
+    _check_links(values, err)
     _check_training(values, err)
     data_type = values.get("data_type")
     if data_type == DataType.IMAGE:
@@ -54,6 +62,44 @@ def _check_identity(values: Mapping[str, Any], err) -> None:
         err("title", "Give the task a title.")
     if not str(values.get("summary_preview") or "").strip():
         err("summary_preview", "Write a one-line preview shown on the task card.")
+
+
+def is_web_url(value: Any) -> bool:
+    """Whether ``value`` is an absolute http(s) address with a host, and nothing a browser could run."""
+    if not isinstance(value, str) or not value or _URL_FORBIDDEN_CHARS.search(value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in WEB_URL_SCHEMES and bool(parts.hostname)
+
+
+def url_problem(label: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a task's web address (``label`` names the field), or ``None`` when it can."""
+    if value in (None, ""):
+        return None
+    if is_web_url(value):
+        return None
+    text = str(value)
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    scheme = text.split(":", 1)[0].strip().lower() if ":" in text else ""
+    if scheme and scheme.isascii() and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum() \
+            and scheme not in WEB_URL_SCHEMES:
+        why = f"'{scheme}:' addresses are not allowed"
+    elif _URL_FORBIDDEN_CHARS.search(text):
+        why = "it contains spaces, control characters or backslashes"
+    else:
+        why = "it is not a complete web address"
+    return (f"{label} must be a web address starting with http:// or https:// ({why}: {shown!r}). "
+            "Paste the full address of the page, e.g. https://example.org/data, or leave it empty.")
+
+
+def _check_links(values: Mapping[str, Any], err) -> None:
+    for name, label in URL_FIELDS.items():
+        problem = url_problem(label, values.get(name))
+        if problem:
+            err(name, problem)
 
 
 def _check_training(values: Mapping[str, Any], err) -> None:

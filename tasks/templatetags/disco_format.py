@@ -10,6 +10,8 @@ from django.template.defaultfilters import linebreaks_filter
 from django.utils.safestring import SafeData
 
 from tasks.preprocessing import preprocessing_steps
+from tasks.rich_text import render_rich_text
+from tasks.validation import is_web_url
 
 register = template.Library()
 
@@ -42,11 +44,23 @@ def filesize(value: Any) -> Any:
     return f"{size:.1f} GB"  # pragma: no cover
 
 
+@register.filter
+def rich_text(value: Any) -> str:
+    """A contributor's HTML (overview, model description), sanitized: allowed tags kept, the rest removed."""
+    return render_rich_text(str(value or ""))
+
+
+@register.filter
+def web_url(value: Any) -> str:
+    """``value`` when it is an http(s) address, else '' (a stored ``javascript:`` link is never rendered)."""
+    return value if is_web_url(value) else ""
+
+
 @register.filter(is_safe=True, needs_autoescape=True)
 def paragraphs(value: Any, autoescape: bool = True) -> str:
-    """Curated text: kept as is when it already has HTML blocks, else blank lines become paragraphs.
+    """Plain text: escaped, and blank lines become paragraphs (already safe HTML with blocks is kept).
 
-    Use after ``|safe`` for trusted HTML fields; plain, unsafe text is escaped.
+    Contributors' HTML goes through ``rich_text`` instead, never ``|safe``.
     """
     text = str(value or "")
     if isinstance(value, SafeData) and _BLOCK_TAG.search(text):

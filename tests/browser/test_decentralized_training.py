@@ -41,11 +41,11 @@ def open_peer(browser: Any, url: str, data: Path) -> tuple[Any, Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(url)
-    page.wait_for_function("window.discoTrain && window.discoTrain.state !== 'loading'", timeout=60_000)
+    page.wait_for_function("() => window.discoTrain && window.discoTrain.state !== 'loading'", timeout=60_000)
     assert page.evaluate("window.discoTrain.state") == "ready", page.evaluate("JSON.stringify(window.discoTrain.error)")
     assert page.is_checked("#peers-toggle")
     page.set_input_files("#train-connector input[data-slot=csv]", data)
-    page.wait_for_function("!document.getElementById('start-btn').disabled", timeout=30_000)
+    page.wait_for_function("() => !document.getElementById('start-btn').disabled", timeout=30_000)
     return context, page
 
 
@@ -179,7 +179,7 @@ def test_a_peer_that_closes_its_page_is_left_out_and_the_others_finish(live_plat
         for page in pages:
             page.click("#start-btn")
         leaving = pages[2]
-        leaving.wait_for_function("window.discoPeers.rounds.length >= 1", timeout=120_000)
+        leaving.wait_for_function("() => window.discoPeers.rounds.length >= 1", timeout=120_000)
         left_id = leaving.evaluate("window.discoPeers.participantId")
         contexts[2].close()  # mid-training: the page goes away with its WebSocket and data channels
         closed_at = time.monotonic()

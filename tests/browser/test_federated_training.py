@@ -47,7 +47,7 @@ def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_pl
                 open_train_page(page, base, TASK)
                 assert page.is_checked("#collab-toggle")
                 page.set_input_files("#train-connector input[data-slot=csv]", tmp_path / f"part{i}.csv")
-                page.wait_for_function("!document.getElementById('start-btn').disabled")
+                page.wait_for_function("() => !document.getElementById('start-btn').disabled")
                 page.click("#start-btn")
             for page in pages:
                 page.wait_for_function(DONE, timeout=180_000)
@@ -87,12 +87,12 @@ def test_two_pages_on_a_private_task_share_clipped_changes_and_show_the_privacy_
             (tmp_path / f"private{i}.csv").write_text("\n".join([rows[0], *rows[1 + i * 80:1 + (i + 1) * 80]]) + "\n")
             open_train_page(page, base, task)
             page.set_input_files("#train-connector input[data-slot=csv]", tmp_path / f"private{i}.csv")
-            page.wait_for_function("!document.getElementById('start-btn').disabled")
+            page.wait_for_function("() => !document.getElementById('start-btn').disabled")
             page.click("#start-btn")
         for page in pages:
             page.wait_for_function(DONE, timeout=180_000)
             assert page.evaluate("window.discoTrain.state") == "done", page.evaluate("window.discoTrain.error")
-        page.wait_for_function("window.discoPeers.privacy.length === 1", timeout=30_000)
+        page.wait_for_function("() => window.discoPeers.privacy.length === 1", timeout=30_000)
         spent = page.evaluate("window.discoPeers.privacy")[0]
         status = page.inner_text("#privacy-status")
     finally:

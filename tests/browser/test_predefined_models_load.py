@@ -34,6 +34,8 @@ def test_each_model_loads_in_tfjs_with_the_keras_parameter_count(live_platform, 
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(live_platform["url"] + "/")
+    # The site's CSP refuses eval: the shim keeps tf.min.js's bundled regenerator from needing it.
+    page.add_script_tag(url=live_platform["url"] + "/static/disco/tfjs_csp_shim.js")
     page.add_script_tag(url=live_platform["url"] + "/static/vendor/tfjs/tf.min.js")
     loaded = page.evaluate(
         """async (ids) => {
@@ -58,6 +60,8 @@ def test_each_model_loads_in_tfjs_with_the_keras_parameter_count(live_platform, 
 
 def test_a_loaded_model_predicts_and_trains(live_platform, page):
     page.goto(live_platform["url"] + "/")
+    # The site's CSP refuses eval: the shim keeps tf.min.js's bundled regenerator from needing it.
+    page.add_script_tag(url=live_platform["url"] + "/static/disco/tfjs_csp_shim.js")
     page.add_script_tag(url=live_platform["url"] + "/static/vendor/tfjs/tf.min.js")
     result = page.evaluate(
         """async () => {

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 
 
 def problems_shown(page) -> str:
-    page.wait_for_function("!document.getElementById('data-problems').hidden", timeout=30_000)
+    page.wait_for_function("() => !document.getElementById('data-problems').hidden", timeout=30_000)
     return page.inner_text("#data-problems")
 
 
@@ -38,7 +38,8 @@ def test_an_image_with_an_unknown_label_is_named_and_blocks_training(live_platfo
     page.check("#train-connector input[name=train-mode][value=csv]")
     page.set_input_files("#train-connector input[data-slot=csv]", tmp_path / "labels.csv")
     page.set_input_files("#train-connector input[data-slot=images]", images)
-    page.wait_for_function("document.getElementById('data-problems').innerText.includes('triangle')", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('data-problems').innerText.includes('triangle')",
+                           timeout=30_000)
     text = problems_shown(page)
     assert images[-1].name in text and 'label "triangle"' in text
     assert page.is_disabled("#start-btn")

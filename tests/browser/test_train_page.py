@@ -38,7 +38,7 @@ def test_tabular_participant_trains_evaluates_saves_and_downloads(live_platform,
     assert page.is_disabled("#start-btn")
 
     page.set_input_files("#train-connector input[data-slot=csv]", tmp_path / "train.csv")
-    page.wait_for_function("!document.getElementById('start-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('start-btn').disabled")
     assert "300 rows ready (240 for training, 60 for validation)" in page.inner_text("#data-status")
     assert page.locator("#data-preview table tbody tr").count() == 5
     result = train(page)
@@ -47,9 +47,9 @@ def test_tabular_participant_trains_evaluates_saves_and_downloads(live_platform,
     assert page.inner_text("#fact-epoch") == "8 / 8" and page.inner_text("#fact-round") == "4 / 4"
 
     page.set_input_files("#eval-connector input[data-slot=csv]", tmp_path / "test.csv")
-    page.wait_for_function("!document.getElementById('evaluate-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('evaluate-btn').disabled")
     page.click("#evaluate-btn")
-    page.wait_for_function("window.discoTrain.evaluation !== null")
+    page.wait_for_function("() => window.discoTrain.evaluation !== null")
     evaluation = page.evaluate("window.discoTrain.evaluation")
     assert evaluation["count"] == 100 and evaluation["accuracy"] >= 0.85
     assert sum(map(sum, evaluation["confusion"])) == 100
@@ -70,11 +70,11 @@ def predict_with_saved_model_then_delete_it(page: Any, tmp_path: Path, name: str
     (tmp_path / "unlabelled.csv").write_text("".join(",".join(r[:-1]) + "\n" for r in rows))
     page.select_option("#eval-model", label=f"Saved: {name}")
     page.set_input_files("#eval-connector input[data-slot=csv]", tmp_path / "unlabelled.csv")
-    page.wait_for_function("!document.getElementById('predict-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('predict-btn').disabled")
     assert page.is_disabled("#evaluate-btn")  # no labels: nothing to evaluate against
     assert "60 samples without labels" in page.inner_text("#eval-data-status")
     page.click("#predict-btn")
-    page.wait_for_function("window.discoTrain.predictions === 60", timeout=30_000)
+    page.wait_for_function("() => window.discoTrain.predictions === 60", timeout=30_000)
     assert "Predictions (60)" in page.inner_text("#eval-results")
     with page.expect_download() as download:
         page.click("#predict-download")
@@ -85,7 +85,7 @@ def predict_with_saved_model_then_delete_it(page: Any, tmp_path: Path, name: str
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#library-table tbody tr", has_text=name).locator("button[data-action=delete]").click()
-    page.wait_for_function("window.discoTrain.library.length === 0", timeout=30_000)
+    page.wait_for_function("() => window.discoTrain.library.length === 0", timeout=30_000)
     assert "No saved model for this task yet." in page.inner_text("#library-table")
     assert page.locator("#eval-model option", has_text=name).count() == 0
     stored = page.evaluate("""async () => {
@@ -102,7 +102,7 @@ def test_image_participant_trains_a_cnn_on_shapes(live_platform, page, tmp_path:
     assert page.evaluate("window.discoTrain.backend") == "webgl"  # convolutions: wasm cannot train them
     for label, files in groups.items():
         page.set_input_files(f"#train-connector input[data-slot='group:{label}']", files)
-    page.wait_for_function("!document.getElementById('start-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('start-btn').disabled")
     assert "240 images ready" in page.inner_text("#data-status")
     assert page.locator("#data-preview img").count() > 0
     result = train(page)
@@ -111,9 +111,9 @@ def test_image_participant_trains_a_cnn_on_shapes(live_platform, page, tmp_path:
 
     for label, files in test_groups.items():
         page.set_input_files(f"#eval-connector input[data-slot='group:{label}']", files)
-    page.wait_for_function("!document.getElementById('evaluate-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('evaluate-btn').disabled")
     page.click("#evaluate-btn")
-    page.wait_for_function("window.discoTrain.evaluation !== null")
+    page.wait_for_function("() => window.discoTrain.evaluation !== null")
     evaluation = page.evaluate("window.discoTrain.evaluation")
     assert evaluation["count"] == 40 and evaluation["labels"] == ["circle", "square"]
     assert evaluation["accuracy"] >= 0.85
@@ -126,16 +126,16 @@ def test_text_participant_trains_the_tiny_gpt(live_platform, page, tmp_path: Pat
     (tmp_path / "corpus.txt").write_text(text_corpus(), encoding="utf-8")
     open_train_page(page, live_platform["url"], "tiny_text")
     page.set_input_files("#train-connector input[data-slot=text]", tmp_path / "corpus.txt")
-    page.wait_for_function("!document.getElementById('start-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('start-btn').disabled")
     assert "text windows ready" in page.inner_text("#data-status")
     result = train(page)
     assert_charts_follow_training(result, epochs=2)
     assert result["series"]["loss"][-1] < result["series"]["loss"][0]  # it learns something
 
     page.set_input_files("#eval-connector input[data-slot=text]", tmp_path / "corpus.txt")
-    page.wait_for_function("!document.getElementById('evaluate-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('evaluate-btn').disabled")
     page.click("#evaluate-btn")
-    page.wait_for_function("window.discoTrain.evaluation !== null")
+    page.wait_for_function("() => window.discoTrain.evaluation !== null")
     assert page.evaluate("window.discoTrain.evaluation.kind") == "text"
 
     loaded = save_reload_download(page, tmp_path, "tiny gpt")
@@ -147,9 +147,9 @@ def test_stop_ends_training_at_the_next_batch_and_keeps_the_model(live_platform,
     open_train_page(page, live_platform["url"], "tiny_shapes")
     for label, files in groups.items():
         page.set_input_files(f"#train-connector input[data-slot='group:{label}']", files)
-    page.wait_for_function("!document.getElementById('start-btn').disabled")
+    page.wait_for_function("() => !document.getElementById('start-btn').disabled")
     page.click("#start-btn")
-    page.wait_for_function("window.discoTrain.history.length >= 1", timeout=60_000)
+    page.wait_for_function("() => window.discoTrain.history.length >= 1", timeout=60_000)
     page.click("#stop-btn")
     page.wait_for_function(DONE, timeout=60_000)
     train_state = page.evaluate("window.discoTrain")
@@ -161,7 +161,7 @@ def test_stop_ends_training_at_the_next_batch_and_keeps_the_model(live_platform,
 def test_use_sample_data_loads_the_task_sample_through_the_same_loaders(live_platform, page):
     open_train_page(page, live_platform["url"], "titanic")
     page.click("#use-sample")
-    page.wait_for_function("!document.getElementById('start-btn').disabled", timeout=60_000)
+    page.wait_for_function("() => !document.getElementById('start-btn').disabled", timeout=60_000)
     assert "rows ready" in page.inner_text("#data-status")
     assert page.evaluate("window.discoTrain.data.count") > 0
     assert page.get_attribute("#sample-zip", "href") == "/tasks/titanic/sample-data.zip"

@@ -8,7 +8,9 @@ from typing import Any
 
 from tasks.sample_data import png_bytes, shapes
 
-DONE = "['done', 'stopped', 'error'].includes(window.discoTrain.state)"
+# Predicates are arrow functions, never bare expressions: Playwright evaluates a polled expression with
+# eval(), which the site's Content-Security-Policy refuses.
+DONE = "() => ['done', 'stopped', 'error'].includes(window.discoTrain.state)"
 
 
 def write_shapes(folder: Path, n: int, seed: int) -> dict[str, list[Path]]:
@@ -25,13 +27,13 @@ def write_shapes(folder: Path, n: int, seed: int) -> dict[str, list[Path]]:
 def open_train_page(page: Any, base: str, task_id: str) -> None:
     """Open the task's training page and wait for its model to be loaded."""
     page.goto(f"{base}/tasks/{task_id}/train/")
-    page.wait_for_function("window.discoTrain && window.discoTrain.state !== 'loading'", timeout=60_000)
+    page.wait_for_function("() => window.discoTrain && window.discoTrain.state !== 'loading'", timeout=60_000)
     assert page.evaluate("window.discoTrain.state") == "ready", page.evaluate("JSON.stringify(window.discoTrain.error)")
 
 
 def train(page: Any, timeout_s: float = 180) -> dict[str, Any]:
     """Press Start, wait for the end of training; returns window.discoTrain and the chart series."""
-    page.wait_for_function("!document.getElementById('start-btn').disabled", timeout=30_000)
+    page.wait_for_function("() => !document.getElementById('start-btn').disabled", timeout=30_000)
     page.click("#start-btn")
     page.wait_for_function(DONE, timeout=timeout_s * 1000)
     result = page.evaluate("({train: window.discoTrain, series: window.discoCharts.series})")
@@ -46,15 +48,15 @@ def save_reload_download(page: Any, tmp_path: Path, name: str) -> dict[str, Any]
     """
     page.fill("#save-name", name)
     page.click("#save-btn")
-    page.wait_for_function("window.discoTrain.savedKey !== null", timeout=30_000)
+    page.wait_for_function("() => window.discoTrain.savedKey !== null", timeout=30_000)
     page.reload()
-    page.wait_for_function("window.discoTrain && window.discoTrain.library.length > 0", timeout=30_000)
+    page.wait_for_function("() => window.discoTrain && window.discoTrain.library.length > 0", timeout=30_000)
     row = page.locator("#library-table tbody tr", has_text=name)
     assert row.count() == 1
     downloads = []
     page.on("download", lambda d: downloads.append(d))
     row.locator("button[data-action=download]").click()
-    page.wait_for_function("document.getElementById('library-status').dataset.kind === 'ok'", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('library-status').dataset.kind === 'ok'", timeout=30_000)
     page.wait_for_timeout(500)
     saved = {}
     for download in downloads:

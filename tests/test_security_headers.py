@@ -1,0 +1,81 @@
+"""Every response carries the Content-Security-Policy, X-Content-Type-Options and Referrer-Policy.
+
+The policy forbids inline script; the templates and page scripts are checked for anything that would
+need it (inline ``<script>`` bodies, ``on*=`` attributes, ``javascript:`` URLs).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from disco_site.security_headers import POLICY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PAGES = ["/tasks/", "/tasks/served/", "/tasks/served/train/", "/admin/tasks/task/served/change/", "/admin/",
+         "/api/tasks/", "/api/tasks/served/", "/tasks/served/model.json", "/tasks/does-not-exist/",
+         "/static/disco/task_list.js"]
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    return {name: sources for name, *sources in (part.split() for part in policy.split(";") if part.strip())}
+
+
+def test_the_policy_allows_no_inline_script_and_nothing_from_other_sites():
+    policy = directives(POLICY)
+
+    assert policy["script-src"] == ["'self'", "'wasm-unsafe-eval'"]  # wasm compiles; no 'unsafe-inline'/'unsafe-eval'
+    assert policy["style-src"] == ["'self'"]
+    assert policy["default-src"] == ["'self'"] and policy["connect-src"] == ["'self'"]
+    assert policy["object-src"] == ["'none'"] and policy["frame-ancestors"] == ["'none'"]
+    assert policy["base-uri"] == ["'self'"] and policy["form-action"] == ["'self'"]
+    assert policy["img-src"] == ["'self'", "data:", "blob:"] and policy["worker-src"] == ["'self'", "blob:"]
+    assert "unsafe-inline" not in POLICY and "'unsafe-eval'" not in POLICY and "*" not in POLICY
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", PAGES)
+def test_every_response_carries_the_security_headers(admin_client, served, url):
+    response = admin_client.get(url)
+
+    assert response.status_code in (200, 404), url
+    assert response["Content-Security-Policy"] == POLICY
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.django_db
+def test_anonymous_pages_and_errors_carry_them_too(client, served):
+    for url in ("/", "/tasks/", "/tasks/served/", "/tasks/served/train/", "/accounts/login/", "/admin/login/",
+                "/api/tasks/served/", "/api/tasks/nope/"):
+        response = client.get(url)
+        assert response["Content-Security-Policy"] == POLICY and response["X-Content-Type-Options"] == "nosniff"
+        assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_a_views_own_policy_is_kept():
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from disco_site.security_headers import ContentSecurityPolicyMiddleware
+
+    def view(request):
+        response = HttpResponse("ok")
+        response["Content-Security-Policy"] = "default-src 'none'"
+        return response
+
+    response = ContentSecurityPolicyMiddleware(view)(RequestFactory().get("/"))
+    assert response["Content-Security-Policy"] == "default-src 'none'"
+
+
+def test_templates_have_no_inline_scripts_or_handlers():
+    for path in (ROOT / "templates").rglob("*.html"):
+        text = path.read_text()
+        for tag in re.findall(r"<script\b[^>]*>", text):
+            assert "src=" in tag or "json_script" in text, (path, tag)
+        assert not re.search(r"<script>\s*\S", text), path
+        assert not re.search(r"\son[a-z]+\s*=", text), path
+        assert "javascript:" not in text and 'style="' not in text, path
