@@ -14,6 +14,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from disco_site.secret_key import load_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -30,10 +32,10 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DEBUG = _env_bool("DEBUG", True)
-_DEV_SECRET = "django-insecure-disco-local-development-key-do-not-use-in-production"
-SECRET_KEY = _env("SECRET_KEY", _DEV_SECRET if DEBUG else "")
-if not SECRET_KEY:
-    raise RuntimeError("SECRET_KEY must be set when DEBUG is off (see README, 'Deploying').")
+# No built-in key: SECRET_KEY, else DISCO_SECRET_KEY_FILE (default .secret_key, generated on first use
+# only with DEBUG on). With DEBUG off and neither, the platform refuses to start (disco_site.secret_key).
+SECRET_KEY = load_secret_key(env_key=_env("SECRET_KEY"), key_file=_env("DISCO_SECRET_KEY_FILE"),
+                             default_file=BASE_DIR / ".secret_key", debug=DEBUG)
 
 ALLOWED_HOSTS = [h.strip() for h in _env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]

@@ -23,7 +23,8 @@ print(json.dumps({
     "media": str(settings.MEDIA_ROOT),
 }))
 """
-CLEARED = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "MEDIA_ROOT", "STATIC_ROOT")
+CLEARED = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "MEDIA_ROOT", "STATIC_ROOT",
+           "DISCO_SECRET_KEY_FILE")
 
 
 def run_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -74,3 +75,46 @@ def test_asgi_application_routes_http_and_websocket(module):
     result = run_with({}, "-c", f"import {module} as m; print(sorted(m.application.application_mapping))")
     assert result.returncode == 0, result.stderr
     assert "['http', 'websocket']" in result.stdout
+
+
+KEY_PROBE = "from django.conf import settings; print(settings.SECRET_KEY)"
+
+
+def test_a_key_file_is_generated_once_with_mode_0600_and_reused(tmp_path):
+    key_file = tmp_path / "keys" / ".secret_key"
+    env = {"DISCO_SECRET_KEY_FILE": str(key_file)}
+    first = run_with(env, "-c", KEY_PROBE)
+    assert first.returncode == 0, first.stderr
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert len(key) >= 50 and first.stdout.strip() == key
+    second = run_with(env, "-c", KEY_PROBE)
+    assert second.returncode == 0 and second.stdout.strip() == key  # sessions survive a restart
+    assert [p.name for p in key_file.parent.iterdir()] == [".secret_key"]  # no temporary file left
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path):
+    key_file = tmp_path / ".secret_key"
+    base = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env = {**base, "DJANGO_SETTINGS_MODULE": "disco_site.settings", "DISCO_SECRET_KEY_FILE": str(key_file)}
+    procs = [subprocess.Popen([sys.executable, "-c", KEY_PROBE], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    keys = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert keys == {key_file.read_text().strip()}
+
+
+def test_the_environment_key_wins_and_writes_no_file(tmp_path):
+    key_file = tmp_path / ".secret_key"
+    result = run_with({"SECRET_KEY": "k" * 50, "DISCO_SECRET_KEY_FILE": str(key_file)}, "-c", KEY_PROBE)
+    assert result.returncode == 0 and result.stdout.strip() == "k" * 50
+    assert not key_file.exists()
+
+
+def test_debug_off_never_generates_a_key_but_reads_a_given_file(tmp_path):
+    key_file = tmp_path / ".secret_key"
+    refused = run_with({"DEBUG": "0", "DISCO_SECRET_KEY_FILE": str(key_file)}, "-c", KEY_PROBE)
+    assert refused.returncode != 0 and "SECRET_KEY must be set when DEBUG is off" in refused.stderr
+    assert not key_file.exists()
+    key_file.write_text("s" * 60 + "\n")
+    accepted = run_with({"DEBUG": "0", "DISCO_SECRET_KEY_FILE": str(key_file)}, "-c", KEY_PROBE)
+    assert accepted.returncode == 0 and accepted.stdout.strip() == "s" * 60
