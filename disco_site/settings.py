@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "channels",
+    "axes",
     "tasks.apps.TasksConfig",
     "aggregation.apps.AggregationConfig",
     "accounts.apps.AccountsConfig",
@@ -66,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused log-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "disco_site.urls"
@@ -140,6 +144,26 @@ MEDIA_URL = "media/"
 FILE_UPLOAD_TEMP_DIR = _env("FILE_UPLOAD_TEMP_DIR", str(MEDIA_ROOT / ".incoming"))
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
+# --- Limits on log-in, sign-up, API tokens and task creation (counted in the cache below) --
+# django-axes refuses a username from one address after DISCO_LOGIN_FAILURE_LIMIT wrong passwords,
+# for DISCO_LOGIN_COOLOFF_MINUTES. Its backend comes first and only counts; ModelBackend logs in.
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = int(_env("DISCO_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(_env("DISCO_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "disco_site.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_VERBOSE = False
+# New accounts per client address, and DRF's scoped rates ("count/second|minute|hour|day").
+DISCO_SIGNUP_RATE = _env("DISCO_SIGNUP_RATE", "5/hour")
+DISCO_API_AUTH_RATE = _env("DISCO_API_AUTH_RATE", "10/minute")
+DISCO_TASK_CREATE_RATE = _env("DISCO_TASK_CREATE_RATE", "20/hour")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tasks:mine"
 LOGOUT_REDIRECT_URL = "home"
@@ -147,7 +171,7 @@ LOGOUT_REDIRECT_URL = "home"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "disco_site.throttling.ThrottledTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -155,6 +179,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "tasks.api.exception_handler",
+    # "auth": token requests and wrong tokens per address; "task_create": new tasks per user.
+    "DEFAULT_THROTTLE_RATES": {"auth": DISCO_API_AUTH_RATE, "task_create": DISCO_TASK_CREATE_RATE},
 }
 
 # --- Redis: channel layer and Celery broker -------------------------------------------
@@ -168,6 +194,17 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The cache holds the limits' counters: one process's memory when embedded, Redis (shared by every
+# web process) otherwise.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "disco"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "disco"}}
+    # axes.W001 warns that a per-process cache cannot share counters between processes; embedded mode
+    # runs one web process, so it does not need to.
+    SILENCED_SYSTEM_CHECKS = ["axes.W001"]
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None

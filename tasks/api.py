@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from rest_framework import mixins, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, Throttled
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -24,9 +24,17 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from aggregation.accountant import DEFAULT_DELTA, privacy_spent
+from disco_site.throttling import TaskCreationThrottle, ThrottledTokenAuthentication
 
 from .contributor_views import job_as_json
-from .creation import can_edit, create_task, max_model_bytes, too_large_message, update_task
+from .creation import (
+    can_edit,
+    create_task,
+    max_model_bytes,
+    too_large_message,
+    too_many_tasks_message,
+    update_task,
+)
 from .models import Task
 from .serializers import DiscoTaskError, ModelVersionSerializer, TaskSerializer, task_values_from_disco
 
@@ -95,8 +103,12 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     serializer_class = TaskSerializer
     lookup_value_regex = "[^/]+"
     # Token first, so that an anonymous write answers 401 with a WWW-Authenticate header.
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ThrottledTokenAuthentication, SessionAuthentication]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    throttle_classes = [TaskCreationThrottle]  # counts POST only; the creation form shares the counter
+
+    def throttled(self, request: Request, wait: float | None) -> Any:
+        raise Throttled(wait, detail=too_many_tasks_message(wait))
 
     def get_permissions(self):
         if self.action in ("create", "update", "partial_update"):

@@ -14,7 +14,17 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_safe
 
-from .creation import CreationResult, can_edit, check_task, create_task, max_model_bytes, update_task
+from disco_site.throttling import TaskCreationThrottle
+
+from .creation import (
+    CreationResult,
+    can_edit,
+    check_task,
+    create_task,
+    max_model_bytes,
+    too_many_tasks_message,
+    update_task,
+)
 from .forms import TaskForm
 from .models import ConversionJob, Task
 
@@ -63,13 +73,13 @@ def _announce(request: HttpRequest, result: CreationResult, created: bool) -> No
     messages.success(request, f"Task '{task.title}' {what}. {model}{publish if created else ''}".strip())
 
 
-def _render_form(request: HttpRequest, form: TaskForm, task: Task | None) -> HttpResponse:
+def _render_form(request: HttpRequest, form: TaskForm, task: Task | None, status: int = 200) -> HttpResponse:
     return render(request, "tasks/task_form.html", {
         "form": form, "task": task,
         # Browsers never re-send files after an error: say so next to the file input.
         "reselect_files": request.method == "POST" and bool(request.FILES.getlist("model_files")),
         "max_model_bytes": max_model_bytes(),
-    })
+    }, status=status)
 
 
 @login_required
@@ -77,6 +87,11 @@ def _render_form(request: HttpRequest, form: TaskForm, task: Task | None) -> Htt
 def create_task_view(request: HttpRequest) -> HttpResponse:
     form = TaskForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
+        throttle = TaskCreationThrottle()
+        if not throttle.allow_request(request, None):
+            form.is_valid()  # keep what was typed, and show the refusal above the form
+            form.add_error(None, too_many_tasks_message(throttle.wait()))
+            return _render_form(request, form, None, status=429)
         result = _save(request, form, None)
         if result is not None:
             _announce(request, result, created=True)

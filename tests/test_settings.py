@@ -20,7 +20,7 @@ print(json.dumps({
     "db": settings.DATABASES["default"]["ENGINE"], "db_name": str(settings.DATABASES["default"]["NAME"]),
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"], "eager": app.conf.task_always_eager,
     "broker": app.conf.broker_url, "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS,
-    "media": str(settings.MEDIA_ROOT),
+    "media": str(settings.MEDIA_ROOT), "cache": settings.CACHES["default"]["BACKEND"],
 }))
 """
 CLEARED = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "MEDIA_ROOT", "STATIC_ROOT",
@@ -46,6 +46,7 @@ def test_embedded_defaults_need_no_services():
     assert found["layer"] == "channels.layers.InMemoryChannelLayer"
     assert found["eager"] is False and found["broker"] == "memory://"  # disco_site.jobs runs them on a thread
     assert found["debug"] is True and "127.0.0.1" in found["hosts"]
+    assert found["cache"] == "django.core.cache.backends.locmem.LocMemCache"  # one process counts alone
 
 
 def test_services_are_chosen_by_environment_variables():
@@ -55,6 +56,7 @@ def test_services_are_chosen_by_environment_variables():
     assert found["layer"] == "channels_redis.core.RedisChannelLayer"
     assert found["eager"] is False and found["broker"] == "redis://127.0.0.1:6379/3"
     assert found["media"] == "/srv/disco-media" and found["hosts"] == ["disco.example.org"]
+    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"  # every web process shares the counts
 
 
 def test_debug_off_requires_a_secret_key():
