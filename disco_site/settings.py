@@ -143,6 +143,13 @@ MEDIA_URL = "media/"
 # that storing one is a rename rather than a copy.
 FILE_UPLOAD_TEMP_DIR = _env("FILE_UPLOAD_TEMP_DIR", str(MEDIA_ROOT / ".incoming"))
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+# The first handler counts every file's bytes and stops an upload past DISCO_MAX_MODEL_BYTES while it
+# streams (tasks.upload_limit); the others are Django's defaults.
+FILE_UPLOAD_HANDLERS = [
+    "tasks.upload_limit.ModelUploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- Limits on log-in, sign-up, API tokens and task creation (counted in the cache below) --
 # django-axes refuses a username from one address after DISCO_LOGIN_FAILURE_LIMIT wrong passwords,

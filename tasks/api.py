@@ -37,13 +37,14 @@ from .creation import (
 )
 from .models import Task
 from .serializers import DiscoTaskError, ModelVersionSerializer, TaskSerializer, task_values_from_disco
+from .upload_limit import refused_upload
 
 _TRUE = {"1", "true", "yes", "on"}
 
 
 class _BadInputError(Exception):
-    def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
+    def __init__(self, errors: dict[str, list[str]], status_code: int = status.HTTP_400_BAD_REQUEST):
+        self.errors, self.status_code = errors, status_code
 
 
 def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, bytes], bool]:
@@ -52,7 +53,10 @@ def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, bytes], boo
     Multipart: a ``task`` part with the task JSON (as GET returns it), ``model`` parts with
     the files, and optionally ``random_init=true``. JSON: the task itself as the body.
     """
-    data = request.data
+    data = request.data  # parsing runs the upload handlers, which may have stopped the upload
+    refused = refused_upload(request)
+    if refused:
+        raise _BadInputError({"model": [refused]}, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if request.content_type.startswith("application/json"):
         raw = dict(data) if isinstance(data, dict) else data
         random_init = False
@@ -136,7 +140,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             values, files, random_init = _task_input(request)
             result = create_task(request.user, values, files, allow_random_init=random_init)
         except _BadInputError as exc:
-            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+            return Response(exc.errors, status=exc.status_code)
         except ValidationError as exc:
             return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
         return self._respond(result, status.HTTP_201_CREATED)
@@ -149,7 +153,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             values, files, random_init = _task_input(request)
             result = update_task(task, request.user, values, files or None, allow_random_init=random_init)
         except _BadInputError as exc:
-            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+            return Response(exc.errors, status=exc.status_code)
         except ValidationError as exc:
             return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
         return self._respond(result, status.HTTP_200_OK)
