@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
+from disco_site.limits import WS_PART_BYTES
+
 from .codec import CodecError
 
-PART_BYTES = 1 << 20
+# Every message a client sends fits daphne's limit (DISCO_WS_MAX_MESSAGE_BYTES, at least a part + 4 KiB).
+PART_BYTES = WS_PART_BYTES
 
 
 async def send_update(ws: Any, frame: bytes, part_bytes: int = PART_BYTES) -> int:

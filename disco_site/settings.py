@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from disco_site.limits import ws_max_message_bytes
 from disco_site.secret_key import load_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -233,6 +234,9 @@ CELERY_TASK_ROUTES = {
 DISCO_TASK_PROVIDERS: list[str] = [p.strip() for p in _env("DISCO_TASK_PROVIDERS").split(",") if p.strip()]
 # The largest model (all files together) the platform stores or exchanges, in bytes.
 DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)))
+# The largest WebSocket message daphne accepts (its --websocket-max-message-size/-frame-size, set
+# from this by `make run`): one update part of 1 MiB plus header room; updates go in parts.
+DISCO_WS_MAX_MESSAGE_BYTES = ws_max_message_bytes()
 # Publish contributors' new tasks at once instead of waiting for an administrator.
 DISCO_AUTO_PUBLISH = _env_bool("DISCO_AUTO_PUBLISH", False)
 # WebRTC ICE servers for decentralized peers, as JSON, e.g. [{"urls": "stun:stun.example.org:3478"}]
