@@ -186,3 +186,11 @@ def maybe_close(round_id: int, *, now=None) -> bool:
 
 def max_frame_bytes() -> int:
     return settings.DISCO_MAX_MODEL_BYTES + 64 * 1024
+
+
+def max_update_bytes(rnd: Round) -> int:
+    """The largest update ``rnd`` can take: its model's float32 weights plus room for the header
+    (64 KiB and 256 bytes per tensor), never more than ``max_frame_bytes()``."""
+    version = rnd.base_version
+    header = 64 * 1024 + 256 * len(version.weight_specs)
+    return min(max_frame_bytes(), 4 * version.parameter_count + header)

@@ -234,6 +234,9 @@ CELERY_TASK_ROUTES = {
 DISCO_TASK_PROVIDERS: list[str] = [p.strip() for p in _env("DISCO_TASK_PROVIDERS").split(",") if p.strip()]
 # The largest model (all files together) the platform stores or exchanges, in bytes.
 DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)))
+# Unfinished federated updates (announced, parts still arriving) of one task spool at most this many
+# bytes in each web process; an announcement over it is refused and the client asked to retry.
+DISCO_MAX_SPOOLED_BYTES_PER_TASK = int(_env("DISCO_MAX_SPOOLED_BYTES_PER_TASK", str(1024 * 1024 * 1024)))
 # The largest WebSocket message daphne accepts (its --websocket-max-message-size/-frame-size, set
 # from this by `make run`): one update part of 1 MiB plus header room; updates go in parts.
 DISCO_WS_MAX_MESSAGE_BYTES = ws_max_message_bytes()
