@@ -22,7 +22,7 @@ from tasks.versions import create_version
 
 from .aggregators import aggregate
 from .models import Round
-from .rounds import _open_round, expected_specs, group_name, maybe_close
+from .rounds import _open_round, expected_specs, group_name, maybe_close, prune_finished_rounds
 from .weights import artifacts_from_vector, load_frame, version_vector
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,20 @@ def aggregate_round(round_id: int) -> int | None:
                  "next_round": next_round.number, "contributors": locked.contributions.count()}
         task_id = locked.task_id
         transaction.on_commit(lambda: _notify(task_id, event))
+        # Only once the version is committed: until then a re-run needs the round's frames.
+        transaction.on_commit(lambda: _prune(task_id))
     return version.pk
+
+
+def _prune(task_id: str) -> None:
+    try:
+        contributions, participants = prune_finished_rounds(task_id)
+    except Exception:  # the round is done; a failed clean-up is retried after the next round
+        log.exception("Pruning the finished rounds of task %s failed", task_id)
+        return
+    if contributions or participants:
+        log.info("Task %s: deleted %d stored updates of old rounds and %d departed participants", task_id,
+                 contributions, participants)
 
 
 @shared_task

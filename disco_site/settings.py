@@ -237,6 +237,9 @@ DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)
 # Unfinished federated updates (announced, parts still arriving) of one task spool at most this many
 # bytes in each web process; an announcement over it is refused and the client asked to retry.
 DISCO_MAX_SPOOLED_BYTES_PER_TASK = int(_env("DISCO_MAX_SPOOLED_BYTES_PER_TASK", str(1024 * 1024 * 1024)))
+# Stored updates of finished federated rounds are deleted once the next version is committed,
+# except those of this many most recent finished rounds (kept for audit; 0 keeps none).
+DISCO_KEEP_CONTRIBUTION_ROUNDS = int(_env("DISCO_KEEP_CONTRIBUTION_ROUNDS", "2"))
 # The largest WebSocket message daphne accepts (its --websocket-max-message-size/-frame-size, set
 # from this by `make run`): one update part of 1 MiB plus header room; updates go in parts.
 DISCO_WS_MAX_MESSAGE_BYTES = ws_max_message_bytes()
