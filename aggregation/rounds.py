@@ -168,7 +168,7 @@ def submit(participant: Participant, message: WeightsMessage, content: File, rnd
 
 def maybe_close(round_id: int, *, now=None) -> bool:
     """Close the round if its quorum is met; returns whether it closed (and aggregation was queued)."""
-    from .tasks import aggregate_round
+    from .tasks import aggregate_round, fail_round_if_stuck
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -184,7 +184,21 @@ def maybe_close(round_id: int, *, now=None) -> bool:
         rnd.status = Round.Status.AGGREGATING
         rnd.save(update_fields=["status"])
         enqueue_on_commit(aggregate_round, rnd.pk)
+        # A worker killed at the hard time limit acknowledges the task: nothing would run it again.
+        transaction.on_commit(lambda: run_later(fail_round_if_stuck, stuck_after_seconds(), rnd.pk))
     return True
+
+
+def stuck_after_seconds() -> float:
+    """When an aggregating round is given up: the hard time limit, a broker re-delivery, and some slack."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 0)
+    return float(settings.DISCO_AGGREGATION_TIME_LIMIT + visibility + 30)
+
+
+def fail_round(round_id: int, reason: str) -> bool:
+    """Mark an aggregating round failed with ``reason`` (plain words); False if it is no longer aggregating."""
+    return bool(Round.objects.filter(pk=round_id, status=Round.Status.AGGREGATING).update(
+        status=Round.Status.FAILED, message=reason, closed_at=timezone.now()))
 
 
 def prune_finished_rounds(task_id: str) -> tuple[int, int]:

@@ -224,6 +224,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task a worker took but never acknowledged (the worker died) goes back to the queue after this.
 # Aggregation is idempotent, so a generous re-delivery of a slow but alive task costs time, not correctness.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("DISCO_BROKER_VISIBILITY_TIMEOUT", "120"))}
+# Aggregation runs at most this long: past the soft limit the round fails with a reason and nothing is
+# written; at the hard limit a prefork worker kills the task. Soft must be below hard.
+DISCO_AGGREGATION_SOFT_TIME_LIMIT = int(_env("DISCO_AGGREGATION_SOFT_TIME_LIMIT", "300"))
+DISCO_AGGREGATION_TIME_LIMIT = int(_env("DISCO_AGGREGATION_TIME_LIMIT", "360"))
+if not 0 < DISCO_AGGREGATION_SOFT_TIME_LIMIT < DISCO_AGGREGATION_TIME_LIMIT:
+    raise ValueError(f"DISCO_AGGREGATION_SOFT_TIME_LIMIT ({DISCO_AGGREGATION_SOFT_TIME_LIMIT} s) must be above 0 and "
+                     f"below DISCO_AGGREGATION_TIME_LIMIT ({DISCO_AGGREGATION_TIME_LIMIT} s), so that a slow "
+                     "aggregation can fail cleanly before its worker is killed.")
 CELERY_TASK_ROUTES = {
     "tasks.tasks.*": {"queue": "conversion"},
     "aggregation.tasks.*": {"queue": "aggregation"},

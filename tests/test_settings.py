@@ -120,3 +120,8 @@ def test_debug_off_never_generates_a_key_but_reads_a_given_file(tmp_path):
     key_file.write_text("s" * 60 + "\n")
     accepted = run_with({"DEBUG": "0", "DISCO_SECRET_KEY_FILE": str(key_file)}, "-c", KEY_PROBE)
     assert accepted.returncode == 0 and accepted.stdout.strip() == "s" * 60
+
+
+def test_the_aggregation_soft_time_limit_must_be_below_the_hard_one():
+    result = run_with({"DISCO_AGGREGATION_SOFT_TIME_LIMIT": "60", "DISCO_AGGREGATION_TIME_LIMIT": "60"}, "-c", PROBE)
+    assert result.returncode != 0 and "must be above 0 and below DISCO_AGGREGATION_TIME_LIMIT" in result.stderr
