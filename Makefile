@@ -8,8 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# WebSocket frames may carry a whole model: allow up to the platform's model size limit.
-MAX_MESSAGE_BYTES ?= $(or $(DISCO_MAX_MODEL_BYTES),209715200)
+# daphne's WebSocket message limit: DISCO_WS_MAX_MESSAGE_BYTES (one 1 MiB update part + header room).
+WS_LIMITS = $(shell $(PY) -m disco_site.limits)
 # The services the second test pass talks to (already running on the project's machines).
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
@@ -36,8 +36,7 @@ run: migrate
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py load_default_tasks
 	@echo "Disco is at http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket-max-message-size $(MAX_MESSAGE_BYTES) \
-		--websocket-max-frame-size $(MAX_MESSAGE_BYTES) disco_site.asgi:application
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) $(WS_LIMITS) disco_site.asgi:application
 
 worker-conversion: setup
 	$(VENV)/bin/celery -A disco_site worker -Q conversion --concurrency 1 --loglevel INFO

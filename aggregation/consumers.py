@@ -58,6 +58,10 @@ def _status_fields(state: rounds.RoundStatus) -> dict[str, Any]:
             "minParticipants": fields["min_participants"], "deadline": fields["deadline"]}
 
 
+def _update_limit(task: Task) -> int:
+    return rounds.max_update_bytes(rounds.active_round(task))
+
+
 def _submit(participant: Participant, content: File, data: Any) -> dict[str, Any]:
     """Validate the weight message ``data`` (bytes or a memory map of ``content``) and store ``content``."""
     task = participant.task
@@ -134,14 +138,15 @@ class FederatedConsumer(AsyncWebsocketConsumer):
             state = await database_sync_to_async(rounds.status)(self.task)
             await self.send(text_data=json.dumps({"type": "status", **_status_fields(state)}))
         elif kind == "update_begin":
-            self._drop_incoming()
+            self._drop_incoming()  # one update in flight per connection
             announced = message.get("bytes")
             try:
-                self.incoming = IncomingUpdate(announced, max_bytes=rounds.max_frame_bytes())
-            except CodecError as exc:
+                limit = await database_sync_to_async(_update_limit)(self.task)
+                self.incoming = IncomingUpdate(announced, max_bytes=limit, task_id=self.task.pk)
+            except (CodecError, rounds.RoundError) as exc:
                 usable = isinstance(announced, int) and not isinstance(announced, bool) and announced > 0
                 self.skip_bytes = announced if usable else sys.maxsize
-                await self.send_error("bad_update", str(exc))
+                await self.send_error(getattr(exc, "code", "bad_update"), str(exc))
         else:
             await self.send_error("unknown_type", f"Unknown message type {kind!r}; send 'status' or 'update_begin' "
                                                   "as text, and updates as binary frames.")

@@ -42,7 +42,9 @@ class Round(models.Model):
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
-    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    # Null only for a finished round whose base version was pruned (manage.py prune_versions never
+    # deletes the base of an open or aggregating round).
+    base_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     opened_at = models.DateTimeField(auto_now_add=True)
     deadline = models.DateTimeField()

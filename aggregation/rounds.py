@@ -9,6 +9,8 @@ task after commit.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -93,9 +95,10 @@ def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BRO
     """Register a participant, or reconnect the one ``resume_token`` names. Returns (participant, resumed)."""
     if resume_token:
         participant = Participant.objects.filter(task=task, resume_token=resume_token).first()
-        if participant is not None:
+        # An update, not a save: a departed participant pruned meanwhile (prune_finished_rounds) joins anew.
+        if participant is not None and Participant.objects.filter(pk=participant.pk).update(
+                connected=True, last_seen=timezone.now()):
             participant.connected = True
-            participant.save(update_fields=["connected", "last_seen"])
             return participant, True
     participant = Participant.objects.create(task=task, resume_token=secrets.token_urlsafe(32), kind=kind)
     return participant, False
@@ -165,7 +168,7 @@ def submit(participant: Participant, message: WeightsMessage, content: File, rnd
 
 def maybe_close(round_id: int, *, now=None) -> bool:
     """Close the round if its quorum is met; returns whether it closed (and aggregation was queued)."""
-    from .tasks import aggregate_round
+    from .tasks import aggregate_round, fail_round_if_stuck
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -181,8 +184,62 @@ def maybe_close(round_id: int, *, now=None) -> bool:
         rnd.status = Round.Status.AGGREGATING
         rnd.save(update_fields=["status"])
         enqueue_on_commit(aggregate_round, rnd.pk)
+        # A worker killed at the hard time limit acknowledges the task: nothing would run it again.
+        transaction.on_commit(lambda: run_later(fail_round_if_stuck, stuck_after_seconds(), rnd.pk))
     return True
+
+
+def stuck_after_seconds() -> float:
+    """When an aggregating round is given up: the hard time limit, a broker re-delivery, and some slack."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 0)
+    return float(settings.DISCO_AGGREGATION_TIME_LIMIT + visibility + 30)
+
+
+def fail_round(round_id: int, reason: str) -> bool:
+    """Mark an aggregating round failed with ``reason`` (plain words); False if it is no longer aggregating."""
+    return bool(Round.objects.filter(pk=round_id, status=Round.Status.AGGREGATING).update(
+        status=Round.Status.FAILED, message=reason, closed_at=timezone.now()))
+
+
+def prune_finished_rounds(task_id: str) -> tuple[int, int]:
+    """Delete the stored updates of the task's finished rounds but the ``DISCO_KEEP_CONTRIBUTION_ROUNDS``
+    most recent, and the participants that left and have nothing left in any round.
+
+    Called after a round's version is committed (never before: until then a re-run needs the
+    frames). Idempotent: files go first, then their rows, so a run cut short is finished by
+    the next one, and a file already gone is no error. Returns (contributions, participants) deleted.
+    """
+    keep = max(0, int(settings.DISCO_KEEP_CONTRIBUTION_ROUNDS))
+    finished = Round.objects.filter(task_id=task_id, status__in=[Round.Status.CLOSED, Round.Status.FAILED])
+    kept = list(finished.order_by("-number").values_list("pk", flat=True)[:keep])
+    old = Contribution.objects.filter(round__in=finished.exclude(pk__in=kept))
+    doomed = list(old.values_list("pk", "blob", "round__number"))
+    for _, blob, _ in doomed:
+        default_storage.delete(blob)
+    for number in sorted({n for _, _, n in doomed}):
+        _remove_empty_folder(f"contributions/{task_id}/{number}")
+    Contribution.objects.filter(pk__in=[pk for pk, _, _ in doomed]).delete()
+    # A participant row is made per connection (unless it resumes): once it has left and has no
+    # update in any kept round nor a decentralized turn, nothing refers to it. A later resume with
+    # its token simply joins as a new participant.
+    gone, _ = (Participant.objects.filter(task_id=task_id, connected=False, contributions__isnull=True,
+                                          peer_turns__isnull=True).delete())
+    return len(doomed), gone
+
+
+def _remove_empty_folder(folder: str) -> None:
+    """Best effort: storages without folders (object storage) have nothing to remove."""
+    with contextlib.suppress(NotImplementedError, OSError):
+        os.rmdir(default_storage.path(folder))
 
 
 def max_frame_bytes() -> int:
     return settings.DISCO_MAX_MODEL_BYTES + 64 * 1024
+
+
+def max_update_bytes(rnd: Round) -> int:
+    """The largest update ``rnd`` can take: its model's float32 weights plus room for the header
+    (64 KiB and 256 bytes per tensor), never more than ``max_frame_bytes()``."""
+    version = rnd.base_version
+    header = 64 * 1024 + 256 * len(version.weight_specs)
+    return min(max_frame_bytes(), 4 * version.parameter_count + header)

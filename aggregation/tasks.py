@@ -13,16 +13,26 @@ import time
 import numpy as np
 from asgiref.sync import async_to_sync
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from tasks.choices import Origin
-from tasks.versions import create_version
+from tasks.versions import create_version, delete_files
 
 from .aggregators import aggregate
 from .models import Round
-from .rounds import _open_round, expected_specs, group_name, maybe_close
+from .rounds import (
+    _open_round,
+    expected_specs,
+    fail_round,
+    group_name,
+    maybe_close,
+    prune_finished_rounds,
+    stuck_after_seconds,
+)
 from .weights import artifacts_from_vector, load_frame, version_vector
 
 log = logging.getLogger(__name__)
@@ -70,9 +80,31 @@ def _aggregate(rnd: Round) -> np.ndarray:
     return aggregate(task.aggregator, matrix, weights, **params)
 
 
-@shared_task(acks_late=True)
+# Read when a worker starts (Celery binds them to the task); prefork workers enforce them, the embedded
+# in-process runner and the solo pool do not.
+SOFT_TIME_LIMIT = settings.DISCO_AGGREGATION_SOFT_TIME_LIMIT
+HARD_TIME_LIMIT = settings.DISCO_AGGREGATION_TIME_LIMIT
+
+
+@shared_task(acks_late=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=HARD_TIME_LIMIT)
 def aggregate_round(round_id: int) -> int | None:
-    """Aggregate a closed round into the task's next version and open the next round."""
+    """Aggregate a closed round into the task's next version and open the next round.
+
+    Past the soft time limit the round fails with a plain reason and nothing is written (the
+    version's files are removed and its transaction rolled back); its participants go on from
+    the current version in the next round.
+    """
+    try:
+        return _aggregate_round(round_id)
+    except SoftTimeLimitExceeded:
+        log.warning("Aggregating round %s passed the soft time limit of %s s", round_id, SOFT_TIME_LIMIT)
+        fail_round(round_id, f"Aggregation took longer than {SOFT_TIME_LIMIT} s (setting "
+                             "DISCO_AGGREGATION_SOFT_TIME_LIMIT) and was stopped; nothing was written. The next "
+                             "round starts again from the current version.")
+        return None
+
+
+def _aggregate_round(round_id: int) -> int | None:
     rnd = Round.objects.select_related("task", "base_version").filter(pk=round_id).first()
     if rnd is None or rnd.status != Round.Status.AGGREGATING:
         return rnd.result_version_id if rnd else None
@@ -84,27 +116,57 @@ def aggregate_round(round_id: int) -> int | None:
         if not np.isfinite(vector).all():
             raise ValueError("The aggregate holds NaN or infinite values; the round is not applied.")
         artifacts = artifacts_from_vector(rnd.base_version, vector)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:
         log.exception("Aggregating %s failed", rnd)
-        Round.objects.filter(pk=round_id).update(status=Round.Status.FAILED, message=f"{type(exc).__name__}: {exc}",
-                                                 closed_at=timezone.now())
+        fail_round(round_id, f"{type(exc).__name__}: {exc}")
         return None
-    with transaction.atomic():
-        locked = Round.objects.select_for_update().select_related("task").get(pk=round_id)
-        if locked.status != Round.Status.AGGREGATING:
-            return locked.result_version_id
-        note = f"Aggregated {locked.contributions.count()} updates with {locked.task.aggregator}."
-        version = create_version(locked.task, artifacts, origin=Origin.ROUND, parent=rnd.base_version,
-                                 round_number=locked.number, note=note)
-        locked.status, locked.result_version, locked.closed_at = Round.Status.CLOSED, version, timezone.now()
-        locked.save(update_fields=["status", "result_version", "closed_at"])
-        locked.task.current_version = version
-        next_round = _open_round(locked.task, locked.number + 1)
-        event = {"type": "round.closed", "round": locked.number, "version": version.number,
-                 "next_round": next_round.number, "contributors": locked.contributions.count()}
-        task_id = locked.task_id
-        transaction.on_commit(lambda: _notify(task_id, event))
+    version = None
+    try:
+        with transaction.atomic():
+            locked = Round.objects.select_for_update().select_related("task").get(pk=round_id)
+            if locked.status != Round.Status.AGGREGATING:
+                return locked.result_version_id
+            note = f"Aggregated {locked.contributions.count()} updates with {locked.task.aggregator}."
+            version = create_version(locked.task, artifacts, origin=Origin.ROUND, parent=rnd.base_version,
+                                     round_number=locked.number, note=note)
+            locked.status, locked.result_version, locked.closed_at = Round.Status.CLOSED, version, timezone.now()
+            locked.save(update_fields=["status", "result_version", "closed_at"])
+            locked.task.current_version = version
+            next_round = _open_round(locked.task, locked.number + 1)
+            event = {"type": "round.closed", "round": locked.number, "version": version.number,
+                     "next_round": next_round.number, "contributors": locked.contributions.count()}
+            task_id = locked.task_id
+            transaction.on_commit(lambda: _notify(task_id, event))
+            # Only once the version is committed: until then a re-run needs the round's frames.
+            transaction.on_commit(lambda: _prune(task_id))
+    except BaseException:
+        # Rolled back (a soft timeout may land anywhere): the version's files would be left without a row.
+        if version is not None:
+            delete_files([version.storage_path(name) for name in version.file_names()])
+        raise
     return version.pk
+
+
+def _prune(task_id: str) -> None:
+    try:
+        contributions, participants = prune_finished_rounds(task_id)
+    except Exception:  # the round is done; a failed clean-up is retried after the next round
+        log.exception("Pruning the finished rounds of task %s failed", task_id)
+        return
+    if contributions or participants:
+        log.info("Task %s: deleted %d stored updates of old rounds and %d departed participants", task_id,
+                 contributions, participants)
+
+
+@shared_task
+def fail_round_if_stuck(round_id: int) -> bool:
+    """Long after a round started aggregating: if it still is, its worker died at the hard time limit."""
+    return fail_round(round_id, f"Aggregation did not finish within {stuck_after_seconds():.0f} s (the hard time "
+                                f"limit DISCO_AGGREGATION_TIME_LIMIT of {HARD_TIME_LIMIT} s, plus a re-delivery); "
+                                "its worker was stopped and nothing was written. The next round starts again from "
+                                "the current version.")
 
 
 @shared_task

@@ -103,6 +103,8 @@ def run_config(params: int, participants: int, rounds: int) -> dict:
     import psutil
     import redis
 
+    from disco_site.limits import daphne_ws_args
+
     redis.Redis.from_url(REDIS_URL).flushdb()
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
@@ -114,9 +116,8 @@ def run_config(params: int, participants: int, rounds: int) -> dict:
                        check=True, capture_output=True)
         port = 18000 + participants
         url = f"http://127.0.0.1:{port}"
-        size = str(1 << 30)
         daphne = subprocess.Popen([str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                                   "--websocket-max-message-size", size, "--websocket-max-frame-size", size,
+                                   *daphne_ws_args(env),
                                    "disco_site.asgi:application"], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         worker_log = workdir / "worker.log"

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+
+from disco_site.limits import ws_max_message_bytes
+from disco_site.secret_key import load_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,10 +34,10 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DEBUG = _env_bool("DEBUG", True)
-_DEV_SECRET = "django-insecure-disco-local-development-key-do-not-use-in-production"
-SECRET_KEY = _env("SECRET_KEY", _DEV_SECRET if DEBUG else "")
-if not SECRET_KEY:
-    raise RuntimeError("SECRET_KEY must be set when DEBUG is off (see README, 'Deploying').")
+# No built-in key: SECRET_KEY, else DISCO_SECRET_KEY_FILE (default .secret_key, generated on first use
+# only with DEBUG on). With DEBUG off and neither, the platform refuses to start (disco_site.secret_key).
+SECRET_KEY = load_secret_key(env_key=_env("SECRET_KEY"), key_file=_env("DISCO_SECRET_KEY_FILE"),
+                             default_file=BASE_DIR / ".secret_key", debug=DEBUG)
 
 ALLOWED_HOSTS = [h.strip() for h in _env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
@@ -50,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "channels",
+    "axes",
     "tasks.apps.TasksConfig",
     "aggregation.apps.AggregationConfig",
     "accounts.apps.AccountsConfig",
@@ -66,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused log-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Sent by SecurityMiddleware on every response (Django's defaults, stated here on purpose); the
@@ -145,6 +152,33 @@ MEDIA_URL = "media/"
 # that storing one is a rename rather than a copy.
 FILE_UPLOAD_TEMP_DIR = _env("FILE_UPLOAD_TEMP_DIR", str(MEDIA_ROOT / ".incoming"))
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+# The first handler counts every file's bytes and stops an upload past DISCO_MAX_MODEL_BYTES while it
+# streams (tasks.upload_limit); the others are Django's defaults.
+FILE_UPLOAD_HANDLERS = [
+    "tasks.upload_limit.ModelUploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
+# --- Limits on log-in, sign-up, API tokens and task creation (counted in the cache below) --
+# django-axes refuses a username from one address after DISCO_LOGIN_FAILURE_LIMIT wrong passwords,
+# for DISCO_LOGIN_COOLOFF_MINUTES. Its backend comes first and only counts; ModelBackend logs in.
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = int(_env("DISCO_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(_env("DISCO_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "disco_site.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_VERBOSE = False
+# New accounts per client address, and DRF's scoped rates ("count/second|minute|hour|day").
+DISCO_SIGNUP_RATE = _env("DISCO_SIGNUP_RATE", "5/hour")
+DISCO_API_AUTH_RATE = _env("DISCO_API_AUTH_RATE", "10/minute")
+DISCO_TASK_CREATE_RATE = _env("DISCO_TASK_CREATE_RATE", "20/hour")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tasks:mine"
@@ -153,7 +187,7 @@ LOGOUT_REDIRECT_URL = "home"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "disco_site.throttling.ThrottledTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -161,6 +195,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "tasks.api.exception_handler",
+    # "auth": token requests and wrong tokens per address; "task_create": new tasks per user.
+    "DEFAULT_THROTTLE_RATES": {"auth": DISCO_API_AUTH_RATE, "task_create": DISCO_TASK_CREATE_RATE},
 }
 
 # --- Redis: channel layer and Celery broker -------------------------------------------
@@ -175,6 +211,17 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds the limits' counters: one process's memory when embedded, Redis (shared by every
+# web process) otherwise.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "disco"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "disco"}}
+    # axes.W001 warns that a per-process cache cannot share counters between processes; embedded mode
+    # runs one web process, so it does not need to.
+    SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 # Embedded mode has no broker: disco_site.jobs runs queued tasks on a thread of this process.
@@ -185,6 +232,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task a worker took but never acknowledged (the worker died) goes back to the queue after this.
 # Aggregation is idempotent, so a generous re-delivery of a slow but alive task costs time, not correctness.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("DISCO_BROKER_VISIBILITY_TIMEOUT", "120"))}
+# Aggregation runs at most this long: past the soft limit the round fails with a reason and nothing is
+# written; at the hard limit a prefork worker kills the task. Soft must be below hard.
+DISCO_AGGREGATION_SOFT_TIME_LIMIT = int(_env("DISCO_AGGREGATION_SOFT_TIME_LIMIT", "300"))
+DISCO_AGGREGATION_TIME_LIMIT = int(_env("DISCO_AGGREGATION_TIME_LIMIT", "360"))
+if not 0 < DISCO_AGGREGATION_SOFT_TIME_LIMIT < DISCO_AGGREGATION_TIME_LIMIT:
+    raise ValueError(f"DISCO_AGGREGATION_SOFT_TIME_LIMIT ({DISCO_AGGREGATION_SOFT_TIME_LIMIT} s) must be above 0 and "
+                     f"below DISCO_AGGREGATION_TIME_LIMIT ({DISCO_AGGREGATION_TIME_LIMIT} s), so that a slow "
+                     "aggregation can fail cleanly before its worker is killed.")
 # A conversion job waits for its isolated process (DISCO_CONVERSION_TIMEOUT) and then stores the
 # result: the soft limit leaves it time to record a failure, the hard limit ends a stuck worker child.
 CELERY_TASK_ANNOTATIONS = {
@@ -202,6 +257,15 @@ CELERY_TASK_ROUTES = {
 DISCO_TASK_PROVIDERS: list[str] = [p.strip() for p in _env("DISCO_TASK_PROVIDERS").split(",") if p.strip()]
 # The largest model (all files together) the platform stores or exchanges, in bytes.
 DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)))
+# Unfinished federated updates (announced, parts still arriving) of one task spool at most this many
+# bytes in each web process; an announcement over it is refused and the client asked to retry.
+DISCO_MAX_SPOOLED_BYTES_PER_TASK = int(_env("DISCO_MAX_SPOOLED_BYTES_PER_TASK", str(1024 * 1024 * 1024)))
+# Stored updates of finished federated rounds are deleted once the next version is committed,
+# except those of this many most recent finished rounds (kept for audit; 0 keeps none).
+DISCO_KEEP_CONTRIBUTION_ROUNDS = int(_env("DISCO_KEEP_CONTRIBUTION_ROUNDS", "2"))
+# The largest WebSocket message daphne accepts (its --websocket-max-message-size/-frame-size, set
+# from this by `make run`): one update part of 1 MiB plus header room; updates go in parts.
+DISCO_WS_MAX_MESSAGE_BYTES = ws_max_message_bytes()
 # Uploaded Keras files are converted in a separate, confined process (tasks.isolated_conversion)
 # with these limits: CPU seconds, memory (address space) in MiB, wall-clock seconds.
 DISCO_CONVERSION_CPU_SECONDS = int(_env("DISCO_CONVERSION_CPU_SECONDS", "300"))

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from accounts.api import TokenView
 from tasks import views as task_views
 from tasks.api import TaskViewSet
 
@@ -11,6 +12,7 @@ router.register("tasks", TaskViewSet, basename="task")
 urlpatterns = [
     path("", task_views.home, name="home"),
     path("tasks/", include("tasks.urls")),
+    path("api/token/", TokenView.as_view(), name="api-token"),
     path("api/", include(router.urls)),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),

@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from rest_framework import mixins, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, Throttled
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -24,18 +24,27 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from aggregation.accountant import DEFAULT_DELTA, privacy_spent
+from disco_site.throttling import TaskCreationThrottle, ThrottledTokenAuthentication
 
 from .contributor_views import job_as_json
-from .creation import can_edit, create_task, max_model_bytes, too_large_message, update_task
+from .creation import (
+    can_edit,
+    create_task,
+    max_model_bytes,
+    too_large_message,
+    too_many_tasks_message,
+    update_task,
+)
 from .models import Task
 from .serializers import DiscoTaskError, ModelVersionSerializer, TaskSerializer, task_values_from_disco
+from .upload_limit import refused_upload
 
 _TRUE = {"1", "true", "yes", "on"}
 
 
 class _BadInputError(Exception):
-    def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
+    def __init__(self, errors: dict[str, list[str]], status_code: int = status.HTTP_400_BAD_REQUEST):
+        self.errors, self.status_code = errors, status_code
 
 
 def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, bytes], bool]:
@@ -44,7 +53,10 @@ def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, bytes], boo
     Multipart: a ``task`` part with the task JSON (as GET returns it), ``model`` parts with
     the files, and optionally ``random_init=true``. JSON: the task itself as the body.
     """
-    data = request.data
+    data = request.data  # parsing runs the upload handlers, which may have stopped the upload
+    refused = refused_upload(request)
+    if refused:
+        raise _BadInputError({"model": [refused]}, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if request.content_type.startswith("application/json"):
         raw = dict(data) if isinstance(data, dict) else data
         random_init = False
@@ -95,8 +107,12 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     serializer_class = TaskSerializer
     lookup_value_regex = "[^/]+"
     # Token first, so that an anonymous write answers 401 with a WWW-Authenticate header.
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ThrottledTokenAuthentication, SessionAuthentication]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    throttle_classes = [TaskCreationThrottle]  # counts POST only; the creation form shares the counter
+
+    def throttled(self, request: Request, wait: float | None) -> Any:
+        raise Throttled(wait, detail=too_many_tasks_message(wait))
 
     def get_permissions(self):
         if self.action in ("create", "update", "partial_update"):
@@ -124,7 +140,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             values, files, random_init = _task_input(request)
             result = create_task(request.user, values, files, allow_random_init=random_init)
         except _BadInputError as exc:
-            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+            return Response(exc.errors, status=exc.status_code)
         except ValidationError as exc:
             return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
         return self._respond(result, status.HTTP_201_CREATED)
@@ -137,7 +153,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             values, files, random_init = _task_input(request)
             result = update_task(task, request.user, values, files or None, allow_random_init=random_init)
         except _BadInputError as exc:
-            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+            return Response(exc.errors, status=exc.status_code)
         except ValidationError as exc:
             return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
         return self._respond(result, status.HTTP_200_OK)

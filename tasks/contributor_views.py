@@ -10,13 +10,25 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.utils import ErrorDict
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_safe
 
-from .creation import CreationResult, can_edit, check_task, create_task, max_model_bytes, update_task
-from .forms import TaskForm
+from disco_site.throttling import TaskCreationThrottle
+
+from .creation import (
+    CreationResult,
+    can_edit,
+    check_task,
+    create_task,
+    max_model_bytes,
+    too_many_tasks_message,
+    update_task,
+)
+from .forms import TaskForm, initial_from_task
 from .models import ConversionJob, Task
+from .upload_limit import refused_upload
 
 
 def _editable_task(request: HttpRequest, task_id: str) -> Task:
@@ -70,20 +82,41 @@ def _announce(request: HttpRequest, result: CreationResult, created: bool) -> No
     messages.add_message(request, level, f"Task '{task.title}' {what}. {model}{review}".strip())
 
 
-def _render_form(request: HttpRequest, form: TaskForm, task: Task | None) -> HttpResponse:
+def _render_form(request: HttpRequest, form: TaskForm, task: Task | None, status: int = 200) -> HttpResponse:
     return render(request, "tasks/task_form.html", {
         "form": form, "task": task,
         # Browsers never re-send files after an error: say so next to the file input.
         "reselect_files": request.method == "POST" and bool(request.FILES.getlist("model_files")),
         "max_model_bytes": max_model_bytes(),
-    })
+    }, status=status)
+
+
+def _upload_refusal(request: HttpRequest) -> str | None:
+    request.FILES  # noqa: B018 - parse the body now: the upload handlers decide while it streams
+    return refused_upload(request)
+
+
+def _refused_upload_form(request: HttpRequest, message: str, task: Task | None) -> HttpResponse:
+    """The form again, with what was typed before the files and the upload's refusal under the file input."""
+    initial = {**(initial_from_task(task) if task else {}), **request.POST.dict()}
+    form = TaskForm(initial=initial, task=task)
+    form._errors, form.cleaned_data = ErrorDict(), {}  # not validated: the other fields were not all read
+    form.add_error("model_files", message)
+    return _render_form(request, form, task, status=413)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def create_task_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and (refused := _upload_refusal(request)):
+        return _refused_upload_form(request, refused, None)
     form = TaskForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
+        throttle = TaskCreationThrottle()
+        if not throttle.allow_request(request, None):
+            form.is_valid()  # keep what was typed, and show the refusal above the form
+            form.add_error(None, too_many_tasks_message(throttle.wait()))
+            return _render_form(request, form, None, status=429)
         result = _save(request, form, None)
         if result is not None:
             _announce(request, result, created=True)
@@ -95,6 +128,8 @@ def create_task_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def edit_task_view(request: HttpRequest, task_id: str) -> HttpResponse:
     task = _editable_task(request, task_id)
+    if request.method == "POST" and (refused := _upload_refusal(request)):
+        return _refused_upload_form(request, refused, task)
     form = TaskForm(request.POST or None, request.FILES or None, task=task)
     if request.method == "POST":
         result = _save(request, form, task)

@@ -63,6 +63,14 @@ def max_model_bytes() -> int:
     return int(settings.DISCO_MAX_MODEL_BYTES)
 
 
+def too_many_tasks_message(wait: float | None) -> str:
+    from disco_site.throttling import TaskCreationThrottle, describe_rate, describe_wait
+
+    rate = TaskCreationThrottle().get_rate()
+    return (f"You have created too many tasks recently (limit {describe_rate(rate)}, setting "
+            f"DISCO_TASK_CREATE_RATE). Nothing was created: try again in {describe_wait(wait or 60)}.")
+
+
 def too_large_message(total: int) -> str:
     limit = max_model_bytes()
     return (f"The model files add up to {total / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB "

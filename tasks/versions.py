@@ -8,8 +8,10 @@ before is touched.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import uuid
 
 from django.core.files.base import ContentFile
@@ -107,6 +109,52 @@ def set_current_version(task: Task, number: int) -> ModelVersion:
         locked.save(update_fields=["current_version", "updated_at"])
     task.current_version = version
     return version
+
+
+def protected_version_ids(task: Task) -> set[int]:
+    """Versions that must never be deleted: the current one, the newest (numbers are never reused,
+    and version URLs are cached as immutable), and the base of an open or aggregating round."""
+    from aggregation.models import Round
+
+    ids = {task.current_version_id}
+    newest = task.versions.order_by("-number").values_list("pk", flat=True).first()
+    ids.add(newest)
+    ids.update(Round.objects.filter(task=task, status__in=[Round.Status.OPEN, Round.Status.AGGREGATING])
+               .values_list("base_version_id", flat=True))
+    return {i for i in ids if i is not None}
+
+
+def prunable_versions(task: Task, keep: int) -> list[ModelVersion]:
+    """The task's versions that ``delete_versions`` would delete when keeping the newest ``keep``, oldest first."""
+    if keep < 1:
+        raise VersionError("Keep at least the newest version (keep >= 1): version numbers are never reused.")
+    kept = set(task.versions.order_by("-number").values_list("pk", flat=True)[:keep]) | protected_version_ids(task)
+    return list(task.versions.exclude(pk__in=kept).order_by("number"))
+
+
+def delete_versions(task: Task, keep: int) -> list[ModelVersion]:
+    """Delete the task's versions but the newest ``keep`` and the protected ones: rows, then their files.
+
+    Checked again under the task's lock, so a round or a new current version that appeared meanwhile
+    is respected. What points at a deleted version is cleared, not deleted: a finished round's base
+    or result, a conversion job's result, a child version's parent. The files are removed after the
+    commit; a run cut short leaves files without a row at worst, never a row without its files.
+    """
+    with transaction.atomic():
+        locked = Task.objects.select_for_update().get(pk=task.pk)
+        doomed = prunable_versions(locked, keep)
+        folders = [v.storage_dir for v in doomed]
+        paths = [v.storage_path(name) for v in doomed for name in v.file_names()]
+        ModelVersion.objects.filter(pk__in=[v.pk for v in doomed]).delete()
+        transaction.on_commit(lambda: _delete_folders(paths, folders))
+    return doomed
+
+
+def _delete_folders(paths: list[str], folders: list[str]) -> None:
+    delete_files(paths)
+    for folder in folders:
+        with contextlib.suppress(NotImplementedError, OSError):  # storages without folders have none to remove
+            os.rmdir(default_storage.path(folder))
 
 
 def read_file(version: ModelVersion, name: str) -> bytes:

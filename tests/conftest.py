@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,16 @@ def snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` with its digest, to show that nothing changed."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def fresh_limit_counters(settings):
+    """Every test starts with no counted log-ins, sign-ups or API calls: a private in-memory cache
+    (never the shared Redis one, whose clear() would flush the database other processes use)."""
+    from axes.handlers.proxy import AxesProxyHandler
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": f"disco-test-{uuid.uuid4().hex}"}}
+    AxesProxyHandler.get_implementation(force=True)
+    yield
+    AxesProxyHandler.implementation = None

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from disco_site.limits import daphne_ws_args
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking", "--disable-component-update",
@@ -48,7 +50,7 @@ def daphne(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[
     port = port or free_port()
     with open(log, "a") as out:
         proc = subprocess.Popen([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                                 "disco_site.asgi:application"], cwd=ROOT, env=env, stdout=out,
+                                 *daphne_ws_args(env), "disco_site.asgi:application"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -47,3 +47,52 @@ def test_log_out_needs_the_csrf_token():
     client.login(username="dana", password="a-Long-pass-phrase-9")
     assert client.post("/accounts/logout/").status_code == 403
     assert client.post("/accounts/signup/", {"username": "x"}).status_code == 403
+
+
+def test_wrong_passwords_lock_the_username_out_from_that_address(client, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    get_user_model().objects.create_user("dana", password="a-Long-pass-phrase-9")
+    for _ in range(2):
+        response = client.post("/accounts/login/", {"username": "dana", "password": "guess"})
+        assert response.status_code == 200 and "Please enter a correct username and password" in \
+            response.content.decode()
+    locked = client.post("/accounts/login/", {"username": "dana", "password": "guess"})
+    assert locked.status_code == 429
+    html = locked.content.decode()
+    assert "Too many failed log-ins for this username from your address (3 in a row)" in html
+    assert "blocked for 15 minutes" in html
+    # Now even the right password is refused from this address, and no session is opened.
+    right = client.post("/accounts/login/", {"username": "dana", "password": "a-Long-pass-phrase-9"})
+    assert right.status_code == 429 and "_auth_user_id" not in client.session
+    # The same username from another address is not locked out.
+    other = Client(REMOTE_ADDR="203.0.113.9")
+    assert other.post("/accounts/login/", {"username": "dana", "password": "a-Long-pass-phrase-9"}).status_code == 302
+
+
+def test_a_good_log_in_resets_the_count(client, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    get_user_model().objects.create_user("dana", password="a-Long-pass-phrase-9")
+    for _ in range(5):
+        client.post("/accounts/login/", {"username": "dana", "password": "guess"})
+        client.post("/accounts/login/", {"username": "dana", "password": "guess"})
+        assert client.post("/accounts/login/", {"username": "dana", "password": "a-Long-pass-phrase-9"}
+                           ).status_code == 302
+        client.post("/accounts/logout/")
+
+
+def test_sign_ups_are_limited_per_address(client, settings):
+    settings.DISCO_SIGNUP_RATE = "3/hour"
+    for n in range(3):
+        response = client.post("/accounts/signup/", {"username": f"bot{n}", "password1": "a-Long-pass-phrase-9",
+                                                     "password2": "a-Long-pass-phrase-9"})
+        assert response.status_code == 302
+        client.post("/accounts/logout/")
+    refused = client.post("/accounts/signup/", {"username": "bot3", "password1": "a-Long-pass-phrase-9",
+                                                "password2": "a-Long-pass-phrase-9"})
+    assert refused.status_code == 429
+    html = refused.content.decode()
+    assert "Too many sign-ups from your address (limit 3 per hour). No account was created" in html
+    assert get_user_model().objects.count() == 3 and not get_user_model().objects.filter(username="bot3").exists()
+    other = Client(REMOTE_ADDR="203.0.113.9")
+    assert other.post("/accounts/signup/", {"username": "human", "password1": "a-Long-pass-phrase-9",
+                                            "password2": "a-Long-pass-phrase-9"}).status_code == 302

@@ -252,3 +252,44 @@ async def test_a_new_announcement_or_leaving_discards_an_unfinished_update(fed_t
     assert len(list(spool.iterdir())) == 1
     await ws.disconnect()
     assert list(spool.iterdir()) == []
+
+
+async def test_an_announcement_larger_than_the_model_is_refused(fed_task, spool):
+    ws = await connect()
+    await receive(ws, "welcome")
+    frame = update_frame(fed_task, fill=0.5)
+    await ws.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame) + 100_000}))
+    error = await receive(ws, "error")
+    assert error["code"] == "bad_update" and "over this task's limit" in error["reason"]
+    assert "the round's model as float32 weights plus a header" in error["reason"]
+    assert list(spool.iterdir()) == []
+    await ws.disconnect()
+
+
+async def test_a_tasks_unfinished_updates_are_bounded_and_released(fed_task, spool, settings):
+    from aggregation.incoming import SPOOL_BUDGET
+
+    frame = update_frame(fed_task, fill=0.5)
+    settings.DISCO_MAX_SPOOLED_BYTES_PER_TASK = len(frame) * 3 // 2
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    await a.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame)}))
+    await a.send_to(bytes_data=frame[:100])  # a's update is in flight and holds its announced size
+    await b.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame)}))
+    for start in range(0, len(frame), 64):  # b sends its parts anyway: they are dropped, not spooled
+        await b.send_to(bytes_data=frame[start:start + 64])
+    error = await receive(b, "error")
+    assert error["code"] == "spool_full"
+    assert "would pass the limit" in error["reason"] and "DISCO_MAX_SPOOLED_BYTES_PER_TASK" in error["reason"]
+    assert "announce your update again" in error["reason"]
+    await b.send_to(text_data=json.dumps({"type": "status"}))
+    while (reply := json.loads(await b.receive_from()))["type"] != "status":
+        assert reply["type"] == "participants", reply  # no reply per dropped part
+    assert len(list(spool.iterdir())) == 1  # only a's file
+    await a.disconnect()  # a leaves: its file is removed and its bytes released
+    assert list(spool.iterdir()) == [] and SPOOL_BUDGET.reserved("fed") == 0
+    await send_in_parts(b, frame)
+    assert (await receive(b, "accepted"))["round"] == 1
+    assert list(spool.iterdir()) == [] and SPOOL_BUDGET.reserved("fed") == 0
+    await b.disconnect()

@@ -41,3 +41,15 @@ test('parts are 1 MiB by default, as the Python client sends them', () => {
   sendUpdate(ws, frame(PART_BYTES + 1));
   assert.deepEqual(ws.sent.map((p) => p.length ?? p.type), ['update_begin', PART_BYTES, 1]);
 });
+
+test("every message fits daphne's limit (DISCO_WS_MAX_MESSAGE_BYTES, 1 MiB + 64 KiB by default)", () => {
+  const limit = 1048576 + 65536;
+  for (const n of [10, PART_BYTES, PART_BYTES + 1, 3 * PART_BYTES + 12345]) {
+    const ws = recorder();
+    sendUpdate(ws, frame(n));
+    for (const message of ws.sent) {
+      const size = message.length ?? JSON.stringify(message).length;
+      assert.ok(size <= limit, `a ${size}-byte message for a ${n}-byte update`);
+    }
+  }
+});

@@ -269,8 +269,8 @@ def test_image_size_and_channels_mismatches_are_named(conv_artifacts):
 
 def test_wrong_output_units_say_expected_and_found(conv_artifacts, dense_artifacts):
     (problem,) = check_model_fits_task(conv_artifacts, {**IMAGE, "labels": ["a", "b", "c"]})
-    assert re.fullmatch(r"The model's output \(layer 'activation(_\d+)?', shape \[None, 2\]\) has 2 units, but the task "
-                        r"has 3 labels \(a, b, c\): it needs 3 units\.", problem)
+    assert re.fullmatch(r"The model's output \(layer 'activation(_\d+)?', shape \[None, 2\]\) has 2 units, but the "
+                        r"task has 3 labels \(a, b, c\): it needs 3 units\.", problem)
     (problem,) = check_model_fits_task(dense_artifacts, {"data_type": "tabular", "input_columns": list("abcd"),
                                                          "labels": ["no", "yes"]})
     assert "has 3 units, but the task has 2 labels (no, yes): it needs 2 units (or 1 unit with a sigmoid" in problem
