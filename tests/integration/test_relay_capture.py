@@ -106,6 +106,11 @@ class RecordingDoor:
 
 
 async def _secure_rounds_behind(door: RecordingDoor, url: str, rounds: int, private_keys: list):
+    """Three Python peers train ``rounds`` secure rounds, their WebSockets through ``door``.
+
+    Their HTTP still goes straight to daphne. Each private key a peer makes is appended to
+    ``private_keys``, only so the test can show the captured payloads are the ones the peers opened.
+    """
     port = url.rsplit(":", 1)[1]
 
     def via_door(address, **kwargs):
