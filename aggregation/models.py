@@ -131,6 +131,9 @@ class PeerTurn(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
     received = models.JSONField(null=True, blank=True, help_text="The peers whose updates it reported holding.")
+    public_key = models.CharField(max_length=100, blank=True, default="",
+                                  help_text="The peer's ephemeral ECDH P-256 public key for this round (base64; "
+                                            "public, forwarded with the peer list).")
 
     class Meta:
         ordering = ["round", "participant_id"]

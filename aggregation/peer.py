@@ -16,7 +16,13 @@ then either
 
 A peer missing the round's deadline is left out of the mean; in secure aggregation its
 shares cannot be recovered, so the round's result is the local weights, with the reason in
-``PeerRoundResult.fell_back``. Nothing waits forever::
+``PeerRoundResult.fell_back``. Nothing waits forever.
+
+Every payload is sealed end to end (``aggregation.peer_crypto``): the peer makes a fresh ECDH
+P-256 key pair each round, sends the public key with ``ready``, gets the round's keys with
+the ``peers`` list, and seals what it sends each peer with AES-GCM under their pairwise key.
+The relay carries only ciphertext, in parts of at most 1 MiB (``aggregation.relay``). A
+payload that fails authentication is refused like a missing one::
 
     client = DecentralizedClient("http://127.0.0.1:8000", "mnist")
     results = asyncio.run(client.run(x, y, rounds=3))
@@ -26,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,9 +42,9 @@ import numpy as np
 
 from . import secure
 from .codec import CodecError, TensorSpec, decode_weights, encode_weights
+from .peer_crypto import PeerCryptoError, RoundKeys, encode_public_key, generate_private_key
+from .relay import RELAY_SLACK, RelayError, RelayReassembler, decode_relay_frame, split_relay
 from .remote import ParticipantError, TaskServerClient
-
-RELAY_SLACK = 64 * 1024
 
 
 @dataclass
@@ -80,11 +85,15 @@ class DecentralizedClient(TaskServerClient):
     welcome: dict[str, Any] = field(default_factory=dict)
     last_update: np.ndarray | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # payloads refused (not authentic, malformed), with why
     _inbox: dict[tuple[int, str, str], bytes] = field(default_factory=dict)
     _peers: dict[int, dict[str, Any]] = field(default_factory=dict)
     _closed: dict[int, dict[str, Any]] = field(default_factory=dict)
     _agreed: dict[int, list[str]] = field(default_factory=dict)
     _left: set[tuple[int, str]] = field(default_factory=set)
+    _keys: dict[int, RoundKeys] = field(default_factory=dict)
+    _private: dict[int, Any] = field(default_factory=dict)
+    _parts: RelayReassembler = field(default_factory=lambda: RelayReassembler(max_bytes=256 * 1024 * 1024))
 
     async def connect(self) -> dict[str, Any]:
         self.welcome = await super().connect()
@@ -94,19 +103,47 @@ class DecentralizedClient(TaskServerClient):
     async def send_json(self, message: dict[str, Any]) -> None:
         await self._ws.send(json.dumps(message))
 
-    async def send_relay(self, to: str, round_number: int, kind: str, payload: bytes) -> None:
-        raw = json.dumps({"to": to, "round": round_number, "kind": kind}).encode()
-        await self._ws.send(struct.pack("<I", len(raw)) + raw + payload)
+    async def send_relay(self, to: str, round_number: int, kind: str, payload: bytes) -> bool:
+        """Seal ``payload`` for ``to`` and send it through the relay in parts; False when it cannot be sealed."""
+        try:
+            sealed = self._keys[round_number].seal(to, kind, payload)
+        except (KeyError, PeerCryptoError) as exc:
+            self.log(f"sent nothing to peer {to[:8]}: {exc}")
+            return False
+        for frame in split_relay({"to": to, "round": round_number, "kind": kind}, sealed):
+            await self._ws.send(frame)
+        return True
+
+    async def announce_ready(self, round_number: int) -> None:
+        """Say ``ready`` with a fresh ECDH public key for the round (its private half never leaves this peer)."""
+        private = self._private[round_number] = generate_private_key()
+        await self.send_json({"type": "ready", "round": round_number, "publicKey": encode_public_key(private)})
+
+    def _open(self, round_number: int, kind: str, peer: str) -> bytes | None:
+        """The plaintext of ``peer``'s ``kind`` payload, or None (with the reason logged) when it is not authentic."""
+        try:
+            return self._keys[round_number].open(peer, kind, self._inbox[(round_number, kind, peer)])
+        except PeerCryptoError as exc:
+            self.refused.append(f"{kind} from {peer[:8]}: {exc}")
+            self.log(f"refused peer {peer[:8]}'s {kind}: {exc}")
+            return None
 
     def _take(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "binary":
-            frame = event["data"]
-            (n,) = struct.unpack_from("<I", frame)
-            header = json.loads(frame[4:4 + n])
-            self._inbox[(header["round"], header["kind"], header["from"])] = frame[4 + n:]
+            try:
+                whole = self._parts.push(*decode_relay_frame(event["data"]))
+            except RelayError as exc:
+                self.log(f"refused a relayed frame: {exc}")
+                return
+            if whole is not None:
+                self._inbox[whole[0][1], whole[0][2], whole[0][0]] = whole[1]
         elif kind == "peers":
             self._peers[event["round"]] = event
+            private = self._private.pop(event["round"], None)
+            if private is not None:
+                self._keys[event["round"]] = RoundKeys(self.task_id, event["round"], self.participant_id, private,
+                                                       dict(event.get("publicKeys") or {}))
         elif kind == "round_closed":
             self._closed[event["round"]] = event
         elif kind == "agreed":
@@ -145,7 +182,8 @@ class DecentralizedClient(TaskServerClient):
         """Aggregate this peer's weights with the round's other peers; never waits past the round's deadline."""
         vector = np.concatenate([np.asarray(t, np.float32).ravel() for _, t in tensors])
         self.last_update = vector
-        await self.send_json({"type": "ready", "round": round_number})
+        self._parts.max_bytes = 8 * vector.size + RELAY_SLACK
+        await self.announce_ready(round_number)
         if not await self._wait_for(lambda: round_number in self._peers, time.monotonic() + self.peers_timeout):
             reason = f" (last error: {self.errors[-1]['reason']})" if self.errors else ""
             raise ParticipantError(f"No peer list for round {round_number} within {self.peers_timeout:.0f} s{reason}.")
@@ -173,6 +211,9 @@ class DecentralizedClient(TaskServerClient):
             del self._inbox[key]
         for number in [n for n in self._agreed if n <= round_number]:
             del self._agreed[number]
+        for number in [n for n in self._keys if n <= round_number]:
+            del self._keys[number]  # the round's keys are forgotten with it
+        self._parts.discard_round(round_number)
         return ExchangeResult(result, peers, contributors, fell_back, next_round)
 
     async def _mean(self, tensors, vector, samples, round_number, others, specs, deadline):
@@ -182,8 +223,11 @@ class DecentralizedClient(TaskServerClient):
         updates = {self.participant_id: (vector, samples)}
         limit = len(frame) + RELAY_SLACK
         for peer in received:
+            plain = self._open(round_number, "update", peer)
+            if plain is None:
+                continue
             try:
-                message = decode_weights(self._inbox[(round_number, "update", peer)], max_bytes=limit, expected=specs)
+                message = decode_weights(plain, max_bytes=limit, expected=specs)
                 count = message.header.get("samples")
                 if message.header.get("round") != round_number or not isinstance(count, int) or count < 1:
                     raise CodecError("wrong round or sample count")
@@ -216,6 +260,11 @@ class DecentralizedClient(TaskServerClient):
 
     async def _secure(self, vector, round_number, peers, deadline):
         me, n = self.participant_id, len(peers)
+        keys = self._keys.get(round_number)
+        keyless = [p for p in peers if p != me and (keys is None or p not in keys.public_keys)]
+        if keyless:
+            return vector, [me], (f"secure aggregation: {', '.join(p[:8] for p in keyless)} announced no public key, "
+                                  "so shares cannot be sent privately; kept the local weights")
         bound = float(self.welcome.get("maxShareValue") or 100.0)
         scale = secure.fixed_point_scale(bound, n)
         shares = secure.make_shares(secure.encode_fixed(vector, bound, scale), n)
@@ -225,18 +274,37 @@ class DecentralizedClient(TaskServerClient):
         if len(await self._collect(round_number, "share", others, deadline)) < len(others):
             missing = ", ".join(p[:8] for p in self._missing(round_number, "share", others)) or "a peer that left"
             return vector, [me], f"secure aggregation: no share from {missing} in time; kept the local weights"
-        held = [shares[peers.index(me)], *(self._u32(round_number, "share", p, vector.size) for p in others)]
+        held = [shares[peers.index(me)]]
+        for p in others:
+            share = self._u32(round_number, "share", p, vector.size)
+            if share is None:
+                return vector, [me], (f"secure aggregation: peer {p[:8]}'s share was refused ({self.refused[-1]}); "
+                                      "kept the local weights")
+            held.append(share)
         partial = secure.add_shares(held)
         frame = secure.encode_u32_frame({"type": "partial", "round": round_number}, partial)
         await asyncio.gather(*(self.send_relay(p, round_number, "partial", frame) for p in others))
         if len(await self._collect(round_number, "partial", others, deadline)) < len(others):
             return vector, [me], ("secure aggregation: a peer's partial sum did not arrive in time; kept the local "
                                   "weights")
-        total = secure.add_shares([partial, *(self._u32(round_number, "partial", p, vector.size) for p in others)])
-        return secure.decode_mean(total, scale, n), sorted(peers), None
+        partials = [partial]
+        for p in others:
+            value = self._u32(round_number, "partial", p, vector.size)
+            if value is None:
+                return vector, [me], (f"secure aggregation: peer {p[:8]}'s partial sum was refused "
+                                      f"({self.refused[-1]}); kept the local weights")
+            partials.append(value)
+        return secure.decode_mean(secure.add_shares(partials), scale, n), sorted(peers), None
 
-    def _u32(self, round_number: int, kind: str, peer: str, size: int) -> np.ndarray:
-        _, values = secure.decode_u32_frame(self._inbox[(round_number, kind, peer)], expected_size=size)
+    def _u32(self, round_number: int, kind: str, peer: str, size: int) -> np.ndarray | None:
+        plain = self._open(round_number, kind, peer)
+        if plain is None:
+            return None
+        try:
+            _, values = secure.decode_u32_frame(plain, expected_size=size)
+        except CodecError as exc:
+            self.refused.append(f"{kind} from {peer[:8]}: {exc}")
+            return None
         return values
 
     # --- training loop -----------------------------------------------------------------------

@@ -37,6 +37,7 @@ from tasks.models import Task
 
 from . import rounds
 from .models import Participant, PeerRound, PeerTurn
+from .peer_crypto import PeerCryptoError, decode_public_key
 
 
 class PeerRoundError(ValueError):
@@ -120,9 +121,19 @@ def broadcast_participants(task: Task) -> None:
     _notify_on_commit(task.pk, _participants_event(task))
 
 
-def ready(participant: Participant, number: Any) -> PeerRound:
-    """``participant`` is ready for round ``number``; starts the round if that meets its quorum."""
+def ready(participant: Participant, number: Any, public_key: Any = None) -> PeerRound:
+    """``participant`` is ready for round ``number``; starts the round if that meets its quorum.
+
+    ``public_key`` is the peer's ephemeral ECDH key for the round (``peer_crypto``), handed to the
+    round's peers with their list; it is public, so keeping it reveals nothing.
+    """
     task = participant.task
+    if public_key is not None:
+        try:
+            decode_public_key(public_key)
+        except PeerCryptoError as exc:
+            raise PeerRoundError("bad_public_key", f"{exc} Send the round's key as \"publicKey\" in 'ready'.") \
+                from None
     rnd = open_round(task)
     if not isinstance(number, int) or isinstance(number, bool) or number != rnd.number:
         raise PeerRoundError("wrong_round", f"Round {number!r} is not open for peers to join; the open round is "
@@ -132,7 +143,11 @@ def ready(participant: Participant, number: Any) -> PeerRound:
         if locked.status != PeerRound.Status.OPEN:
             raise PeerRoundError("wrong_round", f"Round {locked.number} started while you announced yourself; "
                                                 f"send ready for round {locked.number + 1}.")
-        _, created = PeerTurn.objects.get_or_create(round=locked, participant=participant)
+        turn, created = PeerTurn.objects.get_or_create(round=locked, participant=participant,
+                                                       defaults={"public_key": public_key or ""})
+        if not created and public_key is not None and turn.public_key != public_key:
+            turn.public_key = public_key
+            turn.save(update_fields=["public_key"])
         if created and locked.ready_deadline is None:
             locked.ready_deadline = timezone.now() + timedelta(seconds=deadline_seconds(task))
             locked.save(update_fields=["ready_deadline"])
@@ -164,8 +179,9 @@ def maybe_start(round_id: int, *, now: datetime | None = None) -> bool:
         PeerTurn.objects.filter(pk__in=[t.pk for t in ready_turns]).update(selected=True)
         PeerRound.objects.create(task=task, number=rnd.number + 1)
         peers = sorted(str(pk) for pk in ready_ids)
+        keys = {str(t.participant_id): t.public_key for t in ready_turns if t.public_key}
         _notify_on_commit(task.pk, {"type": "peers.started", "round": rnd.number, "peers": peers,
-                                    "deadline": rnd.exchange_deadline.isoformat()})
+                                    "deadline": rnd.exchange_deadline.isoformat(), "public_keys": keys})
         broadcast_participants(task)
     return True
 

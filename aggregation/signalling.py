@@ -3,10 +3,15 @@
 It introduces peers and passes messages between them; it never decodes a model or an
 update. Text frames are JSON control messages (``ready``, ``signal``, ``done``,
 ``status``); binary frames are relayed to one peer of the same round, the header
-rewritten from ``{"to", "round", "kind"}`` to ``{"from", "round", "kind"}`` and the
-payload forwarded byte for byte::
+rewritten from ``{"to", "round", "kind", "part", "parts"}`` to ``{"from", "round",
+"kind", "part", "parts"}`` and the payload forwarded byte for byte (``aggregation.relay``)::
 
     u32 little-endian n | n bytes of JSON header | payload
+
+Payloads travel in parts of at most 1 MiB; a frame over one part + 64 KiB is refused.
+Peers seal every payload end to end (``aggregation.peer_crypto``): the server forwards
+their ephemeral public keys (``ready``'s ``publicKey``, the ``peers`` message's
+``publicKeys``) and ciphertext, and holds no key that opens it.
 
 A bad message gets an ``error`` frame with a reason and changes nothing; only an
 unknown task closes the connection. Round bookkeeping lives in ``peer_rounds``.
@@ -17,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import struct
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +36,7 @@ from . import peer_rounds
 from .consumers import CLOSE_UNKNOWN_TASK, joining_identity
 from .models import Participant
 from .peer_rounds import PeerRoundError
+from .relay import RELAY_PART_BYTES, RELAY_SLACK, RelayError, decode_relay_frame, encode_relay_frame
 
 log = logging.getLogger(__name__)
 
@@ -52,33 +57,26 @@ def _welcome(task: Task, resume_token: str, kind: str) -> tuple[Participant, dic
 
 
 def max_relay_bytes() -> int:
-    return settings.DISCO_MAX_MODEL_BYTES + 64 * 1024
+    """The largest relay frame: one part (1 MiB, or less when the task limit is smaller) + 64 KiB."""
+    return min(RELAY_PART_BYTES, settings.DISCO_MAX_MODEL_BYTES) + RELAY_SLACK
 
 
 def parse_relay(frame: bytes) -> tuple[dict[str, Any], int]:
     """The header of a relayed frame and where its payload starts; ``PeerRoundError`` when malformed."""
     if len(frame) > max_relay_bytes():
         raise PeerRoundError("too_large", f"The frame has {len(frame):,} bytes, over the limit of "
-                                          f"{max_relay_bytes():,} (DISCO_MAX_MODEL_BYTES + 64 KiB).")
-    if len(frame) < 4:
-        raise PeerRoundError("bad_relay", "A relayed frame starts with a 4-byte header length.")
-    (length,) = struct.unpack_from("<I", frame, 0)
-    if length > len(frame) - 4:
-        raise PeerRoundError("bad_relay", f"The relay header claims {length} bytes but the frame has only "
-                                          f"{len(frame) - 4} after the length.")
+                                          f"{max_relay_bytes():,} for one relayed part: split payloads into parts "
+                                          "of at most 1 MiB (\"part\", \"parts\").")
     try:
-        header = json.loads(frame[4:4 + length].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        header = None
-    if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
-        raise PeerRoundError("bad_relay", 'The relay header is JSON {"to": peer id, "round": n, "kind": "..."}.')
-    return header, 4 + length
+        header, payload = decode_relay_frame(frame)
+    except RelayError as exc:
+        raise PeerRoundError(exc.code, str(exc)) from None
+    return header, len(frame) - len(payload)
 
 
 def relay_frame(header: dict[str, Any], payload: bytes | memoryview) -> bytes:
     """``u32 LE n | JSON header | payload``: the relay's frame, both ways."""
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    return struct.pack("<I", len(raw)) + raw + bytes(payload)
+    return encode_relay_frame(header, payload)
 
 
 class SignallingConsumer(AsyncWebsocketConsumer):
@@ -136,7 +134,8 @@ class SignallingConsumer(AsyncWebsocketConsumer):
                 from None
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "ready":
-            rnd = await database_sync_to_async(peer_rounds.ready)(self.participant, message.get("round"))
+            rnd = await database_sync_to_async(peer_rounds.ready)(self.participant, message.get("round"),
+                                                                  message.get("publicKey"))
             if rnd.ready_deadline is not None:
                 self._at(rnd.ready_deadline)
         elif kind == "received":
@@ -160,7 +159,8 @@ class SignallingConsumer(AsyncWebsocketConsumer):
         header, offset = parse_relay(frame)
         target, number = header.get("to"), header.get("round")
         await database_sync_to_async(peer_rounds.check_relay)(self.participant, target, number)
-        out = relay_frame({"from": self.me, "round": number, "kind": header["kind"]}, memoryview(frame)[offset:])
+        out = relay_frame({"from": self.me, "round": number, "kind": header["kind"], "part": header.get("part", 0),
+                           "parts": header.get("parts", 1)}, memoryview(frame)[offset:])
         await self.channel_layer.group_send(peer_rounds.peer_group(target),
                                             {"type": "peer.relay", "frame": out})
 
@@ -187,7 +187,8 @@ class SignallingConsumer(AsyncWebsocketConsumer):
         if self.me in event["peers"]:
             self._at(datetime.fromisoformat(event["deadline"]))
             await self.send(text_data=json.dumps({"type": "peers", "round": event["round"], "peers": event["peers"],
-                                                  "deadline": event["deadline"]}))
+                                                  "deadline": event["deadline"],
+                                                  "publicKeys": event.get("public_keys", {})}))
 
     async def peers_agreed(self, event: dict[str, Any]) -> None:
         if self.me in event["members"]:

@@ -1,10 +1,12 @@
 /**
- * The browser's side of a decentralized task (no DOM code): peers find each other through the
- * signalling consumer at /ws/decentralized/<task>/ (aggregation/signalling.py), exchange their
- * updates over RTCDataChannels (chunked with chunking.js) or, where a direct connection cannot
- * be made in time and the task allows it, through the server as an opaque relay, and aggregate
- * locally: the sample-weighted mean, or secure aggregation (additive shares mod 2^32, secure.js).
- * The server never sees a model or an update.
+ * The browser's side of a decentralized task, the round protocol (no DOM code): peers find each
+ * other through the signalling consumer at /ws/decentralized/<task>/ (aggregation/signalling.py),
+ * exchange their updates over RTCDataChannels (peer_link.js) or, where a direct connection cannot
+ * be made in time and the task allows it, through the server as an opaque relay in parts of at
+ * most 1 MiB (relay.js), and aggregate locally: the sample-weighted mean, or secure aggregation
+ * (secure_round.js). Every payload is sealed end to end (peer_crypto.js: a fresh ECDH P-256 key
+ * pair each round, its public half sent with "ready"; AES-GCM under a per-pair, per-direction key),
+ * so the server never sees a model, an update, a share or a partial sum, even when it relays them.
  *
  *   const session = new DecentralizedSession('my_task', {onEvent});
  *   const welcome = await session.connect();
@@ -18,12 +20,16 @@
  * @module decentralized
  */
 
-import { encodeWeights, readHeader, decodeWeights } from './codec.js';
-import { chunkMessage, Reassembler } from './chunking.js';
-import {
-  addShares, decodeMean, decodeU32Frame, encodeFixed, encodeU32Frame, fixedPointScale, makeShares,
-} from './secure.js';
+import { encodeWeights, decodeWeights } from './codec.js';
+import { PeerLink } from './peer_link.js';
+import { RoundKeys, generateKeyPair } from './peer_crypto.js';
 import { privatizeWeights } from './privacy.js';
+import {
+  RELAY_PART_BYTES, RELAY_SLACK, RelayReassembler, decodeRelayFrame, encodeRelayFrame, splitRelay,
+} from './relay.js';
+import { secureRound } from './secure_round.js';
+
+export { decodeRelayFrame, encodeRelayFrame } from './relay.js';
 
 /** Default timeouts in milliseconds. */
 export const DEFAULT_TIMEOUTS = Object.freeze({
@@ -39,14 +45,6 @@ export const DEFAULT_TIMEOUTS = Object.freeze({
   agreement: 5_000,
 });
 
-/** Frames at most this large go over a data channel in one piece (Chromium's pc.sctp.maxMessageSize). */
-const DEFAULT_MAX_MESSAGE = 65_536;
-/** Stop queueing data-channel chunks above this many buffered bytes until the buffer drains. */
-const HIGH_WATER = 1 << 20;
-
-/** A payload header type -> the relay's `kind`. */
-const KIND_OF_TYPE = { peer_update: 'update', share: 'share', partial: 'partial' };
-
 /** An error of the decentralized protocol (server refusal, lost connection, bad peer data). */
 export class DecentralizedError extends Error {
   constructor(code, reason) {
@@ -58,40 +56,6 @@ export class DecentralizedError extends Error {
 
 // ------------------------------------------------------------------------------------------
 // Pure helpers (tested in Node)
-
-/**
- * The relay frame the client sends: u32 LE n | n bytes of JSON envelope | payload.
- * @param {object} envelope {to, round, kind} (client -> server) or {from, round, kind}
- * @param {Uint8Array} payload
- * @returns {Uint8Array}
- */
-export function encodeRelayFrame(envelope, payload) {
-  const head = new TextEncoder().encode(JSON.stringify(envelope));
-  const out = new Uint8Array(4 + head.length + payload.length);
-  new DataView(out.buffer).setUint32(0, head.length, true);
-  out.set(head, 4);
-  out.set(payload, 4 + head.length);
-  return out;
-}
-
-/**
- * Splits a relay frame into its JSON envelope and its payload (a view, no copy).
- * @param {ArrayBuffer|Uint8Array} bytes
- * @returns {{envelope: any, payload: Uint8Array}}
- */
-export function decodeRelayFrame(bytes) {
-  const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  if (u8.length < 4) throw new DecentralizedError('bad_relay', `A relay frame needs at least 4 bytes; got ${u8.length}.`);
-  const n = new DataView(u8.buffer, u8.byteOffset, u8.byteLength).getUint32(0, true);
-  if (n > u8.length - 4) throw new DecentralizedError('bad_relay', `The relay envelope claims ${n} bytes; the frame has ${u8.length - 4}.`);
-  let envelope;
-  try {
-    envelope = JSON.parse(new TextDecoder().decode(u8.subarray(4, 4 + n)));
-  } catch (error) {
-    throw new DecentralizedError('bad_relay', `The relay envelope is not JSON (${error.message}).`);
-  }
-  return { envelope, payload: u8.subarray(4 + n) };
-}
 
 /**
  * The sample-weighted mean of the peers' updates, summed in float64 in the given (sorted-peer)
@@ -177,127 +141,6 @@ export function writeWeights(model, vector) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ------------------------------------------------------------------------------------------
-// One direct connection to one peer
-
-/**
- * An RTCPeerConnection + one ordered RTCDataChannel to one peer, reused across rounds.
- * The peer earlier in the server's sorted list makes the offer.
- */
-class PeerLink {
-  /**
-   * @param {DecentralizedSession} session
-   * @param {string} peer
-   * @param {boolean} initiator
-   */
-  constructor(session, peer, initiator) {
-    this.session = session;
-    this.peer = peer;
-    this.initiator = initiator;
-    this.pc = new session.RTCPeerConnectionImpl({ iceServers: session.iceServers });
-    this.channel = null;
-    this.failed = false;
-    this.pendingCandidates = [];
-    this.reassembler = new Reassembler();
-    this.messageId = 0;
-    /** @type {Promise<boolean>} resolves true when the channel is open, false when the link failed */
-    this.opened = new Promise((resolve) => { this.resolveOpened = resolve; });
-    this.pc.onicecandidate = (event) => {
-      if (event.candidate) this.signal({ candidate: event.candidate.toJSON ? event.candidate.toJSON() : event.candidate });
-    };
-    this.pc.onconnectionstatechange = () => {
-      if (['failed', 'closed'].includes(this.pc.connectionState)) this.fail();
-    };
-    if (initiator) {
-      this.attach(this.pc.createDataChannel('disco', { ordered: true }));
-      this.offer().catch(() => this.fail());
-    } else {
-      this.pc.ondatachannel = (event) => this.attach(event.channel);
-    }
-  }
-
-  signal(data) {
-    this.session.send({ type: 'signal', to: this.peer, data });
-  }
-
-  async offer() {
-    const offer = await this.pc.createOffer();
-    await this.pc.setLocalDescription(offer);
-    this.signal({ sdp: { type: this.pc.localDescription.type, sdp: this.pc.localDescription.sdp } });
-  }
-
-  /** Applies a relayed offer / answer / ICE candidate. */
-  async onSignal(data) {
-    if (data.sdp) {
-      await this.pc.setRemoteDescription(data.sdp);
-      for (const candidate of this.pendingCandidates.splice(0)) await this.pc.addIceCandidate(candidate);
-      if (data.sdp.type === 'offer') {
-        const answer = await this.pc.createAnswer();
-        await this.pc.setLocalDescription(answer);
-        this.signal({ sdp: { type: this.pc.localDescription.type, sdp: this.pc.localDescription.sdp } });
-      }
-    } else if (data.candidate) {
-      if (this.pc.remoteDescription) await this.pc.addIceCandidate(data.candidate);
-      else this.pendingCandidates.push(data.candidate);
-    }
-  }
-
-  attach(channel) {
-    this.channel = channel;
-    channel.binaryType = 'arraybuffer';
-    channel.bufferedAmountLowThreshold = HIGH_WATER / 4;
-    channel.onopen = () => this.resolveOpened(true);
-    channel.onclose = () => this.fail();
-    channel.onerror = () => this.fail();
-    channel.onmessage = (event) => {
-      try {
-        const whole = this.reassembler.push(new Uint8Array(event.data));
-        if (whole) this.session.deliverPayload(this.peer, whole, 'webrtc');
-      } catch (error) {
-        this.session.emit({ type: 'peer_error', peer: this.peer, reason: `A chunk from peer ${this.peer} was refused: ${error.message}` });
-      }
-    };
-    if (channel.readyState === 'open') this.resolveOpened(true);
-  }
-
-  get open() {
-    return !this.failed && this.channel?.readyState === 'open';
-  }
-
-  /** The largest chunk the channel takes in one message. */
-  get maxMessageSize() {
-    const size = this.pc.sctp?.maxMessageSize;
-    return size && Number.isFinite(size) && size > 16 ? Math.min(size, 262_144) : DEFAULT_MAX_MESSAGE;
-  }
-
-  /** Sends one payload in chunks, waiting when the channel's send buffer is full. */
-  async sendPayload(bytes) {
-    const chunks = chunkMessage(bytes, this.maxMessageSize, (this.messageId = (this.messageId + 1) >>> 0));
-    for (const chunk of chunks) {
-      while (this.channel.bufferedAmount > HIGH_WATER && this.open) {
-        await new Promise((resolve) => {
-          this.channel.onbufferedamountlow = resolve;
-          setTimeout(resolve, 200);
-        });
-      }
-      if (!this.open) throw new DecentralizedError('channel_closed', `The data channel to peer ${this.peer} closed.`);
-      this.channel.send(chunk);
-    }
-  }
-
-  fail() {
-    if (this.failed) return;
-    this.failed = true;
-    this.resolveOpened(false);
-  }
-
-  close() {
-    this.fail();
-    try { this.channel?.close(); } catch { /* already closed */ }
-    try { this.pc.close(); } catch { /* already closed */ }
-  }
-}
-
-// ------------------------------------------------------------------------------------------
 // The session
 
 export class DecentralizedSession {
@@ -305,11 +148,11 @@ export class DecentralizedSession {
    * @param {string} taskId
    * @param {{origin?: string, onEvent?: (message: object) => void, forceRelay?: boolean, iceServers?: any[],
    *   timeouts?: Partial<typeof DEFAULT_TIMEOUTS>, privacy?: {clippingRadius: number, noiseScale: number}|null,
-   *   WebSocketImpl?: any, RTCPeerConnectionImpl?: any, rng?: () => number}} [options]
+   *   WebSocketImpl?: any, RTCPeerConnectionImpl?: any, rng?: () => number, relayPartBytes?: number}} [options]
    */
   constructor(taskId, {
     origin = globalThis.location?.origin, onEvent = () => {}, forceRelay = false, iceServers, timeouts = {},
-    privacy = null, WebSocketImpl, RTCPeerConnectionImpl, rng,
+    privacy = null, WebSocketImpl, RTCPeerConnectionImpl, rng, relayPartBytes = RELAY_PART_BYTES,
   } = {}) {
     this.taskId = taskId;
     this.origin = origin;
@@ -340,6 +183,13 @@ export class DecentralizedSession {
     /** round -> the peers whose updates every remaining peer holds (the server's `agreed`) */
     this.agreedByRound = new Map();
     this.waiters = [];
+    this.relayPartBytes = relayPartBytes;
+    /** relayed parts not yet joined into whole payloads */
+    this.relayParts = new RelayReassembler({ maxBytes: 256 * 1024 * 1024, partBytes: relayPartBytes });
+    /** round -> this peer's ECDH key pair for it (the private half never leaves the browser) */
+    this.keyPairs = new Map();
+    /** round -> RoundKeys (the round's pairwise keys, from the server's `peers` message) */
+    this.roundKeys = new Map();
   }
 
   /** @param {object} event */
@@ -381,15 +231,15 @@ export class DecentralizedSession {
 
   onServerMessage(data) {
     if (typeof data !== 'string') {
-      let frame;
+      let whole;
       try {
-        frame = decodeRelayFrame(data);
+        const { envelope, payload } = decodeRelayFrame(data);
+        whole = this.relayParts.push(envelope, payload);
       } catch (error) {
-        this.emit({ type: 'peer_error', reason: error.message });
+        this.emit({ type: 'peer_error', reason: `A relayed frame was refused: ${error.message}` });
         return;
       }
-      const { envelope, payload } = frame;
-      this.deliver(String(envelope.from), envelope.round, envelope.kind, payload.slice(), 'relay');
+      if (whole) this.deliver(whole.from, whole.round, whole.kind, whole.payload, 'relay');
       return;
     }
     const message = JSON.parse(data);
@@ -454,14 +304,25 @@ export class DecentralizedSession {
     if (this.forceRelay || !this.RTCPeerConnectionImpl || this.relayOnly.has(from)) return;
     let link = this.links.get(from);
     if (!link && data && data.sdp && data.sdp.type === 'offer') {
-      link = new PeerLink(this, from, false);
-      this.links.set(from, link);
+      link = this.makeLink(from, false);
     }
     if (!link) return;
     link.onSignal(data).catch((error) => {
       this.emit({ type: 'peer_error', peer: from, reason: `WebRTC signalling with peer ${from} failed: ${error.message}` });
       link.fail();
     });
+  }
+
+  /** A new direct link to `peer`, remembered in this.links. */
+  makeLink(peer, initiator) {
+    const link = new PeerLink({
+      peer, initiator, RTCPeerConnectionImpl: this.RTCPeerConnectionImpl, iceServers: this.iceServers,
+      signal: (data) => this.send({ type: 'signal', to: peer, data }),
+      onMessage: (bytes) => this.deliverPayload(peer, bytes, 'webrtc'),
+      onError: (reason) => this.emit({ type: 'peer_error', peer, reason }),
+    });
+    this.links.set(peer, link);
+    return link;
   }
 
   dropLink(peer) {
@@ -486,10 +347,7 @@ export class DecentralizedSession {
         if (link && link.failed) { this.dropLink(peer); link = undefined; }
         if (!link) {
           const initiator = order.indexOf(this.participantId) < order.indexOf(peer);
-          if (initiator) {
-            link = new PeerLink(this, peer, true);
-            this.links.set(peer, link);
-          }
+          if (initiator) link = this.makeLink(peer, true);
         }
         const opened = await Promise.race([
           link ? link.opened : this.linkOpened(peer),
@@ -518,16 +376,16 @@ export class DecentralizedSession {
 
   // ---------------------------------------------------------------- payloads
 
-  /** A payload from a data channel: its kind and round come from its frame header. */
+  /** A payload from a data channel: u32 LE n | JSON {round, kind} | sealed payload (relay.js's framing). */
   deliverPayload(from, bytes, via) {
-    let header;
+    let frame;
     try {
-      ({ header } = readHeader(bytes));
+      frame = decodeRelayFrame(bytes);
     } catch (error) {
       this.emit({ type: 'peer_error', peer: from, reason: `Peer ${from} sent an unreadable frame: ${error.message}` });
       return;
     }
-    this.deliver(from, header.round, KIND_OF_TYPE[header.type] ?? header.type, bytes, via);
+    this.deliver(from, frame.envelope.round, frame.envelope.kind, frame.payload.slice(), via);
   }
 
   deliver(from, round, kind, payload, via) {
@@ -562,12 +420,34 @@ export class DecentralizedSession {
     });
   }
 
-  /** Sends one payload to one peer over its data channel, or the relay. */
-  async sendTo(peer, round, kind, bytes, transports) {
+  /**
+   * The payload `kind` of `peer` for `round`, opened: {payload} or {payload: null, reason} when it did
+   * not arrive in time or failed authentication (the reason says which).
+   */
+  async receive(peer, round, kind, deadline) {
+    const sealed = await this.take(peer, round, kind, deadline);
+    if (!sealed) return { payload: null, reason: 'did not arrive in time' };
+    try {
+      return { payload: await this.keysFor(round).open(peer, kind, sealed) };
+    } catch (error) {
+      this.emit({ type: 'peer_error', peer, reason: `Peer ${peer}'s ${kind} was refused: ${error.message}` });
+      return { payload: null, reason: `was refused: ${error.message}` };
+    }
+  }
+
+  /** Seals one payload for one peer and sends it over its data channel, or the relay in parts. */
+  async sendTo(peer, round, kind, plaintext, transports) {
+    let sealed;
+    try {
+      sealed = await this.keysFor(round).seal(peer, kind, plaintext);
+    } catch (error) {
+      this.emit({ type: 'peer_error', peer, reason: `Nothing was sent to peer ${peer}: ${error.message}` });
+      return;
+    }
     const link = this.links.get(peer);
     if (transports.get(peer) === 'webrtc' && link && link.open) {
       try {
-        await link.sendPayload(bytes);
+        await link.sendPayload(encodeRelayFrame({ round, kind }, sealed));
         return;
       } catch (error) {
         this.emit({ type: 'transport', peer, used: 'relay', reason: error.message });
@@ -578,7 +458,7 @@ export class DecentralizedSession {
       return;
     }
     transports.set(peer, 'relay');
-    this.send(encodeRelayFrame({ to: peer, round, kind }, bytes));
+    for (const frame of splitRelay({ to: peer, round, kind }, sealed, this.relayPartBytes)) this.send(frame);
   }
 
   // ---------------------------------------------------------------- one round
@@ -596,6 +476,7 @@ export class DecentralizedSession {
     if (this.closed) throw new DecentralizedError('closed', 'The connection to the server is closed.');
     const { tensors, vector: local } = readWeights(model);
     const update = privateUpdate(local, roundStartWeights, this.privacy, this.rng);
+    this.relayParts.maxBytes = 8 * update.length + RELAY_SLACK;
     const announced = await this.announceReady();
     const round = announced.round;
     const order = announced.peers.map(String);
@@ -613,7 +494,11 @@ export class DecentralizedSession {
       result = local;
       fellBack = 'No other peer took part in this round: keeping the local weights.';
     } else if (this.welcome?.secure && order.length >= 3) {
-      ({ result, fellBack } = await this.secureRound(round, order, update, local, transports, deadline));
+      ({ result, fellBack } = await secureRound({
+        round, order, me: this.participantId, update, local, maxShareValue: this.welcome.maxShareValue,
+        send: (peer, kind, bytes) => this.sendTo(peer, round, kind, bytes, transports),
+        take: (peer, kind) => this.receive(peer, round, kind, deadline),
+      }));
     } else {
       if (this.welcome?.secure) fellBack = `Secure aggregation needs at least 3 peers; this round had ${order.length}, so it used the plain mean.`;
       const mean = await this.meanRound(round, order, update, samples, tensors, transports, deadline);
@@ -653,13 +538,14 @@ export class DecentralizedSession {
   async announceReady() {
     for (let attempt = 0; ; attempt++) {
       const round = this.round;
-      if (this.peersByRound.has(round)) return this.peersByRound.get(round);
-      this.send({ type: 'ready', round });
+      if (this.peersByRound.has(round)) return this.withKeys(this.peersByRound.get(round));
+      if (!this.keyPairs.has(round)) this.keyPairs.set(round, await generateKeyPair());
+      this.send({ type: 'ready', round, publicKey: this.keyPairs.get(round).publicKey });
       const message = await this.wait(
         (m) => (m.type === 'peers' && m.round === round) || (m.type === 'error' && m.code === 'wrong_round'),
         this.timeouts.peers, `The round's other peers did not get ready within ${Math.round(this.timeouts.peers / 60000)} min.`,
         false);
-      if (message.type === 'peers') return message;
+      if (message.type === 'peers') return this.withKeys(message);
       if (attempt >= 3) throw new DecentralizedError('wrong_round', message.reason);
       this.send({ type: 'status' });
       const status = await this.wait((m) => m.type === 'status' || m.type === 'participants', 10_000,
@@ -668,16 +554,33 @@ export class DecentralizedSession {
     }
   }
 
-  /** Sample-weighted mean: everyone sends its update to everyone. */
+  /** The round's keys; a DecentralizedError when this peer did not announce itself for the round. */
+  keysFor(round) {
+    const keys = this.roundKeys.get(round);
+    if (!keys) throw new DecentralizedError('no_keys', `This peer has no keys for round ${round}: it did not announce itself for it.`);
+    return keys;
+  }
+
+  /** Makes the round's pairwise keys from the `peers` message's public keys and this peer's key pair. */
+  withKeys(message) {
+    const pair = this.keyPairs.get(message.round);
+    if (pair && !this.roundKeys.has(message.round)) {
+      this.roundKeys.set(message.round, new RoundKeys({ task: this.taskId, round: message.round, me: this.participantId,
+        privateKey: pair.privateKey, publicKeys: message.publicKeys ?? {} }));
+    }
+    return message;
+  }
+
+  /** Sample-weighted mean: everyone sends its (sealed) update to everyone. */
   async meanRound(round, order, update, samples, tensors, transports, deadline) {
     const frame = encodeWeights({ type: 'peer_update', round, samples }, this.shape(tensors, update));
     const others = order.filter((p) => p !== this.participantId);
     await Promise.all(others.map((p) => this.sendTo(p, round, 'update', frame, transports)));
-    const received = await Promise.all(others.map((p) => this.take(p, round, 'update', deadline)));
+    const received = await Promise.all(others.map((p) => this.receive(p, round, 'update', deadline)));
     const byPeer = new Map([[this.participantId, { samples, vector: update }]]);
     const missing = [];
     others.forEach((peer, i) => {
-      const parsed = received[i] && this.parseUpdate(peer, received[i], update.length);
+      const parsed = received[i].payload && this.parseUpdate(peer, received[i].payload, update.length);
       if (parsed) byPeer.set(peer, parsed);
       else missing.push(peer);
     });
@@ -719,52 +622,6 @@ export class DecentralizedSession {
     }
   }
 
-  /**
-   * Secure aggregation: fixed-point encode, split into one additive share per peer (mod 2^32), send
-   * share j to peer j, sum the shares held, broadcast that partial sum; the mean is the decoded sum
-   * of all partials / n. Any missing share or partial keeps the local weights (it cannot be recovered).
-   */
-  async secureRound(round, order, update, local, transports, deadline) {
-    const n = order.length;
-    const me = order.indexOf(this.participantId);
-    const others = order.filter((p) => p !== this.participantId);
-    const maxShare = this.welcome.maxShareValue;
-    const scale = fixedPointScale(maxShare, n);
-    const shares = makeShares(encodeFixed(update, maxShare, scale), n);
-    await Promise.all(order.map((peer, j) => (j === me ? null
-      : this.sendTo(peer, round, 'share', encodeU32Frame({ type: 'share', round }, shares[j]), transports))));
-    const held = [shares[me]];
-    for (const [i, bytes] of (await Promise.all(others.map((p) => this.take(p, round, 'share', deadline)))).entries()) {
-      const vector = bytes && this.parseU32(others[i], bytes, update.length);
-      if (!vector) return this.localFallback(local, `peer ${others[i]}'s share did not arrive in time`);
-      held.push(vector);
-    }
-    const partial = addShares(held);
-    const partialFrame = encodeU32Frame({ type: 'partial', round }, partial);
-    await Promise.all(others.map((p) => this.sendTo(p, round, 'partial', partialFrame, transports)));
-    const partials = [partial];
-    for (const [i, bytes] of (await Promise.all(others.map((p) => this.take(p, round, 'partial', deadline)))).entries()) {
-      const vector = bytes && this.parseU32(others[i], bytes, update.length);
-      if (!vector) return this.localFallback(local, `peer ${others[i]}'s partial sum did not arrive in time`);
-      partials.push(vector);
-    }
-    return { result: decodeMean(addShares(partials), scale, n), fellBack: null };
-  }
-
-  localFallback(local, why) {
-    return { result: local, fellBack: `Secure aggregation failed: ${why}; the shares of a missing peer cannot be `
-      + 'recovered, so this round keeps the local weights.' };
-  }
-
-  parseU32(peer, bytes, size) {
-    try {
-      return decodeU32Frame(bytes, { expectedSize: size }).vector.slice();
-    } catch (error) {
-      this.emit({ type: 'peer_error', peer, reason: `Peer ${peer}'s share was refused: ${error.message}.` });
-      return null;
-    }
-  }
-
   /** The model's tensor list with values taken from `vector`. */
   shape(tensors, vector) {
     let offset = 0;
@@ -780,6 +637,9 @@ export class DecentralizedSession {
     for (const r of [...this.peersByRound.keys()]) if (r <= round) this.peersByRound.delete(r);
     for (const r of [...this.closedByRound.keys()]) if (r < round) this.closedByRound.delete(r);
     for (const r of [...this.agreedByRound.keys()]) if (r <= round) this.agreedByRound.delete(r);
+    for (const r of [...this.keyPairs.keys()]) if (r <= round) this.keyPairs.delete(r); // keys live for one round
+    for (const r of [...this.roundKeys.keys()]) if (r <= round) this.roundKeys.delete(r);
+    this.relayParts.discardRound(round);
   }
 
   close() {

@@ -9,6 +9,9 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from aggregation.models import PeerRound, PeerTurn
+from aggregation.peer_crypto import encode_public_key, generate_private_key
+from aggregation.relay import RELAY_PART_BYTES, RELAY_SLACK, RelayReassembler, decode_relay_frame, split_relay
+from aggregation.signalling import max_relay_bytes
 from tasks.models import Task
 from tests.aggregation.websockets import connect as connect_to
 from tests.aggregation.websockets import receive
@@ -138,8 +141,48 @@ async def test_relayed_frames_arrive_byte_for_byte_with_the_sender_named(dec_tas
     payload = bytes(range(256)) * 40
     await sockets[0].send_to(bytes_data=relay({"to": ids[2], "round": 1, "kind": "update"}, payload))
     header, body = unrelay(await receive_bytes(sockets[2]))
-    assert header == {"from": ids[0], "round": 1, "kind": "update"} and body == payload
+    assert header == {"from": ids[0], "round": 1, "kind": "update", "part": 0, "parts": 1} and body == payload
     assert "binary" not in await drain(sockets[1], 0.3)
+    await close_all(sockets)
+
+
+async def test_parts_of_a_large_payload_are_forwarded_in_order_with_their_numbers(dec_task):
+    sockets, ids, _ = await start_round(3)
+    payload = bytes(range(256)) * 9000  # 2.3 MB: three parts of at most 1 MiB
+    frames = split_relay({"to": ids[1], "round": 1, "kind": "share"}, payload)
+    assert len(frames) == 3 and max(map(len, frames)) <= max_relay_bytes()
+    for frame in frames:
+        await sockets[0].send_to(bytes_data=frame)
+    joiner = RelayReassembler(max_bytes=len(payload))
+    got = [joiner.push(*decode_relay_frame(await receive_bytes(sockets[1]))) for _ in frames]
+    assert got[:2] == [None, None] and got[2] == ((ids[0], 1, "share"), payload)
+    await close_all(sockets)
+
+
+async def test_one_frame_over_a_part_is_refused_whatever_the_model_limit(dec_task, settings):
+    settings.DISCO_MAX_MODEL_BYTES = 200 * 1024 * 1024
+    sockets, ids, _ = await start_round(3)
+    await sockets[0].send_to(bytes_data=relay({"to": ids[1], "round": 1, "kind": "update"},
+                                              b"\0" * (RELAY_PART_BYTES + RELAY_SLACK)))
+    error = await receive(sockets[0], "error")
+    assert error["code"] == "too_large" and "parts of at most 1 MiB" in error["reason"]
+    assert "binary" not in await drain(sockets[1], 0.3)
+    await close_all(sockets)
+
+
+async def test_ready_public_keys_reach_every_peer_with_the_round_list(dec_task):
+    sockets, ids = await join(3)
+    keys = [encode_public_key(generate_private_key()) for _ in sockets]
+    await sockets[0].send_to(text_data=json.dumps({"type": "ready", "round": 1, "publicKey": "not a key"}))
+    error = await receive(sockets[0], "error")
+    assert error["code"] == "bad_public_key" and "publicKey" in error["reason"]
+    for ws, key in zip(sockets, keys, strict=True):
+        await ws.send_to(text_data=json.dumps({"type": "ready", "round": 1, "publicKey": key}))
+    for ws in sockets:
+        peers = await receive(ws, "peers")
+        assert peers["publicKeys"] == dict(zip(ids, keys, strict=True))
+    stored = await sync_to_async(lambda: sorted(PeerTurn.objects.values_list("public_key", flat=True)))()
+    assert stored == sorted(keys)  # public keys only: no private key ever reaches the server
     await close_all(sockets)
 
 

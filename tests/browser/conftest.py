@@ -10,7 +10,7 @@ TINY_PROVIDERS = ",".join([
     *(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText", "TinyFederated",
                                                         "TinyFederatedPrivate")),
     *(f"tests.browser.peer_tasks.{name}" for name in ("TinyPeersMean", "TinyPeersSecure", "TinyPeersPrivate",
-                                                       "TinyPeersDrop")),
+                                                       "TinyPeersDrop", "TinyPeersSecureRelay")),
 ])
 
 

@@ -56,3 +56,12 @@ class TinyPeersDrop(TinyTabular):
         return _peer_task(super().get_task(), id="tiny_peers_drop", title="Tiny peers (drop-out)",
                           summary_preview="Peers that go on without one that leaves, for tests.",
                           aggregator=Aggregator.MEAN, min_participants=2, round_deadline_seconds=8)
+
+
+class TinyPeersSecureRelay(TinyTabular):
+    """Three peers, secure aggregation, pages forced onto the relay (?relay=force): what the server carries."""
+
+    def get_task(self) -> TaskSpec:
+        return _peer_task(super().get_task(), id="tiny_peers_secure_relay", title="Tiny peers (secure, relayed)",
+                          summary_preview="Three browsers securely aggregate through the relay, for tests.",
+                          aggregator=Aggregator.SECURE, min_participants=3, max_share_value=10.0, allow_relay=True)

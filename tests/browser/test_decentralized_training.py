@@ -8,6 +8,7 @@ fallback, the update it sent and the weights it ended with.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from aggregation.relay import decode_relay_frame
 from aggregation.secure import fixed_point_scale, quantization_bound
 from tasks.sample_data import learnable_tabular_csv
 from tests.browser.train_helpers import DONE
@@ -36,9 +38,11 @@ def write_parts(folder: Path, rows: list[int], seed: int = 11) -> list[Path]:
     return paths
 
 
-def open_peer(browser: Any, url: str, data: Path) -> tuple[Any, Any]:
+def open_peer(browser: Any, url: str, data: Path, init_script: str | None = None) -> tuple[Any, Any]:
     """A new browser context on the training page ``url`` with ``data`` connected."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     page.goto(url)
     page.wait_for_function("() => window.discoTrain && window.discoTrain.state !== 'loading'", timeout=60_000)
@@ -68,16 +72,21 @@ def finish(pages: list[Any]) -> list[dict[str, Any]]:
     return results
 
 
-def train_together(browser: Any, base: str, task: str, files: list[Path], query: str = "") -> list[dict[str, Any]]:
+def train_together(browser: Any, base: str, task: str, files: list[Path], query: str = "",
+                   init_script: str | None = None) -> list[dict[str, Any]]:
     contexts, pages = [], []
     try:
         for data in files:
-            context, page = open_peer(browser, f"{base}/tasks/{task}/train/{query}", data)
+            context, page = open_peer(browser, f"{base}/tasks/{task}/train/{query}", data, init_script)
             contexts.append(context)
             pages.append(page)
         for page in pages:
             page.click("#start-btn")
-        return finish(pages)
+        results = finish(pages)
+        if init_script:
+            for result, page in zip(results, pages, strict=True):
+                result["sent_frames"] = page.evaluate("window.discoSentFrames")
+        return results
     finally:
         for context in contexts:
             context.close()
@@ -193,3 +202,50 @@ def test_a_peer_that_closes_its_page_is_left_out_and_the_others_finish(live_plat
     last = results[0]["rounds"][-1]
     assert left_id not in last["peers"] and len(last["peers"]) == 2, last
     assert all(left_id not in r["rounds"][-1]["peers"] for r in results)
+
+
+# Records what a page sends the server: binary frames as byte lists, text frames as strings.
+RECORD_SENT_FRAMES = """
+(() => {
+  const Native = window.WebSocket;
+  window.discoSentFrames = [];
+  window.WebSocket = class extends Native {
+    send(data) {
+      if (typeof data === 'string') window.discoSentFrames.push(data);
+      else {
+        const u8 = data instanceof Uint8Array ? data : new Uint8Array(data);
+        window.discoSentFrames.push(Array.from(u8));
+      }
+      super.send(data);
+    }
+  };
+})();
+"""
+
+
+def test_secure_aggregation_forced_onto_the_relay_sends_the_server_only_ciphertext(live_platform, browser,
+                                                                                    tmp_path: Path):
+    task = "tiny_peers_secure_relay"
+    results = train_together(browser, live_platform["url"], task, write_parts(tmp_path, [50, 60, 70], seed=15),
+                             "?relay=force", init_script=RECORD_SENT_FRAMES)
+    assert_same_round_results(results)
+    bound = quantization_bound(fixed_point_scale(10.0, 3))
+    ids = sorted(r["participantId"] for r in results)
+    for index in range(3):
+        updates = sent_by(results, index)
+        plain = np.mean(np.stack([np.clip(updates[p][1].astype(np.float64), -10, 10) for p in ids]), axis=0)
+        got = np.asarray(results[0]["rounds"][index]["weights"], np.float64)
+        assert all(r["rounds"][index]["used"] == "relay" and r["rounds"][index]["fellBack"] is None for r in results)
+        assert np.max(np.abs(got - plain)) <= bound + np.max(np.abs(plain)) * 2 ** -23
+    for r in results:
+        text = [json.loads(f) for f in r["sent_frames"] if isinstance(f, str)]
+        assert all(m.get("publicKey") for m in text if m["type"] == "ready")  # a public key with every ready
+        relayed = [decode_relay_frame(bytes(f)) for f in r["sent_frames"] if not isinstance(f, str)]
+        assert len(relayed) >= 3 * 2 * 2  # three rounds, two other peers, a share and a partial sum each
+        assert {envelope["kind"] for envelope, _ in relayed} == {"share", "partial"}
+        for envelope, payload in relayed:
+            body = bytes(payload)
+            assert envelope["part"] > 0 or body[0] == 1  # each payload starts as a sealed one (version 1)
+            assert b"uint32" not in body and b'"type"' not in body  # no plaintext share frame
+        updates = [np.asarray(x["sent"], np.float32).tobytes()[:16] for x in r["rounds"]]
+        assert not any(u in bytes(p) for u in updates for _, p in relayed)

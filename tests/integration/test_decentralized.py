@@ -130,7 +130,7 @@ async def _dropout_round(url: str, task_id: str) -> tuple[list, float, float]:
     deadline_seconds = welcome["deadlineSeconds"]
 
     async def quit_mid_round() -> None:
-        await quitter.send_json({"type": "ready", "round": welcome["round"]})
+        await quitter.announce_ready(welcome["round"])
         await quitter._wait_for(lambda: welcome["round"] in quitter._peers, time.monotonic() + 120)
         await quitter.close()
 
@@ -157,7 +157,7 @@ async def _partial_sender_round(url: str) -> tuple[list[DecentralizedClient], li
     number = welcome["round"]
 
     async def send_to_one_then_leave() -> None:
-        await quitter.send_json({"type": "ready", "round": number})
+        await quitter.announce_ready(number)
         await quitter._wait_for(lambda: number in quitter._peers, time.monotonic() + 120)
         first = min(p for p in quitter._peers[number]["peers"] if p != quitter.participant_id)
         frame = encode_weights({"type": "peer_update", "round": number, "samples": 50}, quitter.model_tensors(model))

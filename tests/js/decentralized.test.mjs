@@ -44,6 +44,10 @@ class Hub {
     this.ready = new Set();
     this.exchanging = new Map(); // round -> {peers, done: Set}
     this.relayed = 0;
+    /** every relayed frame as the server saw it, and the public keys it handed out */
+    this.frames = [];
+    this.publicKeys = new Map();
+    this.tamper = (envelope, payload) => payload;
   }
 
   socketClass() {
@@ -79,7 +83,10 @@ class Hub {
       const target = this.sockets.get(envelope.to);
       if (!target) { this.json(socket, {type: 'error', code: 'unknown_peer', reason: 'gone'}); return; }
       this.relayed += 1;
-      target.deliver(encodeRelayFrame({from: socket.id, round: envelope.round, kind: envelope.kind}, payload.slice()).buffer);
+      this.frames.push({from: socket.id, ...envelope, payload: payload.slice()});
+      const out = encodeRelayFrame({from: socket.id, round: envelope.round, kind: envelope.kind, part: envelope.part ?? 0,
+        parts: envelope.parts ?? 1}, this.tamper(envelope, payload.slice()));
+      target.deliver(out.buffer);
       return;
     }
     const message = JSON.parse(data);
@@ -89,6 +96,7 @@ class Hub {
         return;
       }
       this.ready.add(socket.id);
+      if (message.publicKey) this.publicKeys.set(socket.id, message.publicKey);
       this.maybeStart();
     } else if (message.type === 'status') {
       this.json(socket, {type: 'status', round: this.round, participants: this.sockets.size, ready: this.ready.size,
@@ -121,7 +129,8 @@ class Hub {
     this.exchanging.set(this.round, {peers, done: new Set(), left: new Set(), received: new Map(), agreed: null});
     for (const id of peers) {
       this.json(this.sockets.get(id), {type: 'peers', round: this.round, peers,
-        deadline: new Date(Date.now() + 5000).toISOString()});
+        deadline: new Date(Date.now() + 5000).toISOString(),
+        publicKeys: Object.fromEntries(peers.filter((p) => this.publicKeys.has(p)).map((p) => [p, this.publicKeys.get(p)]))});
     }
     this.round += 1;
     this.ready = new Set();
@@ -161,7 +170,7 @@ class Hub {
 function fakeRtc({maxMessageSize = 64, broken = false} = {}) {
   const registry = new Map();
   let serial = 0;
-  const stats = {messages: 0, largest: 0};
+  const stats = {messages: 0, largest: 0, text: ''};
 
   class FakeChannel {
     constructor(pc) { this.pc = pc; this.readyState = 'connecting'; this.bufferedAmount = 0; this.remote = null; }
@@ -169,6 +178,7 @@ function fakeRtc({maxMessageSize = 64, broken = false} = {}) {
       assert.ok(bytes.length <= maxMessageSize, `a ${bytes.length}-byte message exceeds maxMessageSize ${maxMessageSize}`);
       stats.messages += 1;
       stats.largest = Math.max(stats.largest, bytes.length);
+      stats.text += Buffer.from(bytes).toString('latin1');
       const copy = Uint8Array.from(bytes).buffer;
       setTimeout(() => this.remote?.onmessage?.({data: copy}));
     }
@@ -344,13 +354,12 @@ test('an update that reached only some peers is left out by all, so their weight
   const sessions = await join(hub, 3, {forceRelay: true});
   const [a, b, c] = sessions;
   // c sends its update to a only, then leaves: a holds three updates, b two.
-  c.send({type: 'ready', round: 1});
   const pending = [a.exchange(fakeModel(UPDATES[0]), 1, null), b.exchange(fakeModel(UPDATES[1]), 1, null)];
-  await c.wait((m) => m.type === 'peers', 2000, 'no peers');
+  await c.announceReady();
   const frame = encodeWeights({type: 'peer_update', round: 1, samples: 5},
     [{name: 'w0', shape: [4], data: Float32Array.from(UPDATES[2].slice(0, 4))},
       {name: 'w1', shape: [2], data: Float32Array.from(UPDATES[2].slice(4))}]);
-  c.ws.send(encodeRelayFrame({to: a.participantId, round: 1, kind: 'update'}, frame));
+  await c.sendTo(a.participantId, 1, 'update', frame, new Map());
   await new Promise((resolve) => setTimeout(resolve, 100));
   c.close();
   const results = await Promise.all(pending);
@@ -382,5 +391,70 @@ test('a peer that announces itself for a round that already started joins the op
   sessions[0].round = 7; // stale: the server answers wrong_round, the session asks for the open round
   const results = await exchangeAll(sessions, [1, 1]);
   assert.deepEqual(results.map((r) => r.round), [1, 1]);
+  sessions.forEach((s) => s.close());
+});
+
+const asText = (u8) => Buffer.from(u8).toString('latin1');
+
+test('secure aggregation over the relay: the server sees only sealed parts, and the mean is unchanged', async () => {
+  const hub = new Hub({min: 3, secure: true, maxShareValue: 10});
+  const sessions = await join(hub, 3, {forceRelay: true, relayPartBytes: 64});
+  const results = await exchangeAll(sessions);
+  const plain = expectedMean([1, 1, 1]);
+  const bound = quantizationBound(fixedPointScale(10, 3));
+  for (const r of results) {
+    assert.equal(r.fellBack, null);
+    r.weights.forEach((v, i) => assert.ok(Math.abs(v - plain[i]) <= bound + 1e-6));
+  }
+  // Every share and partial sum went through the hub, in parts of at most 64 bytes, sealed.
+  const kinds = new Set(hub.frames.map((f) => f.kind));
+  assert.deepEqual([...kinds].sort(), ['partial', 'share']);
+  assert.ok(hub.frames.every((f) => f.payload.length <= 64));
+  assert.ok(hub.frames.some((f) => f.parts > 1), 'payloads were split into parts');
+  const firstParts = hub.frames.filter((f) => f.part === 0);
+  assert.equal(firstParts.length, 12);
+  assert.ok(firstParts.every((f) => f.payload[0] === 1), 'each payload starts with the sealed-payload version');
+  const seen = hub.frames.map((f) => asText(f.payload)).join('');
+  assert.ok(!seen.includes('uint32') && !seen.includes('"share"'), 'no plaintext frame header crossed the relay');
+  // The hub forwarded the public keys, never anything else about keys.
+  assert.equal(hub.publicKeys.size, 3);
+  sessions.forEach((s) => s.close());
+});
+
+test('mean-mode updates are sealed too, over data channels and the relay', async () => {
+  const hub = new Hub({min: 3});
+  const {FakePeerConnection, stats} = fakeRtc({maxMessageSize: 48});
+  const sessions = await join(hub, 2, {RTCPeerConnectionImpl: FakePeerConnection});
+  sessions.push(...await join(hub, 1, {forceRelay: true}));
+  const results = await exchangeAll(sessions);
+  for (const r of results) assert.deepEqual(Array.from(r.weights), Array.from(expectedMean([10, 20, 30])));
+  assert.ok(stats.messages > 0 && hub.frames.length > 0);
+  for (const text of [stats.text, hub.frames.map((f) => asText(f.payload)).join('')]) {
+    assert.ok(!text.includes('peer_update') && !text.includes('float32'), 'no plaintext update frame was sent');
+  }
+  sessions.forEach((s) => s.close());
+});
+
+test('a share altered on the way fails authentication and the round keeps the local weights', async () => {
+  const hub = new Hub({min: 3, secure: true, maxShareValue: 10});
+  let victim = null;
+  hub.tamper = (envelope, payload) => {
+    if (envelope.kind === 'share' && victim === null) {
+      victim = envelope.to;
+      payload[payload.length - 20] ^= 0x80;
+    }
+    return payload;
+  };
+  const events = [];
+  const sessions = await join(hub, 3, {forceRelay: true, onEvent: (e) => events.push(e),
+    timeouts: {connect: 300, exchange: 1500, closed: 2000, peers: 5000}});
+  const results = await exchangeAll(sessions);
+  results.forEach((r, i) => {
+    assert.match(r.fellBack, /keeps the local weights/);
+    assert.deepEqual(Array.from(r.weights), Array.from(Float32Array.from(UPDATES[i])));
+  });
+  const hurt = results[sessions.findIndex((s) => s.participantId === victim)];
+  assert.match(hurt.fellBack, /share was refused: The payload failed authentication/);
+  assert.ok(events.some((e) => e.type === 'peer_error' && /failed authentication/.test(e.reason)));
   sessions.forEach((s) => s.close());
 });
