@@ -23,6 +23,7 @@ from django.utils import timezone
 from disco_site.jobs import enqueue_on_commit, run_later
 from tasks.models import Task
 
+from .admission import check_capacity
 from .codec import TensorSpec, WeightsMessage
 from .models import Contribution, Participant, Round
 
@@ -89,16 +90,27 @@ def expected_specs(rnd: Round) -> list[TensorSpec]:
     return [TensorSpec(s["name"], tuple(s["shape"])) for s in specs]
 
 
-def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER) -> tuple[Participant, bool]:
-    """Register a participant, or reconnect the one ``resume_token`` names. Returns (participant, resumed)."""
-    if resume_token:
-        participant = Participant.objects.filter(task=task, resume_token=resume_token).first()
+def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER,
+         address: str | None = None) -> tuple[Participant, bool]:
+    """Register a participant, or reconnect the one ``resume_token`` names. Returns (participant, resumed).
+
+    Under the task's row lock, so the caps of ``admission.check_capacity`` hold however many
+    join at once; over a cap it raises ``admission.AdmissionError``.
+    """
+    with transaction.atomic():
+        Task.objects.select_for_update().filter(pk=task.pk).values_list("pk", flat=True).first()
+        participant = None
+        if resume_token:
+            participant = Participant.objects.filter(task=task, resume_token=resume_token).first()
+        others = Participant.objects.filter(task=task, connected=True)
+        check_capacity(others.exclude(pk=participant.pk) if participant else others, address)
         if participant is not None:
-            participant.connected = True
-            participant.save(update_fields=["connected", "last_seen"])
+            participant.connected, participant.address = True, address
+            participant.save(update_fields=["connected", "address", "last_seen"])
             return participant, True
-    participant = Participant.objects.create(task=task, resume_token=secrets.token_urlsafe(32), kind=kind)
-    return participant, False
+        participant = Participant.objects.create(task=task, resume_token=secrets.token_urlsafe(32), kind=kind,
+                                                 address=address)
+        return participant, False
 
 
 def leave(participant: Participant) -> None:

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from .models import ConversionJob, ModelVersion, Task
+from .participation import invitation_path, rotate_invitation
 from .versions import VersionError, set_current_version
 
 
@@ -76,8 +77,8 @@ class TaskAdmin(admin.ModelAdmin):
     list_display = ["id", "title", "scheme", "data_type", "published", "current_version_number", "owner"]
     list_filter = ["scheme", "data_type", "published", "aggregator"]
     search_fields = ["id", "title", "summary_preview"]
-    actions = ["publish", "unpublish"]
-    readonly_fields = ["current_version", "provider", "created_at", "updated_at"]
+    actions = ["publish", "unpublish", "rotate_invitation"]
+    readonly_fields = ["current_version", "provider", "invitation_link", "created_at", "updated_at"]
     inlines = [ModelVersionInline, ConversionJobInline]
     fieldsets = [
         (None, {"fields": ["id", "title", "published", "owner", "provider", "current_version"]}),
@@ -92,6 +93,8 @@ class TaskAdmin(admin.ModelAdmin):
         ("Aggregation and privacy", {"fields": ["aggregator", "aggregator_params", "round_deadline_seconds",
                                                 "allow_relay", "clipping_radius", "noise_scale",
                                                 "max_share_value"]}),
+        ("Participation", {"fields": ["participation", "invitation_link", "max_samples_per_update",
+                                      "max_contribution_share", "max_update_norm"]}),
         ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -101,6 +104,16 @@ class TaskAdmin(admin.ModelAdmin):
     @admin.display(description="version", ordering="current_version__number")
     def current_version_number(self, task: Task) -> int | None:
         return task.current_version.number if task.current_version_id else None
+
+    @admin.display(description="invitation link")
+    def invitation_link(self, task: Task) -> str:
+        return invitation_path(task) or "(none: the task is not invitation-only)"
+
+    @admin.action(description="Rotate the invitation link of the selected tasks (old links stop working)")
+    def rotate_invitation(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        for task in queryset:
+            rotate_invitation(task)
+        self.message_user(request, f"New invitation links for {queryset.count()} task(s).", messages.SUCCESS)
 
     @admin.action(description="Publish the selected tasks")
     def publish(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:

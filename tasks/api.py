@@ -28,6 +28,7 @@ from aggregation.accountant import DEFAULT_DELTA, privacy_spent
 from .contributor_views import job_as_json
 from .creation import can_edit, create_task, max_model_bytes, too_large_message, update_task
 from .models import Task
+from .participation import invitation_path, rotate_invitation
 from .serializers import DiscoTaskError, ModelVersionSerializer, TaskSerializer, task_values_from_disco
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -150,6 +151,22 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         task = self.get_object()
         versions = task.versions.select_related("parent", "task")
         return Response(ModelVersionSerializer(versions, many=True, context={"request": request}).data)
+
+    @action(detail=True, methods=["get", "post"], permission_classes=[IsAuthenticated])
+    def invitation(self, request: Request, pk: str | None = None) -> Response:
+        """The owner's invitation link (GET), or a new one replacing it (POST: old links stop working)."""
+        task = self.get_object()
+        if not can_edit(request.user, task):
+            raise PermissionDenied("Only the task's owner or an administrator can see or replace its invitation link.")
+        if task.participation != "invited":
+            return Response({"detail": f"Task '{task.id}' is not invitation-only (participation is "
+                                       f"'{task.participation}'); set participation to 'invited' first.",
+                             "status": 400}, status=status.HTTP_400_BAD_REQUEST)
+        if request.method == "POST":
+            rotate_invitation(task)
+        path = invitation_path(task)
+        return Response({"participation": task.participation, "invitationUrl": request.build_absolute_uri(path),
+                         "secret": task.invitation_secret})
 
     @action(detail=True)
     def privacy(self, request: Request, pk: str | None = None) -> Response:
