@@ -55,8 +55,12 @@ def _submit(participant: Participant, content: File, data: Any) -> dict[str, Any
     task = participant.task
     rnd = rounds.active_round(task)
     message = decode_weights(data, max_bytes=rounds.max_frame_bytes(), expected=rounds.expected_specs(rnd))
-    rnd = rounds.submit(participant, message, content, rnd)
-    return {"type": "accepted", "round": rnd.number}
+    contribution = rounds.submit(participant, message, content, rnd)
+    reply = {"type": "accepted", "round": rnd.number, "samples": contribution.samples}
+    if contribution.samples != message.header["samples"]:
+        reply["note"] = (f"Counted as {contribution.samples} samples, this task's limit (maxSamplesPerUpdate); "
+                         f"the update claimed {message.header['samples']}.")
+    return reply
 
 
 def _submit_spooled(participant: Participant, incoming: IncomingUpdate) -> dict[str, Any]:

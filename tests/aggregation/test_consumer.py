@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_modes]
 
 @pytest.fixture
 def fed_task(make_task, tiny_artifacts):
-    task = make_task("fed", min_participants=2)
+    # No share cap: these tests check FedAvg's sample weighting itself (test_lying.py checks the cap).
+    task = make_task("fed", min_participants=2, max_contribution_share=1.0)
     create_version(task, tiny_artifacts, origin="initial")
     task.refresh_from_db()
     assert task.current_version.weight_specs  # cached now: async tests may read it without a query

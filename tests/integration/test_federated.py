@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import redis
 
+from aggregation.aggregators.bounds import capped_shares
 from aggregation.participant import FederatedClient
 from tests.live_platform import daphne, free_port, kill_group, manage, platform_env, worker
 
@@ -93,8 +94,10 @@ def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     assert len(clients[0].last_update) * 4 > 2 * 100  # the weights alone take several parts
     assert platform.versions("fed-tabular") == [1, 2, 3, 4]
     final = version_vector(platform, "fed-tabular", 4)
-    # The last round's aggregate, computed here from what each participant sent: the sample-weighted mean.
-    weights = np.array([60, 90, 150], dtype=np.float64) / 300
+    # The last round's aggregate, computed here from what each participant sent: the sample-weighted mean with
+    # no update over the task's maxContributionShare (0.25 < 1/3, so here the plain mean).
+    weights = capped_shares(np.array([60, 90, 150], dtype=np.float64), 0.25)
+    np.testing.assert_allclose(weights, [1 / 3] * 3)
     expected = sum(np.float32(w) * c.last_update for w, c in zip(weights, clients, strict=True))
     np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
     assert platform.get("/api/tasks/fed-tabular/")["currentVersion"] == 4
