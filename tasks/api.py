@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from aggregation.accountant import DEFAULT_DELTA, privacy_spent
+from aggregation.accountant import DEFAULT_DELTA, NEIGHBOURING_RELATION, privacy_spent, rounds_recorded
 
 from .contributor_views import job_as_json
 from .creation import can_edit, create_task, max_model_bytes, too_large_message, update_task
@@ -170,21 +170,22 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @action(detail=True)
     def privacy(self, request: Request, pk: str | None = None) -> Response:
-        """``?rounds=N``: the (epsilon, delta) a participant has spent after N rounds with the task's DP settings."""
+        """The (epsilon, delta) a participant has spent so far, from the rounds the server recorded.
+
+        The number of rounds is the server's (``aggregation.accountant.rounds_recorded``); a
+        ``rounds`` query parameter is ignored.
+        """
         task = self.get_object()
         if task.clipping_radius is None or task.noise_scale is None:
             return Response({"detail": f"Task '{task.id}' has no differential privacy settings (clipping radius and "
                                        "noise scale), so there is no privacy budget to report.", "status": 400},
                             status=status.HTTP_400_BAD_REQUEST)
-        raw = request.query_params.get("rounds", "")
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
-            return Response({"detail": f"rounds must be a whole number from 0 to 999999999 (got {raw!r}), e.g. "
-                                       f"/api/tasks/{task.id}/privacy/?rounds=3.", "status": 400},
-                            status=status.HTTP_400_BAD_REQUEST)
         delta = getattr(settings, "DISCO_PRIVACY_DELTA", DEFAULT_DELTA)
-        epsilon = privacy_spent(task.noise_scale, int(raw), delta)
+        rounds = rounds_recorded(task)
+        epsilon = privacy_spent(task.noise_scale, rounds, delta)
         body = {"clippingRadius": task.clipping_radius, "noiseScale": task.noise_scale, "delta": delta,
-                "rounds": int(raw), "epsilon": epsilon if math.isfinite(epsilon) else None}
+                "rounds": rounds, "epsilon": epsilon if math.isfinite(epsilon) else None,
+                "neighbouringRelation": NEIGHBOURING_RELATION}
         if not math.isfinite(epsilon):
             body["note"] = "The noise scale is 0: updates are clipped but not noised, so there is no privacy guarantee."
         return Response(body)
