@@ -104,10 +104,13 @@ class Task(models.Model):
         return f"{self.title} ({self.id})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.participation == Participation.INVITED and not self.invitation_secret:
+        # An invitation-only task always has a secret; any other has none, so that switching back to
+        # invitations makes a new link rather than reviving old ones.
+        invited = self.participation == Participation.INVITED
+        if invited != bool(self.invitation_secret):
             from .participation import new_invitation_secret
 
-            self.invitation_secret = new_invitation_secret()
+            self.invitation_secret = new_invitation_secret() if invited else ""
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "invitation_secret"}
         super().save(*args, **kwargs)

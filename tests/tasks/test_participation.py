@@ -177,3 +177,34 @@ def test_token_header_reading():
     assert token_from_headers({"x-disco-token": " abc "}) == "abc"
     assert token_from_headers({"Authorization": "Token k1"}) == "k1"
     assert token_from_headers({"Authorization": "Bearer k1"}) == ""
+
+
+def test_the_form_sets_participation_and_the_bounds(client, owner, tiny_artifacts):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tasks.models import Task
+    from tests.tasks.test_contributor_views import FORM
+
+    client.force_login(owner)
+    html = client.get("/tasks/new/").content.decode()
+    assert 'name="participation"' in html and 'name="max_update_norm"' in html
+    files = {"model.json": tiny_artifacts.model_json_bytes(), **tiny_artifacts.shards}
+    data = {**FORM, "participation": "invited", "max_samples_per_update": "500", "max_contribution_share": "0.5",
+            "max_update_norm": "3.5", "model_files": [SimpleUploadedFile(n, d) for n, d in files.items()]}
+    assert client.post("/tasks/new/", data).status_code == 302
+    task = Task.objects.get(pk="heart")
+    assert (task.participation, task.max_samples_per_update, task.max_contribution_share, task.max_update_norm) \
+        == ("invited", 500, 0.5, 3.5)
+    assert task.invitation_secret
+    # Leaving invitations behind drops the secret; coming back makes a new link, not the old one.
+    old = task.invitation_secret
+    task.participation = "open"
+    task.save()
+    assert task.invitation_secret == ""
+    task.participation = "invited"
+    task.save()
+    assert task.invitation_secret not in ("", old)
+    edit = {**FORM, "participation": "signed_in", "max_update_norm": ""}
+    assert client.post("/tasks/heart/edit/", edit).status_code == 302
+    task.refresh_from_db()
+    assert task.participation == "signed_in" and task.max_update_norm is None and task.invitation_secret == ""
