@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,8 +42,12 @@ def client_address(scope: Mapping[str, Any]) -> str | None:
     return str(client[0]) if client else None
 
 
-def parse_join(message: Any) -> tuple[str, str]:
-    """The resume token and client kind of a ``join`` message; ``AdmissionError`` if it is not one."""
+def parse_join(text: str | None) -> tuple[str, str]:
+    """The resume token and client kind of a ``join`` text frame; ``AdmissionError`` if it is not one."""
+    try:
+        message = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        message = None
     if not isinstance(message, dict) or message.get("type") != "join":
         raise AdmissionError("join_first", 'Send {"type": "join"} first (with "resumeToken" to reconnect as an '
                                            'earlier participant); nothing else is read before it.', 0)

@@ -4,7 +4,9 @@ Thin by design: decode, call ``aggregation.rounds``, reply. Control messages are
 frames; updates are binary frames in the format of ``aggregation.codec``: one frame, or
 announced by ``update_begin`` and sent in parts that are spooled to disk as they arrive
 (``aggregation.incoming``). A bad message gets an ``error`` frame with a reason and the
-connection stays open; only an unknown task closes it.
+connection stays open. The handshake and the first message (``join``) are
+``aggregation.admission``'s: an unknown task, a participation rule the connection does not
+meet and a full task close it, with an ``error`` frame saying why first.
 """
 
 from __future__ import annotations
@@ -100,15 +102,13 @@ class FederatedConsumer(AsyncWebsocketConsumer):
     async def _join(self, text_data: str | None) -> None:
         """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; answered with ``welcome``."""
         try:
-            resume, kind = parse_join(json.loads(text_data) if text_data else None)
+            resume, kind = parse_join(text_data)
             self.participant, welcome = await database_sync_to_async(_welcome)(
                 self.task, resume, kind, client_address(self.scope))
-        except (json.JSONDecodeError, AdmissionError) as exc:
-            code, close_code = getattr(exc, "code", "join_first"), getattr(exc, "close_code", 0)
-            await self.send_error(code, str(exc) if isinstance(exc, AdmissionError) else
-                                  'Send {"type": "join"} first, as a JSON text frame.')
-            if close_code:
-                await self.close(code=close_code)
+        except AdmissionError as exc:
+            await self.send_error(exc.code, str(exc))
+            if exc.close_code:
+                await self.close(code=exc.close_code)
             return
         except rounds.RoundError as exc:
             await self.send_error(exc.code, str(exc))

@@ -8,8 +8,9 @@ payload forwarded byte for byte::
 
     u32 little-endian n | n bytes of JSON header | payload
 
-A bad message gets an ``error`` frame with a reason and changes nothing; only an
-unknown task closes the connection. Round bookkeeping lives in ``peer_rounds``.
+A bad message gets an ``error`` frame with a reason and changes nothing. Joining (the
+participation rule, the first ``join`` message, the caps) is ``aggregation.admission``'s, as
+for federated tasks. Round bookkeeping lives in ``peer_rounds``.
 """
 
 from __future__ import annotations
@@ -109,13 +110,12 @@ class SignallingConsumer(AsyncWebsocketConsumer):
     async def _join(self, text_data: str | None) -> None:
         """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; answered with ``welcome``."""
         try:
-            resume, kind = parse_join(json.loads(text_data) if text_data else None)
+            resume, kind = parse_join(text_data)
             self.participant, welcome = await database_sync_to_async(_welcome)(
                 self.task, resume, kind, client_address(self.scope))
-        except (json.JSONDecodeError, AdmissionError) as exc:
-            await self.send_error(getattr(exc, "code", "join_first"), str(exc) if isinstance(exc, AdmissionError)
-                                  else 'Send {"type": "join"} first, as a JSON text frame.')
-            if getattr(exc, "close_code", 0):
+        except AdmissionError as exc:
+            await self.send_error(exc.code, str(exc))
+            if exc.close_code:
                 await self.close(code=exc.close_code)
             return
         self.me = str(self.participant.pk)

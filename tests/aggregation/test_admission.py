@@ -125,6 +125,10 @@ async def test_nothing_is_read_before_join(task):
     await ws.send_to(text_data=json.dumps({"type": "status"}))
     error = await receive(ws, "error")
     assert error["code"] == "join_first" and '"join"' in error["reason"]
+    await ws.send_to(text_data="not json")
+    assert (await receive(ws, "error"))["code"] == "join_first"
+    await ws.send_to(bytes_data=b"\0\0\0\0")
+    assert (await receive(ws, "error"))["code"] == "join_first"
     await ws.send_to(text_data=json.dumps({"type": "join"}))
     assert (await receive(ws, "welcome"))["participantId"]
     await ws.disconnect()
