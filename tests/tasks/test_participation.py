@@ -208,3 +208,24 @@ def test_the_form_sets_participation_and_the_bounds(client, owner, tiny_artifact
     assert client.post("/tasks/heart/edit/", edit).status_code == 302
     task.refresh_from_db()
     assert task.participation == "signed_in" and task.max_update_norm is None and task.invitation_secret == ""
+
+
+def test_the_api_patches_participation_and_the_admin_rotates(client, admin_client, served, owner):
+    import json as _json
+
+    served.owner = owner
+    served.save()
+    client.force_login(owner)
+    patch = {"trainingInformation": {"participation": "invited", "maxUpdateNorm": 2.5}}
+    response = client.patch(f"/api/tasks/{served.pk}/", _json.dumps(patch), content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["trainingInformation"]["participation"] == "invited"
+    served.refresh_from_db()
+    old = served.invitation_secret
+    assert old and served.max_update_norm == 2.5
+    assert old not in response.content.decode()  # the task's JSON never carries the invitation
+    change = admin_client.get(f"/admin/tasks/task/{served.pk}/change/")
+    assert f"/tasks/{served.pk}/join/{old}/".encode() in change.content
+    admin_client.post("/admin/tasks/task/", {"action": "rotate_invitation", "_selected_action": [served.pk]})
+    served.refresh_from_db()
+    assert served.invitation_secret not in ("", old)
