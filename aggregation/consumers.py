@@ -4,7 +4,9 @@ Thin by design: decode, call ``aggregation.rounds``, reply. Control messages are
 frames; updates are binary frames in the format of ``aggregation.codec``: one frame, or
 announced by ``update_begin`` and sent in parts that are spooled to disk as they arrive
 (``aggregation.incoming``). A bad message gets an ``error`` frame with a reason and the
-connection stays open; only an unknown task closes it.
+connection stays open. The handshake and the first message (``join``) are
+``aggregation.admission``'s: an unknown task, a participation rule the connection does not
+meet and a full task close it, with an ``error`` frame saying why first.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import sys
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -22,30 +23,23 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.files.base import ContentFile, File
 
 from tasks.models import Task
+from tasks.participation import scope_refusal
 
 from . import rounds
+from .admission import CLOSE_REFUSED, CLOSE_UNKNOWN_TASK, AdmissionError, client_address, parse_join
 from .codec import CodecError, decode_weights
 from .incoming import IncomingUpdate
 from .models import Participant
 
 log = logging.getLogger(__name__)
-CLOSE_UNKNOWN_TASK = 4404
-
-
-def joining_identity(scope: dict[str, Any]) -> tuple[str, str]:
-    """The resume token and client kind a connecting participant gives in its query string."""
-    query = parse_qs(scope.get("query_string", b"").decode())
-    resume = (query.get("resume") or [""])[0]
-    kind = (query.get("client") or ["browser"])[0]
-    return resume, kind if kind in Participant.Kind.values else Participant.Kind.BROWSER
 
 
 def _find_task(task_id: str) -> Task | None:
     return Task.objects.filter(pk=task_id, published=True, scheme="federated").select_related("current_version").first()
 
 
-def _welcome(task: Task, resume_token: str, kind: str) -> tuple[Participant, dict[str, Any]]:
-    participant, resumed = rounds.join(task, resume_token=resume_token, kind=kind)
+def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> tuple[Participant, dict[str, Any]]:
+    participant, resumed = rounds.join(task, resume_token=resume_token, kind=kind, address=address)
     state = rounds.status(task)
     return participant, {"type": "welcome", "participantId": str(participant.pk),
                          "resumeToken": participant.resume_token, "resumed": resumed, **_status_fields(state)}
@@ -67,8 +61,12 @@ def _submit(participant: Participant, content: File, data: Any) -> dict[str, Any
     task = participant.task
     rnd = rounds.active_round(task)
     message = decode_weights(data, max_bytes=rounds.max_frame_bytes(), expected=rounds.expected_specs(rnd))
-    rnd = rounds.submit(participant, message, content, rnd)
-    return {"type": "accepted", "round": rnd.number}
+    contribution = rounds.submit(participant, message, content, rnd)
+    reply = {"type": "accepted", "round": rnd.number, "samples": contribution.samples}
+    if contribution.samples != message.header["samples"]:
+        reply["note"] = (f"Counted as {contribution.samples} samples, this task's limit (maxSamplesPerUpdate); "
+                         f"the update claimed {message.header['samples']}.")
+    return reply
 
 
 def _submit_spooled(participant: Participant, incoming: IncomingUpdate) -> dict[str, Any]:
@@ -89,17 +87,33 @@ class FederatedConsumer(AsyncWebsocketConsumer):
     skip_bytes: int = 0
 
     async def connect(self) -> None:
+        """Admit the connection (task, participation rule); the participant joins with its first message."""
         task_id = self.scope["url_route"]["kwargs"]["task_id"]
         await self.accept()
-        self.task = await database_sync_to_async(_find_task)(task_id)
-        if self.task is None:
+        task = await database_sync_to_async(_find_task)(task_id)
+        if task is None:
             await self.send_error("unknown_task", f"No published federated task with id '{task_id}'. "
                                                   "GET /api/tasks/ lists the available tasks.")
             await self.close(code=CLOSE_UNKNOWN_TASK)
             return
-        resume, kind = joining_identity(self.scope)
+        refusal = await database_sync_to_async(scope_refusal)(self.scope, task)
+        if refusal is not None:
+            await self.send_error(refusal.code, refusal.message)
+            await self.close(code=CLOSE_REFUSED)
+            return
+        self.task = task
+
+    async def _join(self, text_data: str | None) -> None:
+        """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; answered with ``welcome``."""
         try:
-            self.participant, welcome = await database_sync_to_async(_welcome)(self.task, resume, kind)
+            resume, kind = parse_join(text_data)
+            self.participant, welcome = await database_sync_to_async(_welcome)(
+                self.task, resume, kind, client_address(self.scope))
+        except AdmissionError as exc:
+            await self.send_error(exc.code, str(exc))
+            if exc.close_code:
+                await self.close(code=exc.close_code)
+            return
         except rounds.RoundError as exc:
             await self.send_error(exc.code, str(exc))
             await self.close(code=CLOSE_UNKNOWN_TASK)
@@ -117,7 +131,10 @@ class FederatedConsumer(AsyncWebsocketConsumer):
         await self._broadcast_participants()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.task is None:
+            return
         if self.participant is None:
+            await self._join(text_data)
             return
         if bytes_data is not None:
             if self.skip_bytes > 0:

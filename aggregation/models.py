@@ -21,6 +21,8 @@ class Participant(models.Model):
     resume_token = models.CharField(max_length=64, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.BROWSER)
     connected = models.BooleanField(default=True)
+    address = models.GenericIPAddressField(null=True, blank=True, help_text="The client address it connected from "
+                                                                           "last (for the per-address cap).")
     joined_at = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(auto_now=True)
 

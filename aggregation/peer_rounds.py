@@ -98,9 +98,10 @@ def open_round(task: Task) -> PeerRound:
         return rnd
 
 
-def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER) -> tuple[Participant, bool]:
+def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER,
+         address: str | None = None) -> tuple[Participant, bool]:
     """Register a peer (or reconnect the one ``resume_token`` names); the same membership as federated tasks."""
-    participant, resumed = rounds.join(task, resume_token=resume_token, kind=kind)
+    participant, resumed = rounds.join(task, resume_token=resume_token, kind=kind, address=address)
     open_round(task)
     return participant, resumed
 

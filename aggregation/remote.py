@@ -3,6 +3,11 @@
 
 Binary frames from the server are queued as ``{"type": "binary", "data": bytes}``; text
 frames as their JSON. ``next_event`` raises the server's ``error`` messages.
+
+``token`` is the participant's credential for tasks that are not open to anyone: a DRF API
+token (``signed_in`` tasks) or the invitation's secret (``invited`` tasks). It goes in the
+``X-Disco-Token`` header of every HTTP request and of the WebSocket handshake, never in a
+URL; the resume token goes in the first WebSocket message (``join``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ class TaskServerClient:
     server: str
     task_id: str
     resume_token: str = ""
+    token: str = ""
     log: Callable[[str], None] = print
     participant_id: str = ""
     task: dict[str, Any] = field(default_factory=dict)
@@ -45,9 +52,18 @@ class TaskServerClient:
     _events: asyncio.Queue | None = None
 
     # --- HTTP ---------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        return {"X-Disco-Token": self.token} if self.token else {}
+
     def _get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.server.rstrip("/") + path, timeout=60) as response:
-            return response.read()
+        request = urllib.request.Request(self.server.rstrip("/") + path, headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 403:  # the task's participation rule: the server says what to do
+                raise ParticipantError(_detail(exc)) from None
+            raise
 
     def fetch_task(self) -> dict[str, Any]:
         self.task = json.loads(self._get(f"/api/tasks/{self.task_id}/"))
@@ -133,13 +149,13 @@ class TaskServerClient:
 
     # --- WebSocket ----------------------------------------------------------------------
     async def connect(self) -> dict[str, Any]:
-        url = self.server.replace("http", "ws", 1).rstrip("/") + f"/ws/{self.scheme}/{self.task_id}/?client=python"
-        if self.resume_token:
-            url += f"&resume={self.resume_token}"
+        url = self.server.replace("http", "ws", 1).rstrip("/") + f"/ws/{self.scheme}/{self.task_id}/"
         # Channels' origin check refuses clients without an Origin header: present the server's own.
         self._ws = await websockets.connect(url, max_size=WS_MAX_SIZE, ping_interval=None,
-                                            origin=self.server.rstrip("/"))
+                                            origin=self.server.rstrip("/"), additional_headers=self._headers())
         self._events = asyncio.Queue()
+        join = {"type": "join", "client": "python", **({"resumeToken": self.resume_token} if self.resume_token else {})}
+        await self._ws.send(json.dumps(join))
         welcome = json.loads(await self._ws.recv())
         if welcome["type"] == "error":
             raise ParticipantError(welcome["reason"])
@@ -190,6 +206,13 @@ class TaskServerClient:
             size = int(np.prod(variable.shape))
             variable.assign(np.asarray(vector[start:start + size], dtype=np.float32).reshape(variable.shape))
             start += size
+
+
+def _detail(error: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(error.read())["detail"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {error.code} from {error.url}"
 
 
 def _targets(y: np.ndarray, loss: str, classes: int) -> np.ndarray:

@@ -25,6 +25,8 @@ from django.utils import timezone
 from disco_site.jobs import enqueue_on_commit, run_later
 from tasks.models import Task
 
+from .admission import check_capacity
+from .aggregators.bounds import counted_samples, update_norm
 from .codec import TensorSpec, WeightsMessage
 from .models import Contribution, Participant, Round
 
@@ -91,17 +93,28 @@ def expected_specs(rnd: Round) -> list[TensorSpec]:
     return [TensorSpec(s["name"], tuple(s["shape"])) for s in specs]
 
 
-def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER) -> tuple[Participant, bool]:
-    """Register a participant, or reconnect the one ``resume_token`` names. Returns (participant, resumed)."""
-    if resume_token:
-        participant = Participant.objects.filter(task=task, resume_token=resume_token).first()
+def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER,
+         address: str | None = None) -> tuple[Participant, bool]:
+    """Register a participant, or reconnect the one ``resume_token`` names. Returns (participant, resumed).
+
+    Under the task's row lock, so the caps of ``admission.check_capacity`` hold however many
+    join at once; over a cap it raises ``admission.AdmissionError``.
+    """
+    with transaction.atomic():
+        Task.objects.select_for_update().filter(pk=task.pk).values_list("pk", flat=True).first()
+        participant = None
+        if resume_token:
+            participant = Participant.objects.filter(task=task, resume_token=resume_token).first()
+        others = Participant.objects.filter(task=task, connected=True)
+        check_capacity(others.exclude(pk=participant.pk) if participant else others, address)
         # An update, not a save: a departed participant pruned meanwhile (prune_finished_rounds) joins anew.
         if participant is not None and Participant.objects.filter(pk=participant.pk).update(
-                connected=True, last_seen=timezone.now()):
-            participant.connected = True
+                connected=True, address=address, last_seen=timezone.now()):
+            participant.connected, participant.address = True, address
             return participant, True
-    participant = Participant.objects.create(task=task, resume_token=secrets.token_urlsafe(32), kind=kind)
-    return participant, False
+        participant = Participant.objects.create(task=task, resume_token=secrets.token_urlsafe(32), kind=kind,
+                                                 address=address)
+        return participant, False
 
 
 def leave(participant: Participant) -> None:
@@ -122,11 +135,28 @@ def status(task: Task) -> RoundStatus:
     )
 
 
-def submit(participant: Participant, message: WeightsMessage, content: File, rnd: Round | None = None) -> Round:
+def check_update_norm(task: Task, rnd: Round, message: WeightsMessage) -> None:
+    """Refuse an update further than the task's ``max_update_norm`` (L2) from the round's base version."""
+    limit = task.max_update_norm
+    if limit is None:
+        return
+    from .weights import cached_version_vector
+
+    norm = update_norm(message.vector, cached_version_vector(rnd.base_version))
+    if norm > limit:
+        raise RoundError("update_norm", f"The update is {norm:.6g} away from version {rnd.base_version.number} "
+                                        f"(L2 norm of the change); this task accepts at most {limit:g} "
+                                        "(maxUpdateNorm). Train less far from the round's model, or clip the change.")
+
+
+def submit(participant: Participant, message: WeightsMessage, content: File,
+           rnd: Round | None = None) -> Contribution:
     """Store ``participant``'s update to the task's open round (``rnd`` if the caller has it), checking it belongs.
 
     ``content`` holds the whole weight message ``message`` was decoded from: the received
     bytes (a ``ContentFile``) or a spooled temporary file, which storage moves into place.
+    The claimed sample count is stored clamped to the task's ``max_samples_per_update``; an
+    update further than ``max_update_norm`` from the base version is refused.
     """
     task = participant.task
     rnd = rnd or active_round(task)
@@ -146,6 +176,8 @@ def submit(participant: Participant, message: WeightsMessage, content: File, rnd
     samples = header.get("samples")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise RoundError("bad_samples", "The update must say how many samples it was trained on (samples >= 1).")
+    samples = counted_samples(samples, task.max_samples_per_update)
+    check_update_norm(task, rnd, message)
     path = f"contributions/{task.pk}/{rnd.number}/{participant.pk}-{secrets.token_hex(4)}.frame"
     saved = default_storage.save(path, content)
     try:
@@ -153,8 +185,8 @@ def submit(participant: Participant, message: WeightsMessage, content: File, rnd
             locked = Round.objects.select_for_update().get(pk=rnd.pk)
             if locked.status != Round.Status.OPEN:
                 raise RoundError("stale_round", f"Round {locked.number} closed while the update arrived.")
-            Contribution.objects.create(round=locked, participant=participant, samples=samples, blob=saved,
-                                        nbytes=content.size)
+            contribution = Contribution.objects.create(round=locked, participant=participant, samples=samples,
+                                                       blob=saved, nbytes=content.size)
     except IntegrityError:
         default_storage.delete(saved)
         raise RoundError("duplicate", f"You already sent an update for round {rnd.number}; wait for it to close."
@@ -163,7 +195,7 @@ def submit(participant: Participant, message: WeightsMessage, content: File, rnd
         default_storage.delete(saved)
         raise
     maybe_close(rnd.pk)
-    return rnd
+    return contribution
 
 
 def maybe_close(round_id: int, *, now=None) -> bool:

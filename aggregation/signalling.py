@@ -13,8 +13,9 @@ Peers seal every payload end to end (``aggregation.peer_crypto``): the server fo
 their ephemeral public keys (``ready``'s ``publicKey``, the ``peers`` message's
 ``publicKeys``) and ciphertext, and holds no key that opens it.
 
-A bad message gets an ``error`` frame with a reason and changes nothing; only an
-unknown task closes the connection. Round bookkeeping lives in ``peer_rounds``.
+A bad message gets an ``error`` frame with a reason and changes nothing. Joining (the
+participation rule, the first ``join`` message, the caps) is ``aggregation.admission``'s, as
+for federated tasks. Round bookkeeping lives in ``peer_rounds``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from tasks.models import Task
+from tasks.participation import scope_refusal
 
 from . import peer_rounds
-from .consumers import CLOSE_UNKNOWN_TASK, joining_identity
+from .admission import CLOSE_REFUSED, CLOSE_UNKNOWN_TASK, AdmissionError, client_address, parse_join
 from .models import Participant
 from .peer_rounds import PeerRoundError
 from .relay import RELAY_PART_BYTES, RELAY_SLACK, RelayError, decode_relay_frame, encode_relay_frame
@@ -45,8 +47,8 @@ def _find_task(task_id: str) -> Task | None:
     return Task.objects.filter(pk=task_id, published=True, scheme="decentralized").first()
 
 
-def _welcome(task: Task, resume_token: str, kind: str) -> tuple[Participant, dict[str, Any]]:
-    participant, resumed = peer_rounds.join(task, resume_token=resume_token, kind=kind)
+def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> tuple[Participant, dict[str, Any]]:
+    participant, resumed = peer_rounds.join(task, resume_token=resume_token, kind=kind, address=address)
     return participant, {
         "type": "welcome", "participantId": str(participant.pk), "resumeToken": participant.resume_token,
         "resumed": resumed, **peer_rounds.state(task).fields(), "relayAllowed": task.allow_relay,
@@ -86,17 +88,34 @@ class SignallingConsumer(AsyncWebsocketConsumer):
     participant: Participant | None = None
 
     async def connect(self) -> None:
+        """Admit the connection (task, participation rule); the peer joins with its first message."""
         self.timers: list[asyncio.Task] = []
         task_id = self.scope["url_route"]["kwargs"]["task_id"]
         await self.accept()
-        self.task = await database_sync_to_async(_find_task)(task_id)
-        if self.task is None:
+        task = await database_sync_to_async(_find_task)(task_id)
+        if task is None:
             await self.send_error("unknown_task", f"No published decentralized task with id '{task_id}'. "
                                                   "GET /api/tasks/ lists the available tasks.")
             await self.close(code=CLOSE_UNKNOWN_TASK)
             return
-        resume, kind = joining_identity(self.scope)
-        self.participant, welcome = await database_sync_to_async(_welcome)(self.task, resume, kind)
+        refusal = await database_sync_to_async(scope_refusal)(self.scope, task)
+        if refusal is not None:
+            await self.send_error(refusal.code, refusal.message)
+            await self.close(code=CLOSE_REFUSED)
+            return
+        self.task = task
+
+    async def _join(self, text_data: str | None) -> None:
+        """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; answered with ``welcome``."""
+        try:
+            resume, kind = parse_join(text_data)
+            self.participant, welcome = await database_sync_to_async(_welcome)(
+                self.task, resume, kind, client_address(self.scope))
+        except AdmissionError as exc:
+            await self.send_error(exc.code, str(exc))
+            if exc.close_code:
+                await self.close(code=exc.close_code)
+            return
         self.me = str(self.participant.pk)
         await self.channel_layer.group_add(peer_rounds.group_name(self.task.pk), self.channel_name)
         await self.channel_layer.group_add(peer_rounds.peer_group(self.me), self.channel_name)
@@ -116,7 +135,10 @@ class SignallingConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(peer_rounds.leave)(self.participant)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.task is None:
+            return
         if self.participant is None:
+            await self._join(text_data)
             return
         try:
             if bytes_data is not None:

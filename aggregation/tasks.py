@@ -23,6 +23,7 @@ from tasks.choices import Origin
 from tasks.versions import create_version, delete_files
 
 from .aggregators import aggregate
+from .aggregators.bounds import capped_shares
 from .models import Round
 from .rounds import (
     _open_round,
@@ -61,13 +62,15 @@ def _aggregate(rnd: Round) -> np.ndarray:
     task = rnd.task
     specs = expected_specs(rnd)
     contributions = list(rnd.contributions.order_by("participant_id"))
-    weights = np.array([c.samples for c in contributions], dtype=np.float64)
+    # Sample counts weigh the updates, but none more than the task's max_contribution_share of the total.
+    weights = capped_shares(np.array([c.samples for c in contributions], dtype=np.float64),
+                            task.max_contribution_share)
     # The frames were checked for NaN/Inf when they arrived (consumers._submit): here only their
     # shapes are checked again, and the aggregate once at the end.
     if task.aggregator in ("mean", "plain_mean", "secure"):
         # Streaming mean: one memory-mapped update at a time, never the N x P matrix.
         n = len(contributions)
-        w = weights / weights.sum() if task.aggregator == "mean" else np.full(n, 1 / n)
+        w = weights if task.aggregator == "mean" else np.full(n, 1 / n)
         total = np.zeros(sum(s.size for s in specs), dtype=np.float32)
         scratch = np.empty(min(_BLOCK, total.size), dtype=np.float32)
         for share, c in zip(w, contributions, strict=True):

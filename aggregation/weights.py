@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 import numpy as np
 from django.core.files.storage import default_storage
@@ -20,6 +21,18 @@ def version_vector(version: ModelVersion) -> np.ndarray:
     """All of a version's weights, in manifest order, as one float32 vector."""
     shards = [read_file(version, name) for name in version.file_names() if name != "model.json"]
     return np.frombuffer(b"".join(shards), dtype="<f4").copy()
+
+
+@lru_cache(maxsize=2)
+def _frozen_vector(version_pk: int, sha256: str) -> np.ndarray:
+    vector = version_vector(ModelVersion.objects.get(pk=version_pk))
+    vector.setflags(write=False)
+    return vector
+
+
+def cached_version_vector(version: ModelVersion) -> np.ndarray:
+    """``version_vector``, read-only and kept for the next call (versions never change): the round's base."""
+    return _frozen_vector(version.pk, version.sha256)
 
 
 def artifacts_from_vector(base: ModelVersion, vector: np.ndarray) -> LayersModelArtifacts:

@@ -45,8 +45,9 @@ async def participant(url: str, rounds: int) -> None:
     from aggregation.codec import encode_weights
     from aggregation.incoming import send_update
 
-    ws_url = url.replace("http", "ws", 1) + "/ws/federated/bench/?client=python"
+    ws_url = url.replace("http", "ws", 1) + "/ws/federated/bench/"
     async with websockets.connect(ws_url, max_size=None, ping_interval=None, origin=url) as ws:
+        await ws.send(json.dumps({"type": "join", "client": "python"}))
         welcome = json.loads(await ws.recv())
         version = welcome["currentVersion"]
         manifest = json.loads(urllib.request.urlopen(f"{url}/tasks/bench/versions/{version}/model.json").read())

@@ -277,6 +277,10 @@ DISCO_CONVERSION_TEMP_DIR = _env("DISCO_CONVERSION_TEMP_DIR")
 DISCO_CONVERSION_REQUIRE_LANDLOCK = _env_bool("DISCO_CONVERSION_REQUIRE_LANDLOCK", False)
 # Publish contributors' new tasks at once instead of waiting for an administrator.
 DISCO_AUTO_PUBLISH = _env_bool("DISCO_AUTO_PUBLISH", False)
+# Caps on one task's WebSocket participants (both schemes): connected at once, and connected at once from one
+# client address (scope["client"]: behind a proxy, run daphne with --proxy-headers). 0 means no cap.
+DISCO_MAX_PARTICIPANTS_PER_TASK = int(_env("DISCO_MAX_PARTICIPANTS_PER_TASK", "1000"))
+DISCO_MAX_CONNECTIONS_PER_ADDRESS = int(_env("DISCO_MAX_CONNECTIONS_PER_ADDRESS", "64"))
 # WebRTC ICE servers for decentralized peers, as JSON, e.g. [{"urls": "stun:stun.example.org:3478"}]
 # (RTCIceServer objects; none are needed on one machine or one LAN).
 try:

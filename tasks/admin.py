@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from .models import ConversionJob, ModelVersion, Task
+from .participation import invitation_path, rotate_invitation
 from .versions import VersionError, set_current_version
 
 
@@ -96,8 +97,9 @@ class TaskAdmin(admin.ModelAdmin):
                     "owner"]
     list_filter = [ReviewFilter, "scheme", "data_type", "published", "aggregator"]
     search_fields = ["id", "title", "summary_preview"]
-    actions = ["publish", "unpublish"]
-    readonly_fields = ["current_version", "provider", "review_requested_at", "created_at", "updated_at"]
+    actions = ["publish", "unpublish", "rotate_invitation"]
+    readonly_fields = ["current_version", "provider", "review_requested_at", "invitation_link", "created_at",
+                       "updated_at"]
     inlines = [ModelVersionInline, ConversionJobInline]
     fieldsets = [
         (None, {"fields": ["id", "title", "published", "review_requested_at", "owner", "provider",
@@ -113,6 +115,8 @@ class TaskAdmin(admin.ModelAdmin):
         ("Aggregation and privacy", {"fields": ["aggregator", "aggregator_params", "round_deadline_seconds",
                                                 "allow_relay", "clipping_radius", "noise_scale",
                                                 "max_share_value"]}),
+        ("Participation", {"fields": ["participation", "invitation_link", "max_samples_per_update",
+                                      "max_contribution_share", "max_update_norm"]}),
         ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -132,6 +136,16 @@ class TaskAdmin(admin.ModelAdmin):
         if obj.published:
             obj.review_requested_at = None
         super().save_model(request, obj, form, change)
+
+    @admin.display(description="invitation link")
+    def invitation_link(self, task: Task) -> str:
+        return invitation_path(task) or "(none: the task is not invitation-only)"
+
+    @admin.action(description="Rotate the invitation link of the selected tasks (old links stop working)")
+    def rotate_invitation(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        for task in queryset:
+            rotate_invitation(task)
+        self.message_user(request, f"New invitation links for {queryset.count()} task(s).", messages.SUCCESS)
 
     @admin.action(description="Publish the selected tasks (marks them reviewed)")
     def publish(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:

@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from aggregation.accountant import DEFAULT_DELTA, privacy_spent
+from aggregation.accountant import DEFAULT_DELTA, NEIGHBOURING_RELATION, privacy_spent, rounds_recorded
 from disco_site.throttling import TaskCreationThrottle, ThrottledTokenAuthentication
 
 from .contributor_views import job_as_json
@@ -36,6 +36,7 @@ from .creation import (
     update_task,
 )
 from .models import Task
+from .participation import invitation_path, rotate_invitation
 from .serializers import DiscoTaskError, ModelVersionSerializer, TaskSerializer, task_values_from_disco
 from .upload_limit import refused_upload
 
@@ -167,23 +168,40 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         versions = task.versions.select_related("parent", "task")
         return Response(ModelVersionSerializer(versions, many=True, context={"request": request}).data)
 
+    @action(detail=True, methods=["get", "post"], permission_classes=[IsAuthenticated])
+    def invitation(self, request: Request, pk: str | None = None) -> Response:
+        """The owner's invitation link (GET), or a new one replacing it (POST: old links stop working)."""
+        task = self.get_object()
+        if not can_edit(request.user, task):
+            raise PermissionDenied("Only the task's owner or an administrator can see or replace its invitation link.")
+        if task.participation != "invited":
+            return Response({"detail": f"Task '{task.id}' is not invitation-only (participation is "
+                                       f"'{task.participation}'); set participation to 'invited' first.",
+                             "status": 400}, status=status.HTTP_400_BAD_REQUEST)
+        if request.method == "POST":
+            rotate_invitation(task)
+        path = invitation_path(task)
+        return Response({"participation": task.participation, "invitationUrl": request.build_absolute_uri(path),
+                         "secret": task.invitation_secret})
+
     @action(detail=True)
     def privacy(self, request: Request, pk: str | None = None) -> Response:
-        """``?rounds=N``: the (epsilon, delta) a participant has spent after N rounds with the task's DP settings."""
+        """The (epsilon, delta) a participant has spent so far, from the rounds the server recorded.
+
+        The number of rounds is the server's (``aggregation.accountant.rounds_recorded``); a
+        ``rounds`` query parameter is ignored.
+        """
         task = self.get_object()
         if task.clipping_radius is None or task.noise_scale is None:
             return Response({"detail": f"Task '{task.id}' has no differential privacy settings (clipping radius and "
                                        "noise scale), so there is no privacy budget to report.", "status": 400},
                             status=status.HTTP_400_BAD_REQUEST)
-        raw = request.query_params.get("rounds", "")
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
-            return Response({"detail": f"rounds must be a whole number from 0 to 999999999 (got {raw!r}), e.g. "
-                                       f"/api/tasks/{task.id}/privacy/?rounds=3.", "status": 400},
-                            status=status.HTTP_400_BAD_REQUEST)
         delta = getattr(settings, "DISCO_PRIVACY_DELTA", DEFAULT_DELTA)
-        epsilon = privacy_spent(task.noise_scale, int(raw), delta)
+        rounds = rounds_recorded(task)
+        epsilon = privacy_spent(task.noise_scale, rounds, delta)
         body = {"clippingRadius": task.clipping_radius, "noiseScale": task.noise_scale, "delta": delta,
-                "rounds": int(raw), "epsilon": epsilon if math.isfinite(epsilon) else None}
+                "rounds": rounds, "epsilon": epsilon if math.isfinite(epsilon) else None,
+                "neighbouringRelation": NEIGHBOURING_RELATION}
         if not math.isfinite(epsilon):
             body["note"] = "The noise scale is 0: updates are clipped but not noised, so there is no privacy guarantee."
         return Response(body)

@@ -26,6 +26,14 @@ class Aggregator(models.TextChoices):
     SECURE = "secure", "Secure aggregation (mean)"
 
 
+class Participation(models.TextChoices):
+    """Who may take part in a task (its WebSocket rounds, model files, training page and sample data)."""
+
+    OPEN = "open", "Anyone with the link"
+    SIGNED_IN = "signed_in", "Anyone signed in to an account"
+    INVITED = "invited", "Only people with an invitation link"
+
+
 class Tokenizer(models.TextChoices):
     BYTES = "bytes", "UTF-8 bytes (ships with the project)"
 

@@ -15,7 +15,7 @@ from django import forms
 from django.conf import settings
 from django.utils.safestring import mark_safe
 
-from .choices import Aggregator, DataType, Scheme, Tokenizer
+from .choices import Aggregator, DataType, Participation, Scheme, Tokenizer
 from .models import Task
 from .preprocessing import preprocessing_steps
 from .spec import SPEC_FIELDS
@@ -131,6 +131,10 @@ class TaskForm(forms.Form):
     scheme = forms.ChoiceField(label="How participants collaborate", choices=Scheme.choices, initial=Scheme.FEDERATED,
                                help_text="Federated: the server combines everyone's updates. Decentralized: "
                                          "participants exchange updates directly. Local: each trains alone.")
+    participation = forms.ChoiceField(
+        label="Who may take part", choices=Participation.choices, initial=Participation.OPEN, required=False,
+        help_text="Anyone with the link; anyone signed in to an account; or only people you send an invitation "
+                  "link to (shown on the task's page, where you can also replace it).")
     data_type = forms.ChoiceField(label="Data type", choices=DataType.choices, initial=DataType.TABULAR,
                                   help_text="What participants train on: images, rows of a CSV file, or text.")
     # Description
@@ -201,6 +205,15 @@ class TaskForm(forms.Form):
         help_text="Decentralized tasks: peers normally exchange updates directly. When two of them cannot connect "
                   "(a strict firewall, for example), the server forwards their messages without reading or storing "
                   "them. Untick to forbid this; such peers then leave the round.")
+    max_samples_per_update = _int("Largest sample count an update may claim",
+                                  "Federated rounds weigh updates by their sample counts; a larger claim is "
+                                  "lowered to this.", initial=100_000)
+    max_contribution_share = _float("Largest share of a round one update may get",
+                                    "From just above 0 to 1: 0.25 means no update counts for more than a quarter "
+                                    "of the average (1 lifts the cap).", initial=0.25)
+    max_update_norm = _float("Largest update size (L2 norm)", "Federated rounds refuse updates that move the model "
+                                                             "further than this from the round's start. Empty: "
+                                                             "no bound.")
     max_share_value = _float("Largest shared value", "Secure aggregation: updates are encoded within ± this "
                                                      "value; 100 is safe for most models.", initial=100.0)
     # Privacy
@@ -257,6 +270,10 @@ class TaskForm(forms.Form):
         for name in ("title", "summary_preview"):
             if isinstance(values.get(name), str):
                 values[name] = values[name].strip()
+        # Left empty (or absent from an older form): keep the task's setting, or the default.
+        for name in ("participation", "max_samples_per_update", "max_contribution_share"):
+            if values.get(name) in (None, ""):
+                values.pop(name, None)
         # Settings of the other data types are hidden in the form: drop them rather than keep stale values.
         if data_type != DataType.IMAGE:
             values.update(image_height=None, image_width=None, image_channels=None)

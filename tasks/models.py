@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
-from .choices import Aggregator, DataType, Origin, Scheme, Tokenizer
+from .choices import Aggregator, DataType, Origin, Participation, Scheme, Tokenizer
 from .rich_text import RICH_TEXT_FIELDS, sanitize_html
 from .spec import SPEC_FIELDS
 from .validation import validate_task_fields
@@ -73,6 +73,21 @@ class Task(models.Model):
     allow_relay = models.BooleanField(
         default=True, help_text="Decentralized rounds: let the server pass peers' opaque messages along when they "
                                 "cannot connect directly (it forwards them without reading them).")
+    participation = models.CharField(
+        max_length=16, choices=Participation.choices, default=Participation.OPEN,
+        help_text="Who may take part: anyone with the link, anyone signed in, or only people the owner invited.")
+    invitation_secret = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="The secret of the invitation link (invited tasks); rotating it invalidates old links.")
+    max_samples_per_update = models.PositiveIntegerField(
+        default=100_000, help_text="Federated rounds: the largest sample count an update may claim; "
+                                   "larger claims are lowered to it.")
+    max_contribution_share = models.FloatField(
+        default=0.25, help_text="Federated rounds: the largest share of the aggregate's weight one update may get "
+                                "(1 = no cap). With few contributors every update gets an equal share.")
+    max_update_norm = models.FloatField(
+        null=True, blank=True, help_text="Federated rounds: refuse updates whose L2 distance from the round's base "
+                                         "model exceeds this (empty = no bound).")
     # Catalogue bookkeeping
     published = models.BooleanField(default=False)
     review_requested_at = models.DateTimeField(
@@ -99,6 +114,15 @@ class Task(models.Model):
         # so the API hands DISCO-style clients nothing a browser could run (tasks.rich_text).
         for name in RICH_TEXT_FIELDS:
             setattr(self, name, sanitize_html(getattr(self, name) or ""))
+        # An invitation-only task always has a secret; any other has none, so that switching back to
+        # invitations makes a new link rather than reviving old ones.
+        invited = self.participation == Participation.INVITED
+        if invited != bool(self.invitation_secret):
+            from .participation import new_invitation_secret
+
+            self.invitation_secret = new_invitation_secret() if invited else ""
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "invitation_secret"}
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:

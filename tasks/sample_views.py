@@ -23,6 +23,7 @@ from django.views.decorators.http import require_safe
 
 from . import sample_data
 from .models import Task
+from .participation import request_refusal
 
 MANIFEST = "manifest.json"
 CONTENT_TYPES = {".png": "image/png", ".csv": "text/csv; charset=utf-8", ".txt": "text/plain; charset=utf-8",
@@ -82,6 +83,9 @@ def _task_or_404(request: HttpRequest, task_id: str) -> Task | JsonResponse:
     task = Task.objects.visible_to(request.user).filter(pk=task_id).first()
     if task is None:
         return _not_found(f"No task with id '{task_id}'. GET /api/tasks/ lists the available tasks.")
+    refusal = request_refusal(request, task)
+    if refusal is not None:
+        return JsonResponse({"detail": refusal.message, "code": refusal.code, "status": 403}, status=403)
     if not sample_data.has_sample_data(task.id):
         return _not_found(f"Task '{task_id}' has no generated sample data (only the predefined tasks have). "
                           "Its page describes the data it needs; use files of your own.")
@@ -104,7 +108,7 @@ def sample_manifest(request: HttpRequest, task_id: str) -> HttpResponse:
 def _file_response(path: Path, name: str, attachment: bool = False) -> FileResponse:
     content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
     response = FileResponse(path.open("rb"), content_type=content_type, as_attachment=attachment, filename=name)
-    response["Cache-Control"] = "public, max-age=3600"
+    response["Cache-Control"] = "private, max-age=3600"
     return response
 
 

@@ -60,6 +60,10 @@ class TaskSerializer(serializers.BaseSerializer):
             "aggregatorParams": task.aggregator_params,
             "roundDeadlineSeconds": task.round_deadline_seconds,
             "allowRelay": task.allow_relay,
+            "participation": task.participation,
+            "maxSamplesPerUpdate": task.max_samples_per_update,
+            "maxContributionShare": task.max_contribution_share,
+            "maxUpdateNorm": task.max_update_norm,
         }
         if task.data_type == "image":
             training.update(IMAGE_H=task.image_height, IMAGE_W=task.image_width, imageChannels=task.image_channels,
@@ -107,7 +111,8 @@ _TRAINING_KEYS = {
     "IMAGE_W": "image_width", "imageChannels": "image_channels", "LABEL_LIST": "labels",
     "inputColumns": "input_columns", "outputColumns": "output_columns", "tokenizer": "tokenizer",
     "maxSequenceLength": "max_sequence_length", "roundDeadlineSeconds": "round_deadline_seconds",
-    "allowRelay": "allow_relay",
+    "allowRelay": "allow_relay", "participation": "participation", "maxSamplesPerUpdate": "max_samples_per_update",
+    "maxContributionShare": "max_contribution_share", "maxUpdateNorm": "max_update_norm",
 }
 # Keys GET returns that describe the catalogue, not the task: accepted and ignored on the way in.
 _READ_ONLY_KEYS = {"published", "awaitingReview", "owner", "currentVersion", "modelUrl", "versionsUrl"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .choices import Aggregator, DataType, Scheme
+from .choices import Aggregator, DataType, Participation, Scheme
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,11 @@ class TaskSpec:
     aggregator_params: dict[str, Any] = field(default_factory=dict)
     round_deadline_seconds: int = 120
     allow_relay: bool = True
+    # Participation and the bounds on what one participant can do to a round
+    participation: str = Participation.OPEN
+    max_samples_per_update: int = 100_000
+    max_contribution_share: float = 0.25
+    max_update_norm: float | None = None
 
     def as_fields(self) -> dict[str, Any]:
         """The spec as keyword arguments for ``Task``."""

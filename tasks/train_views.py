@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from .models import Task
+from .participation import request_refusal
 from .serializers import TaskSerializer
 
 
@@ -22,6 +23,11 @@ def task_train(request: HttpRequest, task_id: str) -> HttpResponse:
     task = Task.objects.visible_to(request.user).select_related("current_version").filter(pk=task_id).first()
     if task is None:
         raise Http404(f"No task with id '{task_id}'.")
+    refusal = request_refusal(request, task)
+    if refusal is not None:
+        from .views import refused_page
+
+        return refused_page(request, task, refusal.code)
     task_json = TaskSerializer(task, context={"request": request}).data
     return render(request, "tasks/train.html", {
         "task": task,

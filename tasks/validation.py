@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .choices import Aggregator, DataType, Scheme, Tokenizer
+from .choices import Aggregator, DataType, Participation, Scheme, Tokenizer
 from .preprocessing import preprocessing_steps
 
 TASK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -47,6 +47,7 @@ def validate_task_fields(values: Mapping[str, Any]) -> Errors:
     _check_preprocessing(values, err)
     _check_privacy(values, err)
     _check_aggregator(values, err)
+    _check_participation(values, err)
     return errors
 
 
@@ -266,3 +267,20 @@ def _check_aggregator(values: Mapping[str, Any], err) -> None:
         if _positive_int(min_participants) and min_participants < MIN_SECURE_PARTICIPANTS:
             err("min_participants", f"Secure aggregation needs at least {MIN_SECURE_PARTICIPANTS} participants "
                 "so that no peer can deduce another's update.")
+
+
+def _check_participation(values: Mapping[str, Any], err) -> None:
+    if values.get("participation", Participation.OPEN) not in Participation.values:
+        err("participation", f"Participation must be one of: {', '.join(Participation.values)} "
+            "(anyone with the link, anyone signed in, or only people with an invitation link).")
+    if not _positive_int(values.get("max_samples_per_update", 1)):
+        err("max_samples_per_update", "The largest sample count an update may claim is a whole number of at least 1.")
+    share = values.get("max_contribution_share", 1.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        err("max_contribution_share", "The largest share of a round's weight one update may get is a number in "
+            "(0, 1], e.g. 0.25; 1 means no cap.")
+    norm = values.get("max_update_norm")
+    if norm is not None and (isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0
+                             or norm != norm or norm == float("inf")):
+        err("max_update_norm", "The update norm bound is a positive number (the largest L2 distance an update may "
+            "have from the round's base model), or empty for no bound.")

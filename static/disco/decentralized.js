@@ -202,6 +202,7 @@ export class DecentralizedSession {
     const url = new URL(`/ws/decentralized/${this.taskId}/`, this.origin.replace(/^http/, 'ws'));
     this.ws = new this.WebSocketImpl(url.toString());
     this.ws.binaryType = 'arraybuffer';
+    this.ws.onopen = () => this.send({ type: 'join', client: 'browser' }); // participation: the first message joins
     this.ws.onmessage = (event) => this.onServerMessage(event.data);
     this.ws.onclose = () => this.onServerClosed();
     return this.wait((m) => m.type === 'welcome', 30_000, 'The server sent no welcome within 30 s.').then((welcome) => {

@@ -67,9 +67,11 @@ export class FederatedSession {
   /** Opens the connection; resolves with the server's welcome. */
   connect() {
     const url = new URL(`/ws/federated/${this.taskId}/`, this.origin.replace(/^http/, 'ws'));
-    if (this.resumeToken) url.searchParams.set('resume', this.resumeToken);
     this.ws = new this.WebSocketImpl(url.toString());
     this.ws.binaryType = 'arraybuffer';
+    // The first message joins; the resume token travels in it, never in the URL (access logs).
+    const join = { type: 'join', client: 'browser', ...(this.resumeToken ? { resumeToken: this.resumeToken } : {}) };
+    this.ws.onopen = () => this.ws.send(JSON.stringify(join));
     this.ws.onmessage = (event) => this.dispatch(JSON.parse(event.data));
     this.ws.onclose = () => this.dispatch({ type: 'closed' });
     return this.next('welcome').then((welcome) => {

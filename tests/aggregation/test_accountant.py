@@ -1,6 +1,10 @@
 """aggregation/accountant.py: epsilon matches a reference computed independently of the accountant object.
 
-Reference: the closed form of the Gaussian mechanism's RDP curve, eps(alpha) = rounds * alpha / (2 z**2),
+The accountant's neighbouring relation is replace-one participant: a clipped update's sensitivity is
+2C, so noise z*C is a Gaussian mechanism of multiplier z/2 (see the module's docstring).
+
+Reference: the closed form of the Gaussian mechanism's RDP curve, eps(alpha) = rounds * alpha * S**2 / (2 z**2)
+with sensitivity S = 2 clipping radii,
 on dp_accounting's default orders, converted to (epsilon, delta) with the library's own conversion
 ``rdp_privacy_accountant.compute_epsilon``. Two bounds that do not use that conversion bracket it: the
 classic conversion min_alpha eps(alpha) + log(1/delta) / (alpha - 1) (never tighter) and the PLD
@@ -17,7 +21,9 @@ from dp_accounting import GaussianDpEvent
 from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS, compute_epsilon
 
-from aggregation.accountant import DEFAULT_DELTA, privacy_spent
+from aggregation.accountant import DEFAULT_DELTA, NEIGHBOURING_RELATION, SENSITIVITY_IN_CLIPPING_RADII, privacy_spent
+
+S = SENSITIVITY_IN_CLIPPING_RADII
 
 CONFIGS = [(1.1, 1, 1e-5), (1.1, 100, 1e-5), (1.0, 10, 1e-5), (5.0, 1000, 1e-6), (0.5, 3, 1e-3)]
 
@@ -25,23 +31,24 @@ CONFIGS = [(1.1, 1, 1e-5), (1.1, 100, 1e-5), (1.0, 10, 1e-5), (5.0, 1000, 1e-6),
 @pytest.mark.parametrize(("z", "rounds", "delta"), CONFIGS)
 def test_epsilon_matches_the_closed_form_gaussian_rdp_curve(z, rounds, delta):
     orders = np.asarray(DEFAULT_RDP_ORDERS, dtype=np.float64)
-    reference, _ = compute_epsilon(orders, rounds * orders / (2 * z * z), delta)
+    reference, _ = compute_epsilon(orders, rounds * orders * S * S / (2 * z * z), delta)
     assert privacy_spent(z, rounds, delta) == pytest.approx(reference, rel=1e-9)
 
 
 @pytest.mark.parametrize(("z", "rounds", "delta"), CONFIGS)
 def test_epsilon_lies_between_the_pld_and_the_classic_conversion(z, rounds, delta):
     eps = privacy_spent(z, rounds, delta)
-    classic = min(rounds * a / (2 * z * z) + math.log(1 / delta) / (a - 1) for a in DEFAULT_RDP_ORDERS)
+    classic = min(rounds * a * S * S / (2 * z * z) + math.log(1 / delta) / (a - 1) for a in DEFAULT_RDP_ORDERS)
     pld = PLDAccountant()
-    pld.compose(GaussianDpEvent(z), rounds)
+    pld.compose(GaussianDpEvent(z / S), rounds)
     assert pld.get_epsilon(delta) * 0.999 <= eps <= classic
 
 
 def test_a_known_value():
-    # z = 1.1, 100 rounds, delta = 1e-5: dp-accounting 0.6's RDP accountant gives 83.0997...
-    assert privacy_spent(1.1, 100) == pytest.approx(83.0998, abs=1e-3)
-    assert DEFAULT_DELTA == 1e-5
+    # z = 1.1, 100 rounds, delta = 1e-5: dp-accounting 0.6's RDP accountant gives 250.91... for multiplier
+    # 0.55 (replace-one); it gave 83.0997... for multiplier 1.1 (add/remove-one), what this module reported before.
+    assert privacy_spent(1.1, 100) == pytest.approx(250.9116, abs=1e-3)
+    assert DEFAULT_DELTA == 1e-5 and NEIGHBOURING_RELATION == "replace_one" and S == 2
 
 
 def test_more_rounds_or_less_noise_spend_more():

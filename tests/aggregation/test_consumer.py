@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_modes]
 
 @pytest.fixture
 def fed_task(make_task, tiny_artifacts):
-    task = make_task("fed", min_participants=2)
+    # No share cap: these tests check FedAvg's sample weighting itself (test_lying.py checks the cap).
+    task = make_task("fed", min_participants=2, max_contribution_share=1.0)
     create_version(task, tiny_artifacts, origin="initial")
     task.refresh_from_db()
     assert task.current_version.weight_specs  # cached now: async tests may read it without a query
@@ -42,8 +43,8 @@ def update_frame(task, *, fill: float | None = None, vector=None, samples=10, ro
     return encode_weights(header, tensors)
 
 
-async def connect(task_id="fed", query=""):
-    return await connect_to(f"/ws/federated/{task_id}/{query}")
+async def connect(task_id="fed", query="", **options):
+    return await connect_to(f"/ws/federated/{task_id}/{query}", **options)
 
 
 async def test_welcome_says_where_the_round_stands(fed_task):
@@ -160,7 +161,7 @@ async def test_a_dropout_does_not_stall_the_round_and_a_participant_can_resume(f
     closed = await receive(a, "round_closed")
     assert closed["version"] == 2 and closed["contributors"] == 1
     await a.disconnect()
-    again = await connect(query=f"?resume={welcome_a['resumeToken']}")
+    again = await connect(resume=welcome_a["resumeToken"])
     welcome = await receive(again, "welcome")
     assert welcome["resumed"] and welcome["participantId"] == welcome_a["participantId"]
     assert welcome["round"] == 2 and welcome["currentVersion"] == 2  # late (re)joiners start from the newest

@@ -24,8 +24,8 @@ def dec_task(make_task):
     return make_task("dec", scheme="decentralized", min_participants=3)
 
 
-async def connect(task_id="dec", query=""):
-    return await connect_to(f"/ws/decentralized/{task_id}/{query}")
+async def connect(task_id="dec", query="", **options):
+    return await connect_to(f"/ws/decentralized/{task_id}/{query}", **options)
 
 
 async def receive_bytes(communicator, timeout: float = 10) -> bytes:
@@ -331,7 +331,7 @@ async def test_a_peer_can_resume_with_its_token(dec_task):
     ws = await connect()
     welcome = await receive(ws, "welcome")
     await ws.disconnect()
-    again = await connect(query=f"?resume={welcome['resumeToken']}")
+    again = await connect(resume=welcome["resumeToken"])
     back = await receive(again, "welcome")
     assert back["resumed"] and back["participantId"] == welcome["participantId"]
     await again.disconnect()

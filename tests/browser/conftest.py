@@ -8,7 +8,7 @@ from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env
 
 TINY_PROVIDERS = ",".join([
     *(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText", "TinyFederated",
-                                                        "TinyFederatedPrivate")),
+                                                        "TinyFederatedPrivate", "TinyFederatedInvited")),
     *(f"tests.browser.peer_tasks.{name}" for name in ("TinyPeersMean", "TinyPeersSecure", "TinyPeersPrivate",
                                                        "TinyPeersDrop", "TinyPeersSecureRelay")),
 ])

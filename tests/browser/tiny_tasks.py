@@ -129,3 +129,15 @@ class TinyFederatedPrivate(TinyTabular):
             "round_deadline_seconds": 60, "preprocessing": ["sanitize"], "clipping_radius": self.clipping_radius,
             "noise_scale": 0.01,
         })
+
+
+class TinyFederatedInvited(TinyTabular):
+    """Federated and invitation-only: one participant, one round."""
+
+    def get_task(self) -> TaskSpec:
+        return TaskSpec(**{
+            **super().get_task().as_fields(), "id": "tiny_federated_invited", "title": "Tiny federated (invited)",
+            "summary_preview": "Train the 4-column classifier, invited participants only, for tests.",
+            "scheme": Scheme.FEDERATED, "epochs": 1, "round_duration": 1, "min_participants": 1,
+            "round_deadline_seconds": 60, "preprocessing": ["sanitize"], "participation": "invited",
+        })

@@ -53,3 +53,12 @@ class FedTabularPrivate(FedTabularPairs):
 
     def get_task(self) -> TaskSpec:
         return replace(super().get_task(), clipping_radius=self.clipping_radius, noise_scale=0.0)
+
+
+class FedTabularInvited(FedTabularPairs):
+    """Two participants a round, open only to people with the invitation (participation 'invited')."""
+
+    task_id = "fed-invited"
+
+    def get_task(self) -> TaskSpec:
+        return replace(super().get_task(), participation="invited")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,13 +15,14 @@ import numpy as np
 import pytest
 import redis
 
-from aggregation.participant import FederatedClient
+from aggregation.aggregators.bounds import capped_shares
+from aggregation.participant import FederatedClient, ParticipantError
 from tests.live_platform import daphne, free_port, kill_group, manage, platform_env, worker
 
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/13"
 PROVIDERS = ("tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularPairs,"
-             "tests.integration.fed_tasks.FedTabularPrivate")
+             "tests.integration.fed_tasks.FedTabularPrivate,tests.integration.fed_tasks.FedTabularInvited")
 
 
 def run_async(coroutine):
@@ -62,7 +64,8 @@ def platform(tmp_path_factory):
     p = Platform(tmp_path_factory.mktemp("federated"))
     manage(p.env, "migrate", "--noinput")
     embedded = {**p.env, "REDIS_URL": ""}  # convert the initial models in-process
-    manage(embedded, "load_default_tasks", "--only", "fed-tabular", "fed-pairs", "fed-private")
+    manage(embedded, "load_default_tasks", "--only", "fed-tabular", "fed-pairs", "fed-private",
+           "fed-invited")
     with daphne(p.env, p.root / "daphne.log", port=p.port), \
             worker(p.env, p.root / "worker.log", queue="aggregation") as proc:
         p.worker = proc
@@ -70,8 +73,8 @@ def platform(tmp_path_factory):
 
 
 async def run_clients(url: str, task_id: str, datasets, rounds: int, tokens=None,
-                      part_bytes=None) -> list[FederatedClient]:
-    clients = [FederatedClient(url, task_id, log=lambda _: None, resume_token=(tokens or {}).get(i, ""))
+                      part_bytes=None, token: str = "") -> list[FederatedClient]:
+    clients = [FederatedClient(url, task_id, log=lambda _: None, resume_token=(tokens or {}).get(i, ""), token=token)
                for i in range(len(datasets))]
     for client, size in zip(clients, part_bytes or [], strict=False):
         client.part_bytes = size
@@ -93,8 +96,10 @@ def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     assert len(clients[0].last_update) * 4 > 2 * 100  # the weights alone take several parts
     assert platform.versions("fed-tabular") == [1, 2, 3, 4]
     final = version_vector(platform, "fed-tabular", 4)
-    # The last round's aggregate, computed here from what each participant sent: the sample-weighted mean.
-    weights = np.array([60, 90, 150], dtype=np.float64) / 300
+    # The last round's aggregate, computed here from what each participant sent: the sample-weighted mean with
+    # no update over the task's maxContributionShare (0.25 < 1/3, so here the plain mean).
+    weights = capped_shares(np.array([60, 90, 150], dtype=np.float64), 0.25)
+    np.testing.assert_allclose(weights, [1 / 3] * 3)
     expected = sum(np.float32(w) * c.last_update for w, c in zip(weights, clients, strict=True))
     np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
     assert platform.get("/api/tasks/fed-tabular/")["currentVersion"] == 4
@@ -137,6 +142,23 @@ async def _straggler_round(url: str) -> float:
     for c in (*active, silent):
         await c.close()
     return elapsed
+
+
+def test_python_participants_join_an_invited_task_with_the_secret_in_a_header(platform):
+    (secret,) = platform.db("SELECT invitation_secret FROM tasks_task WHERE id = 'fed-invited'")[0]
+    assert secret
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        platform.get("/tasks/fed-invited/model.json")
+    assert refused.value.code == 403 and "invitation" in json.loads(refused.value.read())["detail"]
+    with pytest.raises(ParticipantError, match="invitation"):
+        run_async(run_clients(platform.url, "fed-invited", [titanic_like(20, 1)], rounds=1))
+    before = platform.versions("fed-invited")
+    datasets = [titanic_like(40, seed) for seed in (3, 4)]
+    run_async(run_clients(platform.url, "fed-invited", datasets, rounds=1, token=secret))
+    assert platform.versions("fed-invited") == [*before, before[-1] + 1]
+    # The secret went in headers only: daphne's access log never shows it (nor a resume token).
+    log = (platform.root / "daphne.log").read_text()
+    assert "/ws/federated/fed-invited/" in log and secret not in log and "resume=" not in log
 
 
 def test_a_silent_participant_does_not_stall_the_round_past_its_deadline(platform):

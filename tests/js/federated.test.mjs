@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
-import {PART_BYTES, sendUpdate} from '../../static/disco/federated.js';
+import {FederatedSession, PART_BYTES, sendUpdate} from '../../static/disco/federated.js';
 
 function recorder() {
   const sent = [];
@@ -52,4 +52,23 @@ test("every message fits daphne's limit (DISCO_WS_MAX_MESSAGE_BYTES, 1 MiB + 64 
       assert.ok(size <= limit, `a ${size}-byte message for a ${n}-byte update`);
     }
   }
+});
+
+test('joining sends the resume token in the first message, never in the URL', async () => {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) { this.url = url; this.sent = []; sockets.push(this); setTimeout(() => this.onopen?.()); }
+    send(data) {
+      this.sent.push(JSON.parse(data));
+      setTimeout(() => this.onmessage({data: JSON.stringify({type: 'welcome', participantId: 'p1', resumeToken: 'next',
+        round: 3, currentVersion: 2})}));
+    }
+  }
+  const session = new FederatedSession('titanic', {origin: 'http://127.0.0.1:8000', resumeToken: 'secret-token',
+    WebSocketImpl: FakeSocket});
+  const welcome = await session.connect();
+  assert.equal(sockets[0].url, 'ws://127.0.0.1:8000/ws/federated/titanic/');
+  assert.deepEqual(sockets[0].sent, [{type: 'join', client: 'browser', resumeToken: 'secret-token'}]);
+  assert.equal(welcome.round, 3);
+  assert.equal(session.resumeToken, 'next');
 });

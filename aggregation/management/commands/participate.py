@@ -19,9 +19,13 @@ class Command(BaseCommand):
         parser.add_argument("--data", required=True, type=Path, help="CSV, image folder or .npz with x and y.")
         parser.add_argument("--server", default="http://127.0.0.1:8000")
         parser.add_argument("--rounds", type=int, default=None, help="Default: the task's epochs / roundDuration.")
+        parser.add_argument("--token", default="", help="For tasks not open to anyone: your API token (signed-in "
+                                                        "tasks) or the invitation's secret (invited tasks). Sent "
+                                                        "in a header, never in a URL.")
 
-    def handle(self, *args, task: str, data: Path, server: str, rounds: int | None, **options) -> None:
-        client = FederatedClient(server, task, log=self.stdout.write)
+    def handle(self, *args, task: str, data: Path, server: str, rounds: int | None, token: str = "",
+               **options) -> None:
+        client = FederatedClient(server, task, log=self.stdout.write, token=token)
         try:
             info = client.fetch_task()
             x, y = load_local_data(data, info)

@@ -30,18 +30,21 @@ class Command(BaseCommand):
         parser.add_argument("--data", type=Path, default=None)
         parser.add_argument("--non-iid", action="store_true", help="Give each participant a label-sorted slice.")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--token", default="", help="For tasks not open to anyone: an API token (signed-in "
+                                                        "tasks) or the invitation's secret (invited tasks), used "
+                                                        "by every simulated participant.")
 
     def handle(self, *args, task: str, participants: int, rounds: int, server: str, data: Path | None,
-               non_iid: bool, seed: int, **options) -> None:
+               non_iid: bool, seed: int, token: str = "", **options) -> None:
         quiet = lambda _message: None  # noqa: E731
         started = time.monotonic()
         try:
-            info = FederatedClient(server, task, log=quiet).fetch_task()
+            info = FederatedClient(server, task, log=quiet, token=token).fetch_task()
             scheme = info["trainingInformation"]["scheme"]
             if scheme not in ("federated", "decentralized"):
                 raise CommandError(f"Task {task!r} trains alone ({scheme!r}): there is nothing to simulate.")
             client_class = DecentralizedClient if scheme == "decentralized" else FederatedClient
-            clients = [client_class(server, task, log=quiet) for _ in range(participants)]
+            clients = [client_class(server, task, log=quiet, token=token) for _ in range(participants)]
             x, y = load_local_data(data, info) if data else sample_data(info)
             parts = split(x, y, participants, non_iid=non_iid, seed=seed)
             per_round: dict[int, list] = {}

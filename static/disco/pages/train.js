@@ -255,7 +255,7 @@ async function joinFederation() {
       federated.rounds.push({ round: closed.round, version: closed.version, contributors: closed.contributors });
       log(`Round ${closed.round}: continuing from global version ${closed.version} (${closed.contributors} participants).`);
       setStatus('train-status', 'Training…', 'busy');
-      await showPrivacySpent(federated.rounds.length);
+      await showPrivacySpent();
     },
   };
 }
@@ -280,16 +280,17 @@ function privacy() {
   return settings && settings.clippingRadius != null ? settings : null;
 }
 
-/** Shows the (epsilon, delta) spent after `rounds` noised rounds, from the server's accountant. */
-async function showPrivacySpent(rounds) {
+/** Shows the (epsilon, delta) spent, from the server's accountant and the rounds the server recorded. */
+async function showPrivacySpent() {
   if (!privacy() || !document.getElementById('privacy-status')) return;
   try {
-    const response = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/privacy/?rounds=${rounds}`);
+    const response = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/privacy/`);
     const body = await response.json();
     if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
     peers.privacy.push(body);
     const epsilon = Number.isFinite(body.epsilon) ? body.epsilon.toPrecision(3) : '∞';
-    setStatus('privacy-status', `Differential privacy: (ε, δ) spent after ${rounds} round${rounds === 1 ? '' : 's'}: `
+    const rounds = body.rounds;
+    setStatus('privacy-status', `Differential privacy: (ε, δ) spent after ${rounds} round${rounds === 1 ? '' : 's'} (as the server recorded them): `
       + `(${epsilon}, ${body.delta}) — clipping ${body.clippingRadius}, noise scale ${body.noiseScale}. `
       + 'Smaller ε means more privacy.', 'ok');
   } catch (error) {
@@ -340,7 +341,7 @@ async function joinPeers() {
       log(`Round ${result.round}: averaged with ${result.peers.length} peer(s) over ${result.used}.`
         + (result.fellBack ? ` ${result.fellBack}` : ''));
       setStatus('train-status', 'Training…', 'busy');
-      if (privacy()) await showPrivacySpent(peers.rounds.length);
+      if (privacy()) await showPrivacySpent();
     },
   };
 }

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('aggregation', '0003_peer_agreement'),
+        ('aggregation', '0004_round_base_version_set_null'),
     ]
 
     operations = [

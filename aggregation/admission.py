@@ -1,0 +1,71 @@
+"""Letting a participant in, shared by both WebSocket endpoints (federated and decentralized).
+
+1. At the handshake: the task must exist, and the task's participation rule
+   (``tasks.participation``) must admit the connection's session or ``X-Disco-Token`` header;
+   otherwise an ``error`` frame says what to do and the socket closes with ``CLOSE_REFUSED``.
+2. The client's first message is ``{"type": "join", "resumeToken": "...", "client": "browser"|"python"}``
+   (``resumeToken`` only to reconnect as an earlier participant). The token travels in a
+   message, never in the URL, so it never lands in an access log; ``?resume=`` is ignored.
+3. Joining checks the caps (``check_capacity``, under the task's row lock): at most
+   ``DISCO_MAX_PARTICIPANTS_PER_TASK`` connected participants per task and
+   ``DISCO_MAX_CONNECTIONS_PER_ADDRESS`` from one client address; over a cap, an ``error``
+   frame names it and the socket closes with ``CLOSE_FULL``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from .models import Participant
+
+CLOSE_UNKNOWN_TASK = 4404
+CLOSE_REFUSED = 4403
+CLOSE_FULL = 4429
+
+
+class AdmissionError(ValueError):
+    """A connection the task does not take; ``code`` is machine-readable, the message says why and what to do."""
+
+    def __init__(self, code: str, message: str, close_code: int = CLOSE_FULL):
+        self.code = code
+        self.close_code = close_code
+        super().__init__(message)
+
+
+def client_address(scope: Mapping[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def parse_join(text: str | None) -> tuple[str, str]:
+    """The resume token and client kind of a ``join`` text frame; ``AdmissionError`` if it is not one."""
+    try:
+        message = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        message = None
+    if not isinstance(message, dict) or message.get("type") != "join":
+        raise AdmissionError("join_first", 'Send {"type": "join"} first (with "resumeToken" to reconnect as an '
+                                           'earlier participant); nothing else is read before it.', 0)
+    token = message.get("resumeToken") or ""
+    kind = message.get("client") or Participant.Kind.BROWSER
+    if not isinstance(token, str) or len(token) > 64:
+        raise AdmissionError("bad_join", "resumeToken is the string a welcome gave you.", 0)
+    return token, kind if kind in Participant.Kind.values else Participant.Kind.BROWSER
+
+
+def check_capacity(connected: QuerySet[Participant], address: str | None) -> None:
+    """Refuse one more connection when ``connected`` (the task's other live participants) is at a cap."""
+    most = int(getattr(settings, "DISCO_MAX_PARTICIPANTS_PER_TASK", 0) or 0)
+    if most and connected.count() >= most:
+        raise AdmissionError("task_full", f"This task already has {most} connected participants, its limit "
+                                          "(DISCO_MAX_PARTICIPANTS_PER_TASK); try again later.")
+    per_address = int(getattr(settings, "DISCO_MAX_CONNECTIONS_PER_ADDRESS", 0) or 0)
+    if per_address and address and connected.filter(address=address).count() >= per_address:
+        raise AdmissionError("too_many_connections", f"Your address already has {per_address} connections to this "
+                                                     "task, its limit (DISCO_MAX_CONNECTIONS_PER_ADDRESS); close one "
+                                                     "first.")
