@@ -70,11 +70,25 @@ class TaskServerClient:
         return self.task
 
     def fetch_version(self, number: int, directory: Path) -> Path:
-        """Download a fixed version's model.json and shards into ``directory``."""
+        """Download a fixed version's model.json and shards into ``directory``.
+
+        The model is checked as an upload would be before anything reads it: the allow-list
+        (``tasks.model_files.allowlist``) over its whole configuration, so a model that carries
+        code never reaches ``tf_keras`` on the participant's machine, and plain shard names, so
+        no file is written outside ``directory``, whoever serves the model.
+        """
+        from tasks.model_files.allowlist import config_problems
+
         base = f"/tasks/{self.task_id}/versions/{number}/"
         model_json = json.loads(self._get(base + "model.json"))
+        problems = config_problems(model_json)
+        if problems:
+            raise ParticipantError(f"Version {number} of task {self.task_id!r} was not loaded: " + " ".join(problems))
         for group in model_json["weightsManifest"]:
             for name in group["paths"]:
+                if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+                    raise ParticipantError(f"Version {number} of task {self.task_id!r} names a weight file "
+                                           f"{str(name)[:80]!r} that is not a plain file name; it was not loaded.")
                 (directory / name).write_bytes(self._get(base + name))
         (directory / "model.json").write_text(json.dumps(model_json))
         self.weight_order = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]]
@@ -83,11 +97,13 @@ class TaskServerClient:
 
     def load_keras_model(self, number: int) -> Any:
         from tasks.conversion import _tensorflowjs
+        from tasks.keras_env import safe_mode
 
         converters = _tensorflowjs().converters
         with tempfile.TemporaryDirectory(prefix="disco-participant-") as tmp:
             path = self.fetch_version(number, Path(tmp))
-            return converters.load_keras_model(str(path))
+            with safe_mode():
+                return converters.load_keras_model(str(path))
 
     def set_version_weights(self, model: Any, number: int) -> None:
         """Overwrite ``model``'s weights with version ``number``'s, matched by name."""
