@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import QuerySet
+
+from tasks.models import Task
+from tasks.participation import scope_refusal
 
 from .models import Participant
 
@@ -69,3 +74,57 @@ def check_capacity(connected: QuerySet[Participant], address: str | None) -> Non
         raise AdmissionError("too_many_connections", f"Your address already has {per_address} connections to this "
                                                      "task, its limit (DISCO_MAX_CONNECTIONS_PER_ADDRESS); close one "
                                                      "first.")
+
+
+class AdmittingConsumer(AsyncWebsocketConsumer):
+    """Steps 1 and 2 for both endpoints; a subclass names its ``scheme`` and says how a participant joins.
+
+    Subclasses provide ``find_task(task_id)`` (a published task of their scheme, or ``None``)
+    and ``join(task, resume_token, kind, address) -> (participant, welcome message)``, both
+    synchronous (they run in the database thread).
+    """
+
+    scheme: ClassVar[str]
+    task: Task | None = None
+    participant: Participant | None = None
+
+    def find_task(self, task_id: str) -> Task | None:  # pragma: no cover - subclasses provide it
+        raise NotImplementedError
+
+    def join(self, task: Task, resume_token: str, kind: str,
+             address: str | None) -> tuple[Participant, dict[str, Any]]:  # pragma: no cover - subclasses provide it
+        raise NotImplementedError
+
+    async def send_error(self, code: str, reason: str) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "reason": reason}))
+
+    async def admit_connection(self) -> bool:
+        """Accept the socket, then keep it only for an existing task whose participation rule admits it."""
+        task_id = self.scope["url_route"]["kwargs"]["task_id"]
+        await self.accept()
+        task = await database_sync_to_async(self.find_task)(task_id)
+        if task is None:
+            await self.send_error("unknown_task", f"No published {self.scheme} task with id '{task_id}'. "
+                                                  "GET /api/tasks/ lists the available tasks.")
+            await self.close(code=CLOSE_UNKNOWN_TASK)
+            return False
+        refusal = await database_sync_to_async(scope_refusal)(self.scope, task)
+        if refusal is not None:
+            await self.send_error(refusal.code, refusal.message)
+            await self.close(code=CLOSE_REFUSED)
+            return False
+        self.task = task
+        return True
+
+    async def admit_participant(self, text_data: str | None) -> dict[str, Any] | None:
+        """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; the ``welcome`` to send, if admitted."""
+        try:
+            resume, kind = parse_join(text_data)
+            self.participant, welcome = await database_sync_to_async(self.join)(
+                self.task, resume, kind, client_address(self.scope))
+        except AdmissionError as exc:
+            await self.send_error(exc.code, str(exc))
+            if exc.close_code:
+                await self.close(code=exc.close_code)
+            return None
+        return welcome

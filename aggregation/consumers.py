@@ -19,14 +19,12 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.files.base import ContentFile, File
 
 from tasks.models import Task
-from tasks.participation import scope_refusal
 
 from . import rounds
-from .admission import CLOSE_REFUSED, CLOSE_UNKNOWN_TASK, AdmissionError, client_address, parse_join
+from .admission import CLOSE_UNKNOWN_TASK, AdmittingConsumer
 from .codec import CodecError, decode_weights
 from .incoming import IncomingUpdate
 from .models import Participant
@@ -76,47 +74,30 @@ def _submit_spooled(participant: Participant, incoming: IncomingUpdate) -> dict[
         incoming.discard()
 
 
-class FederatedConsumer(AsyncWebsocketConsumer):
+class FederatedConsumer(AdmittingConsumer):
     """One participant's connection to one federated task."""
 
-    task: Task | None = None
-    participant: Participant | None = None
+    scheme = "federated"
     incoming: IncomingUpdate | None = None
     # After a refused announcement its parts are dropped without a reply each: until the
     # announced size has passed, or (no usable size) until the next text frame.
     skip_bytes: int = 0
 
+    find_task = staticmethod(_find_task)
+    join = staticmethod(_welcome)
+
     async def connect(self) -> None:
         """Admit the connection (task, participation rule); the participant joins with its first message."""
-        task_id = self.scope["url_route"]["kwargs"]["task_id"]
-        await self.accept()
-        task = await database_sync_to_async(_find_task)(task_id)
-        if task is None:
-            await self.send_error("unknown_task", f"No published federated task with id '{task_id}'. "
-                                                  "GET /api/tasks/ lists the available tasks.")
-            await self.close(code=CLOSE_UNKNOWN_TASK)
-            return
-        refusal = await database_sync_to_async(scope_refusal)(self.scope, task)
-        if refusal is not None:
-            await self.send_error(refusal.code, refusal.message)
-            await self.close(code=CLOSE_REFUSED)
-            return
-        self.task = task
+        await self.admit_connection()
 
     async def _join(self, text_data: str | None) -> None:
-        """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; answered with ``welcome``."""
         try:
-            resume, kind = parse_join(text_data)
-            self.participant, welcome = await database_sync_to_async(_welcome)(
-                self.task, resume, kind, client_address(self.scope))
-        except AdmissionError as exc:
-            await self.send_error(exc.code, str(exc))
-            if exc.close_code:
-                await self.close(code=exc.close_code)
-            return
+            welcome = await self.admit_participant(text_data)
         except rounds.RoundError as exc:
             await self.send_error(exc.code, str(exc))
             await self.close(code=CLOSE_UNKNOWN_TASK)
+            return
+        if welcome is None:
             return
         await self.channel_layer.group_add(rounds.group_name(self.task.pk), self.channel_name)
         await self.send(text_data=json.dumps(welcome))
@@ -193,9 +174,6 @@ class FederatedConsumer(AsyncWebsocketConsumer):
             await self.send_error(getattr(exc, "code", "bad_update"), str(exc))
             return
         await self.send(text_data=json.dumps(reply))
-
-    async def send_error(self, code: str, reason: str) -> None:
-        await self.send(text_data=json.dumps({"type": "error", "code": code, "reason": reason}))
 
     async def _broadcast_participants(self) -> None:
         state = await database_sync_to_async(rounds.status)(self.task)

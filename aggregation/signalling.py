@@ -27,15 +27,13 @@ from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
 from tasks.models import Task
-from tasks.participation import scope_refusal
 
 from . import peer_rounds
-from .admission import CLOSE_REFUSED, CLOSE_UNKNOWN_TASK, AdmissionError, client_address, parse_join
+from .admission import AdmittingConsumer
 from .models import Participant
 from .peer_rounds import PeerRoundError
 from .relay import RELAY_PART_BYTES, RELAY_SLACK, RelayError, decode_relay_frame, encode_relay_frame
@@ -81,40 +79,21 @@ def relay_frame(header: dict[str, Any], payload: bytes | memoryview) -> bytes:
     return encode_relay_frame(header, payload)
 
 
-class SignallingConsumer(AsyncWebsocketConsumer):
+class SignallingConsumer(AdmittingConsumer):
     """One peer's connection to one decentralized task."""
 
-    task: Task | None = None
-    participant: Participant | None = None
+    scheme = "decentralized"
+    find_task = staticmethod(_find_task)
+    join = staticmethod(_welcome)
 
     async def connect(self) -> None:
         """Admit the connection (task, participation rule); the peer joins with its first message."""
         self.timers: list[asyncio.Task] = []
-        task_id = self.scope["url_route"]["kwargs"]["task_id"]
-        await self.accept()
-        task = await database_sync_to_async(_find_task)(task_id)
-        if task is None:
-            await self.send_error("unknown_task", f"No published decentralized task with id '{task_id}'. "
-                                                  "GET /api/tasks/ lists the available tasks.")
-            await self.close(code=CLOSE_UNKNOWN_TASK)
-            return
-        refusal = await database_sync_to_async(scope_refusal)(self.scope, task)
-        if refusal is not None:
-            await self.send_error(refusal.code, refusal.message)
-            await self.close(code=CLOSE_REFUSED)
-            return
-        self.task = task
+        await self.admit_connection()
 
     async def _join(self, text_data: str | None) -> None:
-        """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; answered with ``welcome``."""
-        try:
-            resume, kind = parse_join(text_data)
-            self.participant, welcome = await database_sync_to_async(_welcome)(
-                self.task, resume, kind, client_address(self.scope))
-        except AdmissionError as exc:
-            await self.send_error(exc.code, str(exc))
-            if exc.close_code:
-                await self.close(code=exc.close_code)
+        welcome = await self.admit_participant(text_data)
+        if welcome is None:
             return
         self.me = str(self.participant.pk)
         await self.channel_layer.group_add(peer_rounds.group_name(self.task.pk), self.channel_name)
@@ -196,9 +175,6 @@ class SignallingConsumer(AsyncWebsocketConsumer):
 
         self.timers = [t for t in self.timers if not t.done()]
         self.timers.append(asyncio.get_running_loop().create_task(fire()))
-
-    async def send_error(self, code: str, reason: str) -> None:
-        await self.send(text_data=json.dumps({"type": "error", "code": code, "reason": reason}))
 
     # Group events
     async def participants_changed(self, event: dict[str, Any]) -> None:
