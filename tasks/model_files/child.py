@@ -26,17 +26,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def readable_paths() -> list[Path]:
-    """What the confined process may read: the Python installation, the project's code, CPU facts."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), ROOT / "tasks"}
-    paths |= {Path(p) for p in (sysconfig.get_paths().values())}
-    paths |= {Path(p) for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() != ROOT}
+    """What the confined process may read: the Python installation, the project's code, CPU facts.
+
+    Never the project's folder itself nor anything that contains it (its secret-key file, its
+    SQLite database and its media live there), even when Python is installed above it.
+    """
+    python = sysconfig.get_paths()
+    paths = {Path(python[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib") if python.get(key)}
+    paths |= {Path(p) for p in sys.path if p and Path(p).is_absolute() and Path(p).is_dir()}
+    paths |= {ROOT / "tasks"}
     paths |= {Path(p) for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/localtime",
                                 "/usr/share/zoneinfo", "/dev/urandom", "/dev/zero")}
     # TensorFlow reads the CPU topology; /proc/self is this process only (never the parent's environ).
     paths |= {Path(p) for p in ("/proc/self", "/proc/stat", "/proc/cpuinfo", "/proc/meminfo",
                                 "/sys/devices/system/cpu", "/sys/fs/cgroup")}
     # The resolved paths too: a symlinked venv is reached through its target.
-    return sorted({p.resolve() for p in paths if not str(p).startswith("/proc/self")} | paths)
+    paths |= {p.resolve() for p in paths if not str(p).startswith("/proc/self")}
+    root = ROOT.resolve()
+    return sorted(p for p in paths if not (root == p or root.is_relative_to(p)))
 
 
 def _write_result(job_dir: Path, result: dict) -> None:
