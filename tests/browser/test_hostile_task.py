@@ -215,6 +215,7 @@ def test_same_origin_websockets_pass_the_policy(platform, watched, task_id, kind
 
     first = page.evaluate("""(kind) => new Promise((resolve) => {
         const ws = new WebSocket(`ws://${location.host}/ws/${kind}/${location.pathname.split('/')[2]}/`);
+        ws.onopen = () => ws.send(JSON.stringify({type: 'join'}));
         ws.onmessage = (event) => { resolve(JSON.parse(event.data).type); ws.close(); };
         ws.onerror = () => resolve('error');
         setTimeout(() => resolve('timeout'), 15000);
