@@ -113,7 +113,8 @@ def _run_child(job_dir: Path, limits: Limits) -> None:
         _kill_group(proc)  # whatever it started goes with it
     tail = _tail(log_path)
     if code == 0:
-        log.info("Isolated conversion finished: %s", tail.strip().splitlines()[-1:] or "")
+        confinement = [line for line in tail.splitlines() if line.startswith("isolated conversion:")]
+        log.info("Isolated conversion finished (%s)", confinement[-1] if confinement else "no confinement reported")
         return
     log.warning("Isolated conversion exited with %s:\n%s", code, tail)
     if code in (-signal.SIGXCPU, -signal.SIGKILL) and "MemoryError" not in tail:
