@@ -182,10 +182,25 @@ class FederatedConsumer(AdmittingConsumer):
 
     # Group events
     async def round_closed(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps({
+        """``version`` is what the next round starts from: the round's result, or, when the round was
+        superseded (another version became current during it), the current version."""
+        message = {
             "type": "round_closed", "round": event["round"], "version": event["version"],
             "nextRound": event["next_round"], "contributors": event["contributors"],
             "modelUrl": f"/tasks/{self.task.pk}/versions/{event['version']}/model.json",
+            "resultVersion": event.get("result_version", event["version"]),
+        }
+        if event.get("superseded"):
+            message.update(superseded=True, reason=event["reason"])
+        await self.send(text_data=json.dumps(message))
+
+    async def round_failed(self, event: dict[str, Any]) -> None:
+        """The round wrote nothing; the next round starts from ``version`` (the last good one)."""
+        version = event["version"]
+        await self.send(text_data=json.dumps({
+            "type": "round_failed", "round": event["round"], "reason": event["reason"],
+            "nextRound": event["next_round"], "version": version,
+            "modelUrl": f"/tasks/{self.task.pk}/versions/{version}/model.json" if version is not None else None,
         }))
 
     async def participants_changed(self, event: dict[str, Any]) -> None:
