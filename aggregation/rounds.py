@@ -97,7 +97,7 @@ def _notify_on_commit(task_id: str, event: dict[str, Any]) -> None:
 
 def _locked_task(task_id: str) -> Task:
     """The task's row, locked, with its current version as the database holds it now (never a cached object)."""
-    return Task.objects.select_for_update().select_related("current_version").get(pk=task_id)
+    return Task.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=task_id)
 
 
 def _open_round(locked: Task, number: int) -> Round:
@@ -318,7 +318,7 @@ def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
     try:
         with transaction.atomic():
             task = _locked_task(peek.task_id)
-            rnd = Round.objects.select_for_update().select_related("base_version").get(pk=round_id)
+            rnd = Round.objects.select_for_update(of=("self",)).select_related("base_version").get(pk=round_id)
             if rnd.status != Round.Status.AGGREGATING:
                 return _outcome(rnd)
             base, current = rnd.base_version, task.current_version
