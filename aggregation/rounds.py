@@ -75,6 +75,12 @@ class RoundStatus:
     min_participants: int
     deadline: str
 
+    def fields(self) -> dict[str, Any]:
+        """The wire names (``welcome``, ``status``, ``participants`` messages)."""
+        return {"round": self.round, "currentVersion": self.base_version, "participants": self.participants,
+                "contributed": self.contributed, "waitingFor": self.waiting_for,
+                "minParticipants": self.min_participants, "deadline": self.deadline}
+
 
 def round_deadline_seconds(task: Task) -> float:
     return float(task.round_deadline_seconds)
@@ -162,12 +168,24 @@ def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BRO
         return participant, False
 
 
+def enter(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER,
+          address: str | None = None) -> tuple[Participant, bool, RoundStatus]:
+    """A federated participant joins (``join``); returns (participant, resumed, the round's status) and tells
+    the task's group how many take part now."""
+    participant, resumed = join(task, resume_token=resume_token, kind=kind, address=address)
+    state = status(task)
+    _notify_on_commit(task.pk, {"type": "participants.changed", **state.fields()})
+    return participant, resumed, state
+
+
 def leave(participant: Participant) -> None:
-    """A participant dropped out: it stops counting towards the quorum."""
+    """A participant dropped out: it stops counting towards the quorum (which may close the round now),
+    and the task's group hears how many take part now."""
     Participant.objects.filter(pk=participant.pk).update(connected=False)
     rnd = Round.objects.filter(task_id=participant.task_id, status=Round.Status.OPEN).first()
     if rnd is not None:
         maybe_close(rnd.pk)
+    _notify_on_commit(participant.task_id, {"type": "participants.changed", **status(participant.task).fields()})
 
 
 def status(task: Task) -> RoundStatus:
