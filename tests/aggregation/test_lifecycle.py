@@ -3,9 +3,13 @@ failures are conditional and announced, and the next round starts from the last 
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.files.base import ContentFile
+from django.db import connection, connections
 
 from aggregation import rounds
 from aggregation import tasks as agg_tasks
@@ -15,7 +19,7 @@ from tasks.versions import create_version, set_current_version
 from tests.aggregation.test_consumer import update_frame
 from tests.aggregation.websockets import connect, receive
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_modes]
 
 
 @pytest.fixture
@@ -207,3 +211,29 @@ async def test_a_superseded_round_tells_participants_where_the_next_round_starts
     assert closed["reason"].startswith("Superseded: version 1 was made current")
     await a.disconnect()
     await b.disconnect()
+
+
+def test_two_deliveries_at_once_write_one_version(two_versions, held, monkeypatch):
+    """Two workers run the same round at the same moment: the task's row lock lets one write."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises every write anyway; the row lock matters on PostgreSQL")
+    rnd = close_round_one(two_versions)
+    barrier = threading.Barrier(2)
+    finish = rounds.finish
+
+    def synchronised_finish(round_id, artifacts):
+        barrier.wait(timeout=10)  # both have computed the aggregate before either writes
+        return finish(round_id, artifacts)
+
+    def deliver(_) -> int | None:
+        try:
+            return agg_tasks.aggregate_round(rnd.pk)
+        finally:
+            connections.close_all()
+
+    monkeypatch.setattr(rounds, "finish", synchronised_finish)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(deliver, range(2)))
+    assert results[0] == results[1] is not None
+    assert two_versions.versions.count() == 3
+    assert Round.objects.filter(task=two_versions).count() == 2
