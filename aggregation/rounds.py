@@ -49,6 +49,7 @@ from .admission import check_capacity
 from .aggregators.bounds import counted_samples, update_norm
 from .codec import TensorSpec, WeightsMessage
 from .models import Contribution, Participant, Round
+from .weights import cached_version_vector
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,6 @@ def check_update_norm(task: Task, rnd: Round, message: WeightsMessage) -> None:
     limit = task.max_update_norm
     if limit is None:
         return
-    from .weights import cached_version_vector
-
     norm = update_norm(message.vector, cached_version_vector(rnd.base_version))
     if norm > limit:
         raise RoundError("update_norm", f"The update is {norm:.6g} away from version {rnd.base_version.number} "
