@@ -359,10 +359,11 @@ def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
                                "not made current; the next round starts from the current version.")
             rnd.result_version, rnd.closed_at = version, timezone.now()
             rnd.save(update_fields=["status", "message", "result_version", "closed_at"])
-            next_round = _open_round(task, rnd.number + 1)
-            event = {"type": "round.closed", "round": rnd.number, "version": task.current_version.number,
-                     "result_version": version.number, "next_round": next_round.number,
-                     "contributors": contributors}
+            if task.current_version is not None:  # None only if the current version was deleted meanwhile
+                _open_round(task, rnd.number + 1)
+            event = {"type": "round.closed", "round": rnd.number, "result_version": version.number,
+                     "version": task.current_version.number if task.current_version else version.number,
+                     "next_round": rnd.number + 1, "contributors": contributors}
             if not swap:
                 event.update(superseded=True, reason=rnd.message)
             _notify_on_commit(task.pk, event)

@@ -94,6 +94,24 @@ def test_a_new_upload_during_the_round_is_not_undone(two_versions, held, tiny_ar
     assert rnd.result_version.number == 4 and rnd.result_version.origin == "round"
 
 
+def test_an_upload_of_another_shape_during_the_round_stays_current(two_versions, held):
+    from tasks.conversion import keras_model_to_tfjs
+    from tasks.keras_env import tf_keras
+
+    keras = tf_keras()
+    wider = keras.Sequential([keras.layers.Input(shape=(4,)), keras.layers.Dense(5, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    rnd = close_round_one(two_versions)
+    create_version(two_versions, keras_model_to_tfjs(wider), origin="upload")  # version 3: 5 hidden units
+    agg_tasks.aggregate_round(rnd.pk)
+    rnd.refresh_from_db()
+    two_versions.refresh_from_db()
+    assert two_versions.current_version.number == 3 and rnd.status == Round.Status.SUPERSEDED
+    assert [s["shape"] for s in rnd.result_version.weight_specs][0] == [4, 3]  # the round's own shapes
+    following = Round.objects.get(task=two_versions, number=2)
+    assert following.base_version.number == 3 and [s["shape"] for s in following.base_version.weight_specs][0] == [4, 5]
+
+
 def test_a_duplicate_delivery_writes_exactly_one_version(two_versions, held, media_root):
     rnd = close_round_one(two_versions)
     first = agg_tasks.aggregate_round(rnd.pk)
