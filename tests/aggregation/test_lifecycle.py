@@ -67,7 +67,7 @@ def test_a_result_becomes_current_when_its_base_still_is(two_versions, held):
     assert Round.objects.get(task=two_versions, number=2).base_version.number == 3
 
 
-def test_a_rollback_during_the_round_is_not_undone(two_versions, held):
+def test_a_rollback_during_the_round_is_not_undone(two_versions, held, client):
     rnd = close_round_one(two_versions)  # from version 2
     set_current_version(two_versions, 1)  # a curator rolls back while the round aggregates
     pk = agg_tasks.aggregate_round(rnd.pk)
@@ -82,6 +82,9 @@ def test_a_rollback_during_the_round_is_not_undone(two_versions, held):
     assert "not made current: version 1 became current" in rnd.result_version.note
     # The next round starts from the version the curator chose.
     assert Round.objects.get(task=two_versions, number=2).base_version.number == 1
+    # The task page shows why version 3 is not current.
+    page = client.get("/tasks/life/").content.decode()
+    assert "not made current: version 1 became current while round 1 ran from version 2." in page
 
 
 def test_a_new_upload_during_the_round_is_not_undone(two_versions, held, tiny_artifacts):
