@@ -1,7 +1,8 @@
 """The federated WebSocket consumer at ``/ws/federated/<task>/``.
 
-Thin by design: decode, call ``aggregation.rounds``, reply. Control messages are JSON text
-frames; updates are binary frames in the format of ``aggregation.codec``: one frame, or
+Thin by design: decode, call one ``aggregation.rounds`` function per message, reply; every
+broadcast to the task's group comes from ``rounds``, after its transaction commits. Control
+messages are JSON text frames; updates are binary frames in the format of ``aggregation.codec``: one frame, or
 announced by ``update_begin`` and sent in parts that are spooled to disk as they arrive
 (``aggregation.incoming``). A bad message gets an ``error`` frame with a reason and the
 connection stays open. The handshake and the first message (``join``) are
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -37,17 +37,9 @@ def _find_task(task_id: str) -> Task | None:
 
 
 def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> tuple[Participant, dict[str, Any]]:
-    participant, resumed = rounds.join(task, resume_token=resume_token, kind=kind, address=address)
-    state = rounds.status(task)
+    participant, resumed, state = rounds.enter(task, resume_token=resume_token, kind=kind, address=address)
     return participant, {"type": "welcome", "participantId": str(participant.pk),
-                         "resumeToken": participant.resume_token, "resumed": resumed, **_status_fields(state)}
-
-
-def _status_fields(state: rounds.RoundStatus) -> dict[str, Any]:
-    fields = asdict(state)
-    return {"round": fields["round"], "currentVersion": fields["base_version"], "participants": fields["participants"],
-            "contributed": fields["contributed"], "waitingFor": fields["waiting_for"],
-            "minParticipants": fields["min_participants"], "deadline": fields["deadline"]}
+                         "resumeToken": participant.resume_token, "resumed": resumed, **state.fields()}
 
 
 def _update_limit(task: Task) -> int:
@@ -101,7 +93,6 @@ class FederatedConsumer(AdmittingConsumer):
             return
         await self.channel_layer.group_add(rounds.group_name(self.task.pk), self.channel_name)
         await self.send(text_data=json.dumps(welcome))
-        await self._broadcast_participants()
 
     async def disconnect(self, code: int) -> None:
         self._drop_incoming()
@@ -109,7 +100,6 @@ class FederatedConsumer(AdmittingConsumer):
             return
         await self.channel_layer.group_discard(rounds.group_name(self.task.pk), self.channel_name)
         await database_sync_to_async(rounds.leave)(self.participant)
-        await self._broadcast_participants()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.task is None:
@@ -134,7 +124,7 @@ class FederatedConsumer(AdmittingConsumer):
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "status":
             state = await database_sync_to_async(rounds.status)(self.task)
-            await self.send(text_data=json.dumps({"type": "status", **_status_fields(state)}))
+            await self.send(text_data=json.dumps({"type": "status", **state.fields()}))
         elif kind == "update_begin":
             self._drop_incoming()  # one update in flight per connection
             announced = message.get("bytes")
@@ -175,17 +165,27 @@ class FederatedConsumer(AdmittingConsumer):
             return
         await self.send(text_data=json.dumps(reply))
 
-    async def _broadcast_participants(self) -> None:
-        state = await database_sync_to_async(rounds.status)(self.task)
-        await self.channel_layer.group_send(rounds.group_name(self.task.pk),
-                                            {"type": "participants.changed", **_status_fields(state)})
-
     # Group events
     async def round_closed(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps({
+        """``version`` is what the next round starts from: the round's result, or, when the round was
+        superseded (another version became current during it), the current version."""
+        message = {
             "type": "round_closed", "round": event["round"], "version": event["version"],
             "nextRound": event["next_round"], "contributors": event["contributors"],
             "modelUrl": f"/tasks/{self.task.pk}/versions/{event['version']}/model.json",
+            "resultVersion": event.get("result_version", event["version"]),
+        }
+        if event.get("superseded"):
+            message.update(superseded=True, reason=event["reason"])
+        await self.send(text_data=json.dumps(message))
+
+    async def round_failed(self, event: dict[str, Any]) -> None:
+        """The round wrote nothing; the next round starts from ``version`` (the last good one)."""
+        version = event["version"]
+        await self.send(text_data=json.dumps({
+            "type": "round_failed", "round": event["round"], "reason": event["reason"],
+            "nextRound": event["next_round"], "version": version,
+            "modelUrl": f"/tasks/{self.task.pk}/versions/{version}/model.json" if version is not None else None,
         }))
 
     async def participants_changed(self, event: dict[str, Any]) -> None:

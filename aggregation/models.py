@@ -34,12 +34,19 @@ class Participant(models.Model):
 
 
 class Round(models.Model):
-    """A federated round: updates arrive against ``base_version`` until the quorum closes it."""
+    """A federated round: updates arrive against ``base_version`` until the quorum closes it.
+
+    ``open`` -> ``aggregating`` -> ``closed`` (its result became the current version), ``superseded``
+    (its result is stored as ``result_version`` but another version became current during the round:
+    a rollback or an upload) or ``failed`` (nothing written). ``message`` says why it ended so.
+    Only ``aggregation.rounds`` changes a round's status.
+    """
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         AGGREGATING = "aggregating", "Aggregating"
         CLOSED = "closed", "Closed"
+        SUPERSEDED = "superseded", "Superseded"
         FAILED = "failed", "Failed"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="rounds")
@@ -53,7 +60,8 @@ class Round(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     result_version = models.OneToOneField(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
                                           related_name="+")
-    message = models.TextField(blank=True)
+    message = models.TextField(blank=True, help_text="The round's outcome in plain words: what it produced, or why "
+                                                     "it failed or was superseded.")
 
     class Meta:
         ordering = ["task", "-number"]

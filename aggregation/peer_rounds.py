@@ -15,9 +15,11 @@ exactly those updates. So a peer that leaves mid-exchange, its update reaching s
 and not others, cannot make the peers' models differ. The round closes when every peer
 of the round reported done (peers that left stop counting) or at its exchange deadline.
 
-Consumers call these functions; only this module changes peer rounds, and it broadcasts
-to the task's channel group after commit. Deadlines are checked by ``check_due``, which
-the consumers of the round's peers call when the deadline comes (idempotent).
+Consumers call one of these functions per message; only this module changes peer rounds
+(``PeerRound`` and ``PeerTurn`` rows), and it broadcasts to the task's channel group after
+commit. Deadlines are checked by ``check_due(task_id)``, which the consumers of the round's
+peers call when the deadline comes, and which a periodic sweeper may call for any task
+(idempotent: it starts, agrees or closes only the rounds that are due).
 """
 
 from __future__ import annotations
@@ -100,9 +102,13 @@ def open_round(task: Task) -> PeerRound:
 
 def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER,
          address: str | None = None) -> tuple[Participant, bool]:
-    """Register a peer (or reconnect the one ``resume_token`` names); the same membership as federated tasks."""
+    """Register a peer (or reconnect the one ``resume_token`` names); the same membership as federated tasks.
+
+    Opens round 1 if there is none, and tells the task's group how many take part now.
+    """
     participant, resumed = rounds.join(task, resume_token=resume_token, kind=kind, address=address)
     open_round(task)
+    broadcast_participants(task)
     return participant, resumed
 
 

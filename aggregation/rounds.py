@@ -1,20 +1,37 @@
-"""The federated round service: joining, submitting updates, quorum, and closing rounds.
+"""The federated round service: the one owner of a federated round's lifecycle.
 
-Consumers validate and call these functions; only this module and the aggregation task
-change rounds. A round closes when every connected participant has contributed, or when
-at least ``min_participants`` have and the round's deadline has passed; participants who
-leave simply stop counting. Closing hands the round to the ``aggregate_round`` Celery
-task after commit.
+Every status change of a ``Round`` happens here, each in one transaction, and every
+broadcast to the task's channel group goes out after that transaction commits:
+
+- ``active_round`` opens round 1 (or the next) from the task's current version, read fresh
+  under the task's row lock;
+- ``submit`` stores an update in the open round; ``maybe_close`` / ``close_if_due`` close the
+  round (``open`` -> ``aggregating``) when its quorum is met, and queue ``aggregate_round``;
+- ``finish`` stores the round's aggregate as a version and makes it current only if the task's
+  current version is still the round's base (compare-and-swap under the task's lock): the round is
+  ``closed``, or ``superseded`` when a rollback or an upload made another version current meanwhile;
+- ``fail`` marks the round ``failed`` only if it is still in the status it leaves, announces
+  ``round_failed`` and opens the next round from the last good version.
+
+A round closes when every connected participant has contributed, or when at least
+``min_participants`` have and the round's deadline has passed; participants who leave
+simply stop counting. The Celery tasks (``aggregation.tasks``) only read the stored updates
+and compute; they call ``finish`` or ``fail``. This module queues them by name through
+``disco_site.jobs`` and never imports them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
@@ -22,14 +39,24 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from disco_site.jobs import enqueue_on_commit, run_later
+from disco_site.jobs import enqueue_named_on_commit, run_named_later
+from tasks.choices import Origin
 from tasks.models import Task
+from tasks.tfjs_format import LayersModelArtifacts
+from tasks.versions import create_version, delete_files
 
 from .admission import check_capacity
 from .aggregators.bounds import counted_samples, update_norm
 from .codec import TensorSpec, WeightsMessage
 from .models import Contribution, Participant, Round
+from .weights import cached_version_vector
 
+log = logging.getLogger(__name__)
+
+# The Celery tasks this service queues, by name (aggregation/tasks.py defines them).
+AGGREGATE_ROUND = "aggregation.tasks.aggregate_round"
+CLOSE_ROUND_IF_DUE = "aggregation.tasks.close_round_if_due"
+FAIL_ROUND_IF_STUCK = "aggregation.tasks.fail_round_if_stuck"
 
 class RoundError(ValueError):
     """An update or request the round cannot take; ``code`` is machine-readable, the message says why."""
@@ -49,6 +76,12 @@ class RoundStatus:
     min_participants: int
     deadline: str
 
+    def fields(self) -> dict[str, Any]:
+        """The wire names (``welcome``, ``status``, ``participants`` messages)."""
+        return {"round": self.round, "currentVersion": self.base_version, "participants": self.participants,
+                "contributed": self.contributed, "waitingFor": self.waiting_for,
+                "minParticipants": self.min_participants, "deadline": self.deadline}
+
 
 def round_deadline_seconds(task: Task) -> float:
     return float(task.round_deadline_seconds)
@@ -58,29 +91,48 @@ def group_name(task_id: str) -> str:
     return f"federated.{task_id}"
 
 
-def _open_round(task: Task, number: int) -> Round:
-    deadline = timezone.now() + timedelta(seconds=round_deadline_seconds(task))
-    rnd = Round.objects.create(task=task, number=number, base_version=task.current_version, deadline=deadline)
-    from .tasks import close_round_if_due
+def _notify(task_id: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(group_name(task_id), event)
 
-    transaction.on_commit(lambda: run_later(close_round_if_due, round_deadline_seconds(task) + 0.5, rnd.pk))
+
+def _notify_on_commit(task_id: str, event: dict[str, Any]) -> None:
+    """Send ``event`` to the task's group once the surrounding transaction has committed (never on rollback)."""
+    transaction.on_commit(lambda: _notify(task_id, event))
+
+
+def _locked_task(task_id: str) -> Task:
+    """The task's row, locked, with its current version as the database holds it now (never a cached object)."""
+    return Task.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=task_id)
+
+
+def _open_round(locked: Task, number: int) -> Round:
+    """Open round ``number`` from ``locked``'s current version; ``locked`` comes from ``_locked_task``."""
+    deadline = timezone.now() + timedelta(seconds=round_deadline_seconds(locked))
+    rnd = Round.objects.create(task=locked, number=number, base_version=locked.current_version, deadline=deadline)
+    transaction.on_commit(lambda: run_named_later(CLOSE_ROUND_IF_DUE, round_deadline_seconds(locked) + 0.5, rnd.pk))
     return rnd
 
 
 def active_round(task: Task) -> Round:
-    """The task's open (or aggregating) round, opening round 1 (or the next) when there is none."""
-    if task.current_version_id is None:
-        raise RoundError("no_model", f"Task '{task.pk}' has no model yet; try again once its conversion is done.")
+    """The task's open (or aggregating) round, opening round 1 (or the next) when there is none.
+
+    A round is opened from the task's current version read fresh under the task's row lock, so a
+    version made current meanwhile (a rollback, an upload, a failed round's successor) is the base.
+    """
     active = [Round.Status.OPEN, Round.Status.AGGREGATING]
     rnd = Round.objects.select_related("base_version").filter(task=task, status__in=active).first()
     if rnd is not None:  # the common case needs no lock
         return rnd
     with transaction.atomic():
-        Task.objects.select_for_update().get(pk=task.pk)
-        rnd = Round.objects.filter(task=task, status__in=[Round.Status.OPEN, Round.Status.AGGREGATING]).first()
+        locked = _locked_task(task.pk)
+        if locked.current_version_id is None:
+            raise RoundError("no_model", f"Task '{task.pk}' has no model yet; try again once its conversion is done.")
+        rnd = Round.objects.select_related("base_version").filter(task=locked, status__in=active).first()
         if rnd is None:
-            last = Round.objects.filter(task=task).aggregate(n=Max("number"))["n"] or 0
-            rnd = _open_round(task, last + 1)
+            last = Round.objects.filter(task=locked).aggregate(n=Max("number"))["n"] or 0
+            rnd = _open_round(locked, last + 1)
         return rnd
 
 
@@ -117,12 +169,24 @@ def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BRO
         return participant, False
 
 
+def enter(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER,
+          address: str | None = None) -> tuple[Participant, bool, RoundStatus]:
+    """A federated participant joins (``join``); returns (participant, resumed, the round's status) and tells
+    the task's group how many take part now."""
+    participant, resumed = join(task, resume_token=resume_token, kind=kind, address=address)
+    state = status(task)
+    _notify_on_commit(task.pk, {"type": "participants.changed", **state.fields()})
+    return participant, resumed, state
+
+
 def leave(participant: Participant) -> None:
-    """A participant dropped out: it stops counting towards the quorum."""
+    """A participant dropped out: it stops counting towards the quorum (which may close the round now),
+    and the task's group hears how many take part now."""
     Participant.objects.filter(pk=participant.pk).update(connected=False)
     rnd = Round.objects.filter(task_id=participant.task_id, status=Round.Status.OPEN).first()
     if rnd is not None:
         maybe_close(rnd.pk)
+    _notify_on_commit(participant.task_id, {"type": "participants.changed", **status(participant.task).fields()})
 
 
 def status(task: Task) -> RoundStatus:
@@ -140,8 +204,6 @@ def check_update_norm(task: Task, rnd: Round, message: WeightsMessage) -> None:
     limit = task.max_update_norm
     if limit is None:
         return
-    from .weights import cached_version_vector
-
     norm = update_norm(message.vector, cached_version_vector(rnd.base_version))
     if norm > limit:
         raise RoundError("update_norm", f"The update is {norm:.6g} away from version {rnd.base_version.number} "
@@ -199,9 +261,8 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
 
 
 def maybe_close(round_id: int, *, now=None) -> bool:
-    """Close the round if its quorum is met; returns whether it closed (and aggregation was queued)."""
-    from .tasks import aggregate_round, fail_round_if_stuck
-
+    """Close the round (``open`` -> ``aggregating``) if its quorum is met, and queue ``aggregate_round``
+    after commit. Returns whether it closed; a round no longer open is left alone (idempotent)."""
     now = now or timezone.now()
     with transaction.atomic():
         rnd = Round.objects.select_for_update().select_related("task").filter(pk=round_id).first()
@@ -215,10 +276,16 @@ def maybe_close(round_id: int, *, now=None) -> bool:
             return False
         rnd.status = Round.Status.AGGREGATING
         rnd.save(update_fields=["status"])
-        enqueue_on_commit(aggregate_round, rnd.pk)
+        enqueue_named_on_commit(AGGREGATE_ROUND, rnd.pk)
         # A worker killed at the hard time limit acknowledges the task: nothing would run it again.
-        transaction.on_commit(lambda: run_later(fail_round_if_stuck, stuck_after_seconds(), rnd.pk))
+        transaction.on_commit(lambda: run_named_later(FAIL_ROUND_IF_STUCK, stuck_after_seconds(), rnd.pk))
     return True
+
+
+def close_if_due(round_id: int, *, now=None) -> bool:
+    """For deadlines (the round's own timer, a periodic sweeper): close the round if it is open, past its
+    deadline and has at least ``min_participants`` updates. Idempotent; returns whether it closed."""
+    return maybe_close(round_id, now=now)
 
 
 def stuck_after_seconds() -> float:
@@ -227,10 +294,130 @@ def stuck_after_seconds() -> float:
     return float(settings.DISCO_AGGREGATION_TIME_LIMIT + visibility + 30)
 
 
-def fail_round(round_id: int, reason: str) -> bool:
-    """Mark an aggregating round failed with ``reason`` (plain words); False if it is no longer aggregating."""
-    return bool(Round.objects.filter(pk=round_id, status=Round.Status.AGGREGATING).update(
-        status=Round.Status.FAILED, message=reason, closed_at=timezone.now()))
+@dataclass(frozen=True)
+class Outcome:
+    """How a round ended: its status, its result version's pk (None when failed) and the reason in words.
+
+    ``written`` says whether this call wrote it (False: another delivery had already finished the round).
+    """
+
+    status: str
+    result_version_id: int | None
+    message: str
+    written: bool
+
+
+def _outcome(rnd: Round | None, written: bool = False) -> Outcome:
+    if rnd is None:
+        return Outcome("", None, "The round no longer exists.", written)
+    return Outcome(rnd.status, rnd.result_version_id, rnd.message, written)
+
+
+def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
+    """Store an aggregating round's aggregate (``artifacts``, built on the round's base version) as a version.
+
+    One transaction, under the task's row lock:
+
+    - if the task's current version is still the round's base, the new version becomes current and
+      the round is ``closed`` (compare-and-swap);
+    - otherwise (a curator rolled back, an owner uploaded a model, during the round) the version is
+      stored but not made current, and the round is ``superseded`` with the reason in ``message``;
+    - if the round is no longer aggregating (a duplicate or late delivery, or it failed meanwhile),
+      nothing is written: exactly one version per round.
+
+    Then the next round opens from the task's current version and ``round_closed`` goes to the
+    task's group after commit; the stored updates of old rounds are pruned after commit.
+    """
+    peek = Round.objects.filter(pk=round_id).first()
+    if peek is None or peek.status != Round.Status.AGGREGATING:
+        return _outcome(peek)
+    version = None
+    try:
+        with transaction.atomic():
+            task = _locked_task(peek.task_id)
+            rnd = Round.objects.select_for_update(of=("self",)).select_related("base_version").get(pk=round_id)
+            if rnd.status != Round.Status.AGGREGATING:
+                return _outcome(rnd)
+            base, current = rnd.base_version, task.current_version
+            contributors = rnd.contributions.count()
+            swap = base is not None and current is not None and current.pk == base.pk
+            done = f"Aggregated {contributors} updates with {task.aggregator}"
+            if swap:
+                note = f"{done}."
+            else:
+                note = (f"{done}; not made current: version {current.number if current else '?'} became current "
+                        f"while round {rnd.number} ran from version {base.number if base else '?'}.")
+            version = create_version(task, artifacts, origin=Origin.ROUND, parent=base, round_number=rnd.number,
+                                     note=note, make_current=swap)
+            if swap:
+                rnd.status, rnd.message = Round.Status.CLOSED, f"{done} into version {version.number}."
+            else:
+                rnd.status = Round.Status.SUPERSEDED
+                rnd.message = (f"Superseded: version {current.number if current else '?'} was made current while "
+                               f"round {rnd.number} ran from version {base.number if base else '?'} (a rollback "
+                               f"or a new model). The round's result is stored as version {version.number} but "
+                               "not made current; the next round starts from the current version.")
+            rnd.result_version, rnd.closed_at = version, timezone.now()
+            rnd.save(update_fields=["status", "message", "result_version", "closed_at"])
+            if task.current_version is not None:  # None only if the current version was deleted meanwhile
+                _open_round(task, rnd.number + 1)
+            event = {"type": "round.closed", "round": rnd.number, "result_version": version.number,
+                     "version": task.current_version.number if task.current_version else version.number,
+                     "next_round": rnd.number + 1, "contributors": contributors}
+            if not swap:
+                event.update(superseded=True, reason=rnd.message)
+            _notify_on_commit(task.pk, event)
+            # Only once the version is committed: until then a re-run needs the round's frames.
+            task_id = task.pk
+            transaction.on_commit(lambda: _prune(task_id))
+    except BaseException:
+        # Rolled back (a soft time limit may land anywhere): the version's files would be left without a row.
+        if version is not None:
+            delete_files([version.storage_path(name) for name in version.file_names()])
+        raise
+    return _outcome(rnd, written=True)
+
+
+def fail(round_id: int, reason: str, *, expected_status: str = Round.Status.AGGREGATING) -> bool:
+    """Mark the round ``failed`` with ``reason`` (plain words saying what to change, if anything).
+
+    Conditional on the status it leaves (``UPDATE ... WHERE status = expected_status``): a late or
+    duplicate delivery, or a sweeper, cannot overwrite a round that another delivery already closed,
+    superseded or failed; then nothing changes and it returns False. When it fails the round, in the
+    same transaction the next round opens from the task's current (last good) version, read fresh,
+    and ``round_failed`` goes to the task's group after commit. Returns whether it failed the round.
+    """
+    task_id = Round.objects.filter(pk=round_id).values_list("task_id", flat=True).first()
+    if task_id is None:
+        return False
+    with transaction.atomic():
+        task = _locked_task(task_id)  # the task's lock first, as in finish: the same order everywhere
+        changed = Round.objects.filter(pk=round_id, status=expected_status).update(
+            status=Round.Status.FAILED, message=reason, closed_at=timezone.now())
+        if not changed:
+            return False
+        rnd = Round.objects.get(pk=round_id)
+        event = {"type": "round.failed", "round": rnd.number, "reason": reason, "next_round": rnd.number + 1,
+                 "version": task.current_version.number if task.current_version else None}
+        if task.current_version is not None:
+            event["next_round"] = _open_round(task, rnd.number + 1).number
+        _notify_on_commit(task.pk, event)
+    log.warning("Round %s of task %s failed: %s", rnd.number, task_id, reason)
+    return True
+
+
+def _prune(task_id: str) -> None:
+    try:
+        contributions, participants = prune_finished_rounds(task_id)
+    except Exception:  # the round is done; a failed clean-up is retried after the next round
+        log.exception("Pruning the finished rounds of task %s failed", task_id)
+        return
+    if contributions or participants:
+        log.info("Task %s: deleted %d stored updates of old rounds and %d departed participants", task_id,
+                 contributions, participants)
+
+
+FINISHED = [Round.Status.CLOSED, Round.Status.SUPERSEDED, Round.Status.FAILED]
 
 
 def prune_finished_rounds(task_id: str) -> tuple[int, int]:
@@ -242,7 +429,7 @@ def prune_finished_rounds(task_id: str) -> tuple[int, int]:
     the next one, and a file already gone is no error. Returns (contributions, participants) deleted.
     """
     keep = max(0, int(settings.DISCO_KEEP_CONTRIBUTION_ROUNDS))
-    finished = Round.objects.filter(task_id=task_id, status__in=[Round.Status.CLOSED, Round.Status.FAILED])
+    finished = Round.objects.filter(task_id=task_id, status__in=FINISHED)
     kept = list(finished.order_by("-number").values_list("pk", flat=True)[:keep])
     old = Contribution.objects.filter(round__in=finished.exclude(pk__in=kept))
     doomed = list(old.values_list("pk", "blob", "round__number"))

@@ -99,10 +99,6 @@ class SignallingConsumer(AdmittingConsumer):
         await self.channel_layer.group_add(peer_rounds.group_name(self.task.pk), self.channel_name)
         await self.channel_layer.group_add(peer_rounds.peer_group(self.me), self.channel_name)
         await self.send(text_data=json.dumps(welcome))
-        await database_sync_to_async(self._broadcast)()
-
-    def _broadcast(self) -> None:
-        peer_rounds.broadcast_participants(self.task)
 
     async def disconnect(self, code: int) -> None:
         for timer in getattr(self, "timers", []):

@@ -1,8 +1,13 @@
 """Celery tasks of the collaboration engine (queue ``aggregation``: numpy only, never TensorFlow).
 
-``aggregate_round`` is idempotent: the ``Round`` row is the source of truth, and the new
-version and the round's closing commit together, so a worker killed and retried makes
-exactly one next version.
+They compute; ``aggregation.rounds`` decides. ``aggregate_round`` reads a round's stored
+updates, computes the aggregate and hands it to ``rounds.finish`` (or the reason it could
+not to ``rounds.fail``); every status change, version write and broadcast is the service's.
+It is idempotent: the ``Round`` row is the source of truth, and ``rounds.finish`` writes the
+version and closes the round in one transaction, only while the round is aggregating, so a
+worker killed and retried, or a duplicate delivery, makes exactly one version.
+
+This module imports ``rounds``; ``rounds`` never imports it (it queues these tasks by name).
 """
 
 from __future__ import annotations
@@ -11,39 +16,17 @@ import logging
 import time
 
 import numpy as np
-from asgiref.sync import async_to_sync
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from tasks.choices import Origin
-from tasks.versions import create_version, delete_files
-
-from .aggregators import aggregate
+from . import rounds
+from .aggregators import aggregate, too_few_updates
 from .aggregators.bounds import capped_shares
 from .models import Round
-from .rounds import (
-    _open_round,
-    expected_specs,
-    fail_round,
-    group_name,
-    maybe_close,
-    prune_finished_rounds,
-    stuck_after_seconds,
-)
 from .weights import artifacts_from_vector, load_frame, version_vector
 
 log = logging.getLogger(__name__)
-
-
-def _notify(task_id: str, event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(group_name(task_id), event)
-
 
 _BLOCK = 1 << 17  # floats: 512 KiB, so the scratch block stays in cache
 
@@ -60,7 +43,7 @@ def _add_scaled(total: np.ndarray, vector: np.ndarray, share: float, scratch: np
 
 def _aggregate(rnd: Round) -> np.ndarray:
     task = rnd.task
-    specs = expected_specs(rnd)
+    specs = rounds.expected_specs(rnd)
     contributions = list(rnd.contributions.order_by("participant_id"))
     # Sample counts weigh the updates, but none more than the task's max_contribution_share of the total.
     weights = capped_shares(np.array([c.samples for c in contributions], dtype=np.float64),
@@ -91,7 +74,7 @@ HARD_TIME_LIMIT = settings.DISCO_AGGREGATION_TIME_LIMIT
 
 @shared_task(acks_late=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=HARD_TIME_LIMIT)
 def aggregate_round(round_id: int) -> int | None:
-    """Aggregate a closed round into the task's next version and open the next round.
+    """Aggregate a closed round and hand the result to ``rounds.finish``; returns the result version's pk.
 
     Past the soft time limit the round fails with a plain reason and nothing is written (the
     version's files are removed and its transaction rolled back); its participants go on from
@@ -101,21 +84,27 @@ def aggregate_round(round_id: int) -> int | None:
         return _aggregate_round(round_id)
     except SoftTimeLimitExceeded:
         log.warning("Aggregating round %s passed the soft time limit of %s s", round_id, SOFT_TIME_LIMIT)
-        fail_round(round_id, f"Aggregation took longer than {SOFT_TIME_LIMIT} s (setting "
-                             "DISCO_AGGREGATION_SOFT_TIME_LIMIT) and was stopped; nothing was written. The next "
-                             "round starts again from the current version.")
+        rounds.fail(round_id, f"Aggregation took longer than {SOFT_TIME_LIMIT} s (setting "
+                              "DISCO_AGGREGATION_SOFT_TIME_LIMIT) and was stopped; nothing was written. The next "
+                              "round starts again from the current version.")
         return None
 
 
 def _aggregate_round(round_id: int) -> int | None:
     rnd = Round.objects.select_related("task", "base_version").filter(pk=round_id).first()
-    if rnd is None or rnd.status != Round.Status.AGGREGATING:
+    if rnd is None or rnd.status != Round.Status.AGGREGATING:  # done, failed or gone: nothing to do
         return rnd.result_version_id if rnd else None
+    task = rnd.task
+    count = rnd.contributions.count()
+    problem = too_few_updates(task.aggregator, task.aggregator_params, count)
+    if problem:
+        rounds.fail(round_id, f"{problem} The next round starts again from the current version.")
+        return None
     try:
         started = time.perf_counter()
         vector = _aggregate(rnd)
-        log.info("Round %s: aggregated %d updates with %s in %.4f s", rnd.pk, rnd.contributions.count(),
-                 rnd.task.aggregator, time.perf_counter() - started)
+        log.info("Round %s: aggregated %d updates with %s in %.4f s", rnd.pk, count, task.aggregator,
+                 time.perf_counter() - started)
         if not np.isfinite(vector).all():
             raise ValueError("The aggregate holds NaN or infinite values; the round is not applied.")
         artifacts = artifacts_from_vector(rnd.base_version, vector)
@@ -123,56 +112,22 @@ def _aggregate_round(round_id: int) -> int | None:
         raise
     except Exception as exc:
         log.exception("Aggregating %s failed", rnd)
-        fail_round(round_id, f"{type(exc).__name__}: {exc}")
+        rounds.fail(round_id, f"Aggregation failed ({type(exc).__name__}: {exc}); nothing was written. The next "
+                              "round starts again from the current version.")
         return None
-    version = None
-    try:
-        with transaction.atomic():
-            locked = Round.objects.select_for_update().select_related("task").get(pk=round_id)
-            if locked.status != Round.Status.AGGREGATING:
-                return locked.result_version_id
-            note = f"Aggregated {locked.contributions.count()} updates with {locked.task.aggregator}."
-            version = create_version(locked.task, artifacts, origin=Origin.ROUND, parent=rnd.base_version,
-                                     round_number=locked.number, note=note)
-            locked.status, locked.result_version, locked.closed_at = Round.Status.CLOSED, version, timezone.now()
-            locked.save(update_fields=["status", "result_version", "closed_at"])
-            locked.task.current_version = version
-            next_round = _open_round(locked.task, locked.number + 1)
-            event = {"type": "round.closed", "round": locked.number, "version": version.number,
-                     "next_round": next_round.number, "contributors": locked.contributions.count()}
-            task_id = locked.task_id
-            transaction.on_commit(lambda: _notify(task_id, event))
-            # Only once the version is committed: until then a re-run needs the round's frames.
-            transaction.on_commit(lambda: _prune(task_id))
-    except BaseException:
-        # Rolled back (a soft timeout may land anywhere): the version's files would be left without a row.
-        if version is not None:
-            delete_files([version.storage_path(name) for name in version.file_names()])
-        raise
-    return version.pk
-
-
-def _prune(task_id: str) -> None:
-    try:
-        contributions, participants = prune_finished_rounds(task_id)
-    except Exception:  # the round is done; a failed clean-up is retried after the next round
-        log.exception("Pruning the finished rounds of task %s failed", task_id)
-        return
-    if contributions or participants:
-        log.info("Task %s: deleted %d stored updates of old rounds and %d departed participants", task_id,
-                 contributions, participants)
+    return rounds.finish(round_id, artifacts).result_version_id
 
 
 @shared_task
 def fail_round_if_stuck(round_id: int) -> bool:
     """Long after a round started aggregating: if it still is, its worker died at the hard time limit."""
-    return fail_round(round_id, f"Aggregation did not finish within {stuck_after_seconds():.0f} s (the hard time "
-                                f"limit DISCO_AGGREGATION_TIME_LIMIT of {HARD_TIME_LIMIT} s, plus a re-delivery); "
-                                "its worker was stopped and nothing was written. The next round starts again from "
-                                "the current version.")
+    return rounds.fail(round_id, f"Aggregation did not finish within {rounds.stuck_after_seconds():.0f} s (the hard "
+                                 f"time limit DISCO_AGGREGATION_TIME_LIMIT of {HARD_TIME_LIMIT} s, plus a "
+                                 "re-delivery); its worker was stopped and nothing was written. The next round "
+                                 "starts again from the current version.")
 
 
 @shared_task
 def close_round_if_due(round_id: int) -> bool:
     """At a round's deadline: close it if enough participants contributed."""
-    return maybe_close(round_id)
+    return rounds.close_if_due(round_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from importlib import import_module
 from typing import Any
 
 from celery import Task
@@ -57,3 +58,24 @@ def run_later(task: Task, seconds: float, *args: Any) -> None:
     timer = threading.Timer(max(0.0, seconds), run_now, args=(task, *args))
     timer.daemon = True
     timer.start()
+
+
+def task_named(name: str) -> Task:
+    """The registered Celery task called ``name`` (e.g. ``"aggregation.tasks.aggregate_round"``).
+
+    Services queue Celery tasks by name, so a service never imports the module of the Celery
+    tasks that call it back (no import cycle); the module is imported here on first use.
+    """
+    if name not in app.tasks:
+        import_module(name.rpartition(".")[0])
+    return app.tasks[name]
+
+
+def enqueue_named_on_commit(name: str, *args: Any) -> None:
+    """``enqueue_on_commit`` for the Celery task called ``name``."""
+    transaction.on_commit(lambda: run_now(task_named(name), *args))
+
+
+def run_named_later(name: str, seconds: float, *args: Any) -> None:
+    """``run_later`` for the Celery task called ``name``."""
+    run_later(task_named(name), seconds, *args)

@@ -250,11 +250,20 @@ def _check_aggregator(values: Mapping[str, Any], err) -> None:
             err("aggregator_params",
                 "Krum needs f, the number of Byzantine participants tolerated (a whole number >= 0).")
         elif _positive_int(min_participants) and min_participants < 2 * f + 3:
-            err("min_participants", f"Krum with f={int(f)} needs at least 2f+3 = {2 * int(f) + 3} participants.")
+            most_f = (min_participants - 3) // 2
+            lower = (f"lower f to {most_f}" if most_f >= 0
+                     else "choose another aggregator (Krum needs at least 3)")
+            err("min_participants", f"Krum with f={int(f)} needs at least 2f+3 = {2 * int(f) + 3} participants: a "
+                f"round may close with only {min_participants} (the minimum number of participants). Raise the "
+                f"minimum to {2 * int(f) + 3}, or {lower}.")
         if aggregator == Aggregator.MULTI_KRUM:
             m = _number(params, "m")
             if m is None or m < 1 or m != int(m):
                 err("aggregator_params", "Multi-Krum needs m, the number of updates averaged (a whole number >= 1).")
+            elif _positive_int(min_participants) and m > min_participants:
+                err("aggregator_params", f"Multi-Krum averages the m={int(m)} best updates, but a round may close "
+                    f"with only {min_participants} (the minimum number of participants). Lower m to at most "
+                    f"{min_participants}, or raise the minimum number of participants to {int(m)}.")
     elif aggregator == Aggregator.CENTERED_CLIPPING:
         tau, iterations = _number(params, "tau"), _number(params, "iterations")
         if tau is None or tau <= 0:

@@ -17,6 +17,7 @@ from .clipping import centered_clipping
 from .krum import krum, multi_krum
 from .mean import mean, plain_mean
 from .median import median, trimmed_mean
+from .requirements import min_updates, too_few_updates
 
 Rule = Callable[..., np.ndarray]
 
@@ -40,5 +41,5 @@ def aggregate(name: str, updates: np.ndarray, weights: np.ndarray | None = None,
     return rule(updates, weights, **params)
 
 
-__all__ = ["AGGREGATORS", "aggregate", "centered_clipping", "krum", "mean", "median", "multi_krum", "plain_mean",
-           "trimmed_mean"]
+__all__ = ["AGGREGATORS", "aggregate", "centered_clipping", "krum", "mean", "median", "min_updates", "multi_krum",
+           "plain_mean", "too_few_updates", "trimmed_mean"]

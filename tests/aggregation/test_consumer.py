@@ -277,6 +277,8 @@ async def test_a_tasks_unfinished_updates_are_bounded_and_released(fed_task, spo
     await receive(b, "welcome")
     await a.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame)}))
     await a.send_to(bytes_data=frame[:100])  # a's update is in flight and holds its announced size
+    await a.send_to(text_data=json.dumps({"type": "status"}))
+    await receive(a, "status")  # a's connection handles messages in order: its announcement is in place
     await b.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame)}))
     for start in range(0, len(frame), 64):  # b sends its parts anyway: they are dropped, not spooled
         await b.send_to(bytes_data=frame[start:start + 64])

@@ -88,7 +88,9 @@ def test_errors_are_the_forms_messages_by_field(token_client, media_root):
     body = response.json()
     assert body["round_duration"] == [
         "Epochs (5) must be a multiple of the round duration (2) so that training ends on a round boundary."]
-    assert body["min_participants"] == ["Krum with f=1 needs at least 2f+3 = 5 participants."]
+    assert body["min_participants"] == [
+        "Krum with f=1 needs at least 2f+3 = 5 participants: a round may close with only 2 (the minimum number "
+        "of participants). Raise the minimum to 5, or choose another aggregator (Krum needs at least 3)."]
     assert body["model"]
     assert Task.objects.count() == 0 and snapshot(media_root) == {}
 

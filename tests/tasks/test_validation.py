@@ -60,6 +60,11 @@ def test_valid_tasks_have_no_errors(valid):
     ({"aggregator": "krum", "aggregator_params": {}}, "aggregator_params", "f, the number"),
     ({"aggregator": "krum", "aggregator_params": {"f": 1}, "min_participants": 4}, "min_participants", "2f+3 = 5"),
     ({"aggregator": "multi_krum", "aggregator_params": {"f": 0}}, "aggregator_params", "Multi-Krum needs m"),
+    ({"aggregator": "krum", "aggregator_params": {"f": 1}, "min_participants": 4}, "min_participants",
+     "Raise the minimum to 5, or lower f to 0"),
+    ({"aggregator": "multi_krum", "aggregator_params": {"f": 0, "m": 4}, "min_participants": 3}, "aggregator_params",
+     "Multi-Krum averages the m=4 best updates, but a round may close with only 3 (the minimum number of "
+     "participants). Lower m to at most 3, or raise the minimum number of participants to 4."),
     ({"aggregator": "centered_clipping", "aggregator_params": {"tau": 0, "iterations": 1}}, "aggregator_params",
      "tau"),
     ({"aggregator": "mean", "aggregator_params": {"beta": 0.1}}, "aggregator_params", "unexpected: beta"),
