@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from disco_site.jobs import enqueue_on_commit, run_later
+from disco_site.jobs import enqueue_on_commit
 from tasks.models import Task
 
 from .admission import check_capacity
@@ -60,11 +60,8 @@ def group_name(task_id: str) -> str:
 
 def _open_round(task: Task, number: int) -> Round:
     deadline = timezone.now() + timedelta(seconds=round_deadline_seconds(task))
-    rnd = Round.objects.create(task=task, number=number, base_version=task.current_version, deadline=deadline)
-    from .tasks import close_round_if_due
-
-    transaction.on_commit(lambda: run_later(close_round_if_due, round_deadline_seconds(task) + 0.5, rnd.pk))
-    return rnd
+    # The deadline is a column: aggregation.sweeper closes the round once it has passed.
+    return Round.objects.create(task=task, number=number, base_version=task.current_version, deadline=deadline)
 
 
 def active_round(task: Task) -> Round:
@@ -200,7 +197,7 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
 
 def maybe_close(round_id: int, *, now=None) -> bool:
     """Close the round if its quorum is met; returns whether it closed (and aggregation was queued)."""
-    from .tasks import aggregate_round, fail_round_if_stuck
+    from .tasks import aggregate_round
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -213,18 +210,11 @@ def maybe_close(round_id: int, *, now=None) -> bool:
         everyone = bool(contributors) and connected <= contributors
         if not enough or not (everyone or now >= rnd.deadline):
             return False
-        rnd.status = Round.Status.AGGREGATING
-        rnd.save(update_fields=["status"])
+        # aggregating_since starts the clock of DISCO_AGGREGATION_STUCK_AFTER (aggregation.sweeper).
+        rnd.status, rnd.aggregating_since = Round.Status.AGGREGATING, now
+        rnd.save(update_fields=["status", "aggregating_since"])
         enqueue_on_commit(aggregate_round, rnd.pk)
-        # A worker killed at the hard time limit acknowledges the task: nothing would run it again.
-        transaction.on_commit(lambda: run_later(fail_round_if_stuck, stuck_after_seconds(), rnd.pk))
     return True
-
-
-def stuck_after_seconds() -> float:
-    """When an aggregating round is given up: the hard time limit, a broker re-delivery, and some slack."""
-    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 0)
-    return float(settings.DISCO_AGGREGATION_TIME_LIMIT + visibility + 30)
 
 
 def fail_round(round_id: int, reason: str) -> bool:

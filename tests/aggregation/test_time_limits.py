@@ -19,7 +19,7 @@ def aggregating(make_task, tiny_artifacts):
     task = make_task("slow")
     version = create_version(task, tiny_artifacts, origin="initial")
     return Round.objects.create(task=task, number=1, base_version=version, status=Round.Status.AGGREGATING,
-                                deadline=timezone.now())
+                                deadline=timezone.now(), aggregating_since=timezone.now())
 
 
 def test_the_limits_are_on_the_task_soft_below_hard(settings):
@@ -48,9 +48,22 @@ def test_a_soft_timeout_fails_the_round_and_writes_nothing(aggregating, media_ro
     assert aggregating.task.current_version.number == 1
 
 
-def test_a_round_still_aggregating_after_the_hard_limit_is_failed(aggregating):
-    assert agg_tasks.fail_round_if_stuck(aggregating.pk) is True
+def test_a_round_still_aggregating_past_the_stuck_timeout_is_requeued_once_then_failed(aggregating, settings,
+                                                                                        monkeypatch):
+    from datetime import timedelta
+
+    from aggregation import sweeper
+
+    queued = []
+    monkeypatch.setattr(sweeper, "_requeue_aggregation", queued.append)
+    later = timezone.now() + timedelta(seconds=settings.DISCO_AGGREGATION_STUCK_AFTER + 1)
+    assert sweeper.sweep(later).requeued_rounds == 1 and queued == [aggregating.pk]
+    aggregating.refresh_from_db()
+    assert aggregating.status == Round.Status.AGGREGATING and aggregating.aggregation_attempts == 1
+    assert not sweeper.sweep(later)  # the re-queue restarted its clock
+    even_later = later + timedelta(seconds=settings.DISCO_AGGREGATION_STUCK_AFTER + 1)
+    assert sweeper.sweep(even_later).failed_rounds == 1 and queued == [aggregating.pk]
     aggregating.refresh_from_db()
     assert aggregating.status == Round.Status.FAILED
-    assert "hard time limit DISCO_AGGREGATION_TIME_LIMIT of 360 s" in aggregating.message
-    assert agg_tasks.fail_round_if_stuck(aggregating.pk) is False  # only aggregating rounds are touched
+    assert "did not finish within 420 s (setting DISCO_AGGREGATION_STUCK_AFTER), twice" in aggregating.message
+    assert not sweeper.sweep(even_later)  # only aggregating rounds are touched
