@@ -204,8 +204,7 @@ def recover_at_start(now: datetime | None = None) -> SweepReport:
     requeued, report.failed_jobs = _stuck_conversions(now, everything=True)
     report.requeued_jobs += requeued
     report.requeued_rounds, report.failed_rounds = _stuck_aggregations(now, everything=True)
-    if report:
-        log.info("Recovered at start: %s", report)
+    log.info("Recovered at start (embedded mode): %s", report)
     swept = sweep(now)
     for f in fields(report):
         setattr(report, f.name, getattr(report, f.name) + getattr(swept, f.name))
