@@ -67,3 +67,35 @@ def test_a_round_still_aggregating_past_the_stuck_timeout_is_requeued_once_then_
     assert aggregating.status == Round.Status.FAILED
     assert "did not finish within 420 s (setting DISCO_AGGREGATION_STUCK_AFTER), twice" in aggregating.message
     assert not sweeper.sweep(even_later)  # only aggregating rounds are touched
+
+
+def test_late_acknowledged_tasks_go_back_to_the_queue_when_their_worker_dies(settings):
+    from disco_site.celery import app
+    from tasks import tasks as conversion_tasks
+
+    assert app.conf.task_reject_on_worker_lost and app.conf.task_acks_late
+    for task in (agg_tasks.aggregate_round, conversion_tasks.convert_provider_model,
+                 conversion_tasks.convert_uploaded_model):
+        assert task.acks_late and task.reject_on_worker_lost, task.name
+    # A task still running when the visibility timeout passes would be delivered a second time.
+    longest = max(settings.DISCO_AGGREGATION_TIME_LIMIT,
+                  *(a["time_limit"] for a in settings.CELERY_TASK_ANNOTATIONS.values()))
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > longest
+
+
+def test_every_aggregation_worker_starts_the_sweeper_and_no_other(monkeypatch):
+    from types import SimpleNamespace
+
+    from aggregation import sweeper
+
+    started = []
+    monkeypatch.setattr(sweeper, "start_in_worker", lambda: started.append(True))
+
+    def worker_of(*queues):
+        return SimpleNamespace(app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(
+            consume_from={q: object() for q in queues}))))
+
+    agg_tasks._start_sweeper(worker_of("conversion"))
+    assert started == []
+    agg_tasks._start_sweeper(worker_of("aggregation"))
+    assert started == [True]
