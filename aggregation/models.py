@@ -119,6 +119,7 @@ class PeerRound(models.Model):
 
     class Meta:
         ordering = ["task", "-number"]
+        indexes = [models.Index(fields=["status"], name="peer_round_status")]  # the sweeper's due rounds
         constraints = [
             models.UniqueConstraint(fields=["task", "number"], name="unique_peer_round_number_per_task"),
             models.UniqueConstraint(fields=["task"], condition=models.Q(status="open"),

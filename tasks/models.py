@@ -221,6 +221,7 @@ class ConversionJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "started_at"], name="conversion_job_status")]  # the sweeper
 
     def __str__(self) -> str:
         return f"{self.source} ({self.status})"
