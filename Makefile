@@ -41,6 +41,8 @@ run: migrate
 worker-conversion: setup
 	$(VENV)/bin/celery -A disco_site worker -Q conversion --concurrency 1 --loglevel INFO
 
+# Every aggregation worker also runs the sweeper (aggregation/sweeper.py) that enforces all deadlines and
+# timeouts; embedded (`make run` without REDIS_URL) the web process runs it.
 worker-aggregation: setup
 	$(VENV)/bin/celery -A disco_site worker -Q aggregation --loglevel INFO
 

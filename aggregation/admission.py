@@ -26,6 +26,7 @@ from django.db.models import QuerySet
 from tasks.models import Task
 from tasks.participation import scope_refusal
 
+from . import presence
 from .models import Participant
 
 CLOSE_UNKNOWN_TASK = 4404
@@ -127,4 +128,10 @@ class AdmittingConsumer(AsyncWebsocketConsumer):
             if exc.close_code:
                 await self.close(code=exc.close_code)
             return None
+        presence.register(self.participant.pk)
         return welcome
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self.participant is not None:
+            presence.unregister(self.participant.pk)
+        await super().websocket_disconnect(message)

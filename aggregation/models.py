@@ -27,7 +27,8 @@ class Participant(models.Model):
     last_seen = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["task", "connected"])]
+        indexes = [models.Index(fields=["task", "connected"]),
+                   models.Index(fields=["connected", "last_seen"], name="participant_silent")]
 
     def __str__(self) -> str:
         return f"{self.task_id}/{str(self.id)[:8]}"
@@ -62,9 +63,14 @@ class Round(models.Model):
                                           related_name="+")
     message = models.TextField(blank=True, help_text="The round's outcome in plain words: what it produced, or why "
                                                      "it failed or was superseded.")
+    # Set when the round starts aggregating and again at each re-queue: the sweeper gives an aggregation
+    # DISCO_AGGREGATION_STUCK_AFTER seconds from here, re-queues it once, then fails the round.
+    aggregating_since = models.DateTimeField(null=True, blank=True)
+    aggregation_attempts = models.PositiveSmallIntegerField(default=0, help_text="Re-queues by the sweeper.")
 
     class Meta:
         ordering = ["task", "-number"]
+        indexes = [models.Index(fields=["status", "deadline"], name="round_status_deadline")]
         constraints = [
             models.UniqueConstraint(fields=["task", "number"], name="unique_round_number_per_task"),
             models.UniqueConstraint(fields=["task"], condition=models.Q(status__in=["open", "aggregating"]),
@@ -121,6 +127,7 @@ class PeerRound(models.Model):
 
     class Meta:
         ordering = ["task", "-number"]
+        indexes = [models.Index(fields=["status"], name="peer_round_status")]  # the sweeper's due rounds
         constraints = [
             models.UniqueConstraint(fields=["task", "number"], name="unique_peer_round_number_per_task"),
             models.UniqueConstraint(fields=["task"], condition=models.Q(status="open"),

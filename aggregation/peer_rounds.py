@@ -17,9 +17,9 @@ of the round reported done (peers that left stop counting) or at its exchange de
 
 Consumers call one of these functions per message; only this module changes peer rounds
 (``PeerRound`` and ``PeerTurn`` rows), and it broadcasts to the task's channel group after
-commit. Deadlines are checked by ``check_due(task_id)``, which the consumers of the round's
-peers call when the deadline comes, and which a periodic sweeper may call for any task
-(idempotent: it starts, agrees or closes only the rounds that are due).
+commit. The deadlines are columns (``ready_deadline``, ``exchange_deadline``):
+``aggregation.sweeper`` calls ``maybe_start``, ``maybe_agree`` and ``maybe_close`` once they pass
+(idempotent), so a restart loses none.
 """
 
 from __future__ import annotations
@@ -270,17 +270,6 @@ def maybe_close(round_id: int, *, now: datetime | None = None) -> bool:
         _notify_on_commit(rnd.task_id, {"type": "round.closed", "round": rnd.number,
                                         "next_round": nxt.number if nxt else rnd.number + 1, "peers": finished})
     return True
-
-
-def check_due(task_id: str) -> None:
-    """Start or close whatever rounds of the task are due now (called when a deadline comes)."""
-    for pk in PeerRound.objects.filter(task_id=task_id, status=PeerRound.Status.EXCHANGING).values_list("pk",
-                                                                                                        flat=True):
-        maybe_agree(pk)
-        maybe_close(pk)
-    rnd = PeerRound.objects.filter(task_id=task_id, status=PeerRound.Status.OPEN).first()
-    if rnd is not None:
-        maybe_start(rnd.pk)
 
 
 def leave(participant: Participant) -> None:

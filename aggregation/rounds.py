@@ -39,7 +39,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from disco_site.jobs import enqueue_named_on_commit, run_named_later
+from disco_site.jobs import enqueue_named_on_commit
 from tasks.choices import Origin
 from tasks.models import Task
 from tasks.tfjs_format import LayersModelArtifacts
@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 
 # The Celery tasks this service queues, by name (aggregation/tasks.py defines them).
 AGGREGATE_ROUND = "aggregation.tasks.aggregate_round"
-CLOSE_ROUND_IF_DUE = "aggregation.tasks.close_round_if_due"
-FAIL_ROUND_IF_STUCK = "aggregation.tasks.fail_round_if_stuck"
 
 class RoundError(ValueError):
     """An update or request the round cannot take; ``code`` is machine-readable, the message says why."""
@@ -110,9 +108,8 @@ def _locked_task(task_id: str) -> Task:
 def _open_round(locked: Task, number: int) -> Round:
     """Open round ``number`` from ``locked``'s current version; ``locked`` comes from ``_locked_task``."""
     deadline = timezone.now() + timedelta(seconds=round_deadline_seconds(locked))
-    rnd = Round.objects.create(task=locked, number=number, base_version=locked.current_version, deadline=deadline)
-    transaction.on_commit(lambda: run_named_later(CLOSE_ROUND_IF_DUE, round_deadline_seconds(locked) + 0.5, rnd.pk))
-    return rnd
+    # The deadline is a column: aggregation.sweeper closes the round once it has passed.
+    return Round.objects.create(task=locked, number=number, base_version=locked.current_version, deadline=deadline)
 
 
 def active_round(task: Task) -> Round:
@@ -274,24 +271,17 @@ def maybe_close(round_id: int, *, now=None) -> bool:
         everyone = bool(contributors) and connected <= contributors
         if not enough or not (everyone or now >= rnd.deadline):
             return False
-        rnd.status = Round.Status.AGGREGATING
-        rnd.save(update_fields=["status"])
+        # aggregating_since starts the clock of DISCO_AGGREGATION_STUCK_AFTER (aggregation.sweeper).
+        rnd.status, rnd.aggregating_since = Round.Status.AGGREGATING, now
+        rnd.save(update_fields=["status", "aggregating_since"])
         enqueue_named_on_commit(AGGREGATE_ROUND, rnd.pk)
-        # A worker killed at the hard time limit acknowledges the task: nothing would run it again.
-        transaction.on_commit(lambda: run_named_later(FAIL_ROUND_IF_STUCK, stuck_after_seconds(), rnd.pk))
     return True
 
 
 def close_if_due(round_id: int, *, now=None) -> bool:
-    """For deadlines (the round's own timer, a periodic sweeper): close the round if it is open, past its
+    """For deadlines (``aggregation.sweeper``): close the round if it is open, past its
     deadline and has at least ``min_participants`` updates. Idempotent; returns whether it closed."""
     return maybe_close(round_id, now=now)
-
-
-def stuck_after_seconds() -> float:
-    """When an aggregating round is given up: the hard time limit, a broker re-delivery, and some slack."""
-    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 0)
-    return float(settings.DISCO_AGGREGATION_TIME_LIMIT + visibility + 30)
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,18 @@ their ephemeral public keys (``ready``'s ``publicKey``, the ``peers`` message's
 
 A bad message gets an ``error`` frame with a reason and changes nothing. Joining (the
 participation rule, the first ``join`` message, the caps) is ``aggregation.admission``'s, as
-for federated tasks. Round bookkeeping lives in ``peer_rounds``.
+for federated tasks. Round bookkeeping lives in ``peer_rounds``; the consumer keeps no timers: the
+ready and exchange deadlines are columns that ``aggregation.sweeper`` enforces.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.utils import timezone
 
 from tasks.models import Task
 
@@ -88,7 +86,6 @@ class SignallingConsumer(AdmittingConsumer):
 
     async def connect(self) -> None:
         """Admit the connection (task, participation rule); the peer joins with its first message."""
-        self.timers: list[asyncio.Task] = []
         await self.admit_connection()
 
     async def _join(self, text_data: str | None) -> None:
@@ -101,8 +98,6 @@ class SignallingConsumer(AdmittingConsumer):
         await self.send(text_data=json.dumps(welcome))
 
     async def disconnect(self, code: int) -> None:
-        for timer in getattr(self, "timers", []):
-            timer.cancel()
         if self.task is None or self.participant is None:
             return
         await self.channel_layer.group_discard(peer_rounds.group_name(self.task.pk), self.channel_name)
@@ -131,10 +126,8 @@ class SignallingConsumer(AdmittingConsumer):
                 from None
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "ready":
-            rnd = await database_sync_to_async(peer_rounds.ready)(self.participant, message.get("round"),
-                                                                  message.get("publicKey"))
-            if rnd.ready_deadline is not None:
-                self._at(rnd.ready_deadline)
+            await database_sync_to_async(peer_rounds.ready)(self.participant, message.get("round"),
+                                                            message.get("publicKey"))
         elif kind == "received":
             await database_sync_to_async(peer_rounds.report_received)(self.participant, message.get("round"),
                                                                       message.get("peers"))
@@ -161,17 +154,6 @@ class SignallingConsumer(AdmittingConsumer):
         await self.channel_layer.group_send(peer_rounds.peer_group(target),
                                             {"type": "peer.relay", "frame": out})
 
-    def _at(self, when: datetime) -> None:
-        """Check the task's rounds when ``when`` comes (a little after, so the deadline has passed)."""
-        delay = max(0.0, (when - timezone.now()).total_seconds()) + 0.2
-
-        async def fire() -> None:
-            await asyncio.sleep(delay)
-            await database_sync_to_async(peer_rounds.check_due)(self.task.pk)
-
-        self.timers = [t for t in self.timers if not t.done()]
-        self.timers.append(asyncio.get_running_loop().create_task(fire()))
-
     # Group events
     async def participants_changed(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps({**{k: v for k, v in event.items() if k != "type"},
@@ -179,7 +161,6 @@ class SignallingConsumer(AdmittingConsumer):
 
     async def peers_started(self, event: dict[str, Any]) -> None:
         if self.me in event["peers"]:
-            self._at(datetime.fromisoformat(event["deadline"]))
             await self.send(text_data=json.dumps({"type": "peers", "round": event["round"], "peers": event["peers"],
                                                   "deadline": event["deadline"],
                                                   "publicKeys": event.get("public_keys", {})}))

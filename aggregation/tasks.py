@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 from django.conf import settings
 
 from . import rounds
@@ -72,7 +74,9 @@ SOFT_TIME_LIMIT = settings.DISCO_AGGREGATION_SOFT_TIME_LIMIT
 HARD_TIME_LIMIT = settings.DISCO_AGGREGATION_TIME_LIMIT
 
 
-@shared_task(acks_late=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=HARD_TIME_LIMIT)
+# A worker child killed mid-aggregation (OOM, hard limit) puts the task back on the queue: it is idempotent.
+@shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=SOFT_TIME_LIMIT,
+             time_limit=HARD_TIME_LIMIT)
 def aggregate_round(round_id: int) -> int | None:
     """Aggregate a closed round and hand the result to ``rounds.finish``; returns the result version's pk.
 
@@ -119,15 +123,20 @@ def _aggregate_round(round_id: int) -> int | None:
 
 
 @shared_task
-def fail_round_if_stuck(round_id: int) -> bool:
-    """Long after a round started aggregating: if it still is, its worker died at the hard time limit."""
-    return rounds.fail(round_id, f"Aggregation did not finish within {rounds.stuck_after_seconds():.0f} s (the hard "
-                                 f"time limit DISCO_AGGREGATION_TIME_LIMIT of {HARD_TIME_LIMIT} s, plus a "
-                                 "re-delivery); its worker was stopped and nothing was written. The next round "
-                                 "starts again from the current version.")
+def sweep() -> dict[str, int]:
+    """One pass of ``aggregation.sweeper`` (for operators who schedule it with Celery beat instead)."""
+    from dataclasses import asdict
+
+    from .sweeper import sweep as sweep_once
+
+    return asdict(sweep_once())
 
 
-@shared_task
-def close_round_if_due(round_id: int) -> bool:
-    """At a round's deadline: close it if enough participants contributed."""
-    return rounds.close_if_due(round_id)
+@worker_ready.connect
+def _start_sweeper(sender: Any = None, **kwargs: Any) -> None:
+    """Every worker of the aggregation queue runs the sweeper on a thread (several at once are safe)."""
+    app = getattr(sender, "app", None)
+    if app is not None and "aggregation" in (app.amqp.queues.consume_from or {}):
+        from .sweeper import start_in_worker
+
+        start_in_worker()

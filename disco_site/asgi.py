@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from aggregation.routing import websocket_urlpatterns  # noqa: E402
+from aggregation.sweeper import start_in_web_process  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -20,3 +21,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# The participants' heartbeat and, embedded (no broker), the sweeper with its recovery at start.
+# Off in the test process (conftest sets both intervals to 0): tests call sweep() themselves.
+start_in_web_process()

@@ -5,12 +5,16 @@
   request that queues a conversion returns at once and its job shows queued -> running ->
   done as it would with a worker. One thread: jobs run one after another, as with one worker.
 - Tests set ``celery_app.conf`` to eager mode and get the task run inline at commit.
+
+Nothing is ever scheduled for later here: deadlines are columns that ``aggregation.sweeper``
+enforces, and ``run_every`` runs such periodic work on a thread.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import import_module
 from typing import Any
@@ -37,7 +41,7 @@ def _run_in_thread(task: Task, args: tuple[Any, ...]) -> None:
 def run_now(task: Task, *args: Any) -> Future | None:
     """Start ``task`` now: on the broker, inline (eager) or on the in-process thread."""
     global _executor
-    if app.conf.task_always_eager or not app.conf.broker_url.startswith("memory"):
+    if not embedded():
         task.delay(*args)
         return None
     if _executor is None:
@@ -48,16 +52,6 @@ def run_now(task: Task, *args: Any) -> Future | None:
 def enqueue_on_commit(task: Task, *args: Any) -> None:
     """Start ``task`` once the surrounding transaction has committed (at once outside one)."""
     transaction.on_commit(lambda: run_now(task, *args))
-
-
-def run_later(task: Task, seconds: float, *args: Any) -> None:
-    """Start ``task`` after ``seconds``: a countdown on the broker, a timer thread when embedded."""
-    if app.conf.task_always_eager or not app.conf.broker_url.startswith("memory"):
-        task.apply_async(args=args, countdown=max(0.0, seconds))
-        return
-    timer = threading.Timer(max(0.0, seconds), run_now, args=(task, *args))
-    timer.daemon = True
-    timer.start()
 
 
 def task_named(name: str) -> Task:
@@ -76,6 +70,32 @@ def enqueue_named_on_commit(name: str, *args: Any) -> None:
     transaction.on_commit(lambda: run_now(task_named(name), *args))
 
 
-def run_named_later(name: str, seconds: float, *args: Any) -> None:
-    """``run_later`` for the Celery task called ``name``."""
-    run_later(task_named(name), seconds, *args)
+def embedded() -> bool:
+    """No broker: queued tasks run on this process's thread (and tests' eager mode is off)."""
+    return not app.conf.task_always_eager and app.conf.broker_url.startswith("memory")
+
+
+def run_every(seconds: float, function: Callable[[], Any], *, name: str, first_after: float = 0.0) -> threading.Event:
+    """Call ``function`` on a daemon thread after ``first_after`` s, then every ``seconds`` (once if 0).
+
+    For periodic work that keeps no deadline of its own (the sweeper, the heartbeat): a call that
+    raises is logged and the next one comes on time. Set the returned event to stop the thread.
+    """
+    stop = threading.Event()
+
+    def loop() -> None:
+        if stop.wait(first_after):
+            return
+        while True:
+            close_old_connections()
+            try:
+                function()
+            except Exception:
+                log.exception("Periodic %s failed; trying again in %s s", name, seconds)
+            finally:
+                close_old_connections()
+            if seconds <= 0 or stop.wait(seconds):
+                return
+
+    threading.Thread(target=loop, name=name, daemon=True).start()
+    return stop

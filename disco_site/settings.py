@@ -228,10 +228,15 @@ CELERY_RESULT_BACKEND = REDIS_URL or None
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
+# Every task acknowledged late is idempotent (its row is the source of truth): when a worker child is
+# killed (OOM, hard time limit) the task goes back to the queue instead of being acknowledged and lost.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A task a worker took but never acknowledged (the worker died) goes back to the queue after this.
-# Aggregation is idempotent, so a generous re-delivery of a slow but alive task costs time, not correctness.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("DISCO_BROKER_VISIBILITY_TIMEOUT", "120"))}
+# A task a worker took but never acknowledged (the whole worker died) goes back to the queue after this.
+# It must be longer than the longest task may run (the conversion's hard limit, DISCO_CONVERSION_TIMEOUT
+# + 120 s), or a slow but alive task is delivered a second time while it runs. The code schedules no
+# countdown or ETA tasks (deadlines are columns the sweeper enforces), so nothing else bounds it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("DISCO_BROKER_VISIBILITY_TIMEOUT", "3600"))}
 # Aggregation runs at most this long: past the soft limit the round fails with a reason and nothing is
 # written; at the hard limit a prefork worker kills the task. Soft must be below hard.
 DISCO_AGGREGATION_SOFT_TIME_LIMIT = int(_env("DISCO_AGGREGATION_SOFT_TIME_LIMIT", "300"))
@@ -251,6 +256,25 @@ CELERY_TASK_ROUTES = {
     "tasks.tasks.*": {"queue": "conversion"},
     "aggregation.tasks.*": {"queue": "aggregation"},
 }
+
+# --- Durable time: one periodic sweeper (aggregation.sweeper) enforces every deadline column --------
+# How often it runs: in every aggregation worker (a thread started when the worker is ready) and,
+# embedded, in the web process. 0 turns the web process's sweeper off (the tests call sweep() themselves).
+DISCO_SWEEP_SECONDS = float(_env("DISCO_SWEEP_SECONDS", "5"))
+# A round still aggregating this long after it started (or was re-queued) is re-queued once, then failed.
+DISCO_AGGREGATION_STUCK_AFTER = int(_env("DISCO_AGGREGATION_STUCK_AFTER",
+                                         str(DISCO_AGGREGATION_TIME_LIMIT + 60)))
+# A conversion job still running this long after it started is re-queued once, then failed.
+DISCO_CONVERSION_STUCK_AFTER = int(_env("DISCO_CONVERSION_STUCK_AFTER",
+                                        str(int(_env("DISCO_CONVERSION_TIMEOUT", "600")) + 180)))
+# Each web process refreshes the last_seen of the participants it serves every DISCO_HEARTBEAT_SECONDS
+# (0: never); one not refreshed for DISCO_PARTICIPANT_SILENT_AFTER seconds (its process died) is
+# disconnected by the sweeper.
+DISCO_HEARTBEAT_SECONDS = float(_env("DISCO_HEARTBEAT_SECONDS", "30"))
+DISCO_PARTICIPANT_SILENT_AFTER = int(_env("DISCO_PARTICIPANT_SILENT_AFTER", "120"))
+if DISCO_HEARTBEAT_SECONDS and DISCO_PARTICIPANT_SILENT_AFTER <= 2 * DISCO_HEARTBEAT_SECONDS:
+    raise ValueError(f"DISCO_PARTICIPANT_SILENT_AFTER ({DISCO_PARTICIPANT_SILENT_AFTER} s) must be more than twice "
+                     f"DISCO_HEARTBEAT_SECONDS ({DISCO_HEARTBEAT_SECONDS} s), or live participants are disconnected.")
 
 # --- Disco settings ---------------------------------------------------------------------
 # Extra TaskProvider classes or instances, as dotted paths, loaded next to the predefined ones.

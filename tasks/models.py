@@ -216,9 +216,12 @@ class ConversionJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Re-queues after the job was found stuck "
+                                                                     "running (sweeper) or orphaned by a restart.")
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "started_at"], name="conversion_job_status")]  # the sweeper
 
     def __str__(self) -> str:
         return f"{self.source} ({self.status})"

@@ -87,7 +87,7 @@ def _run_job(job_id: int, produce: Callable[[ConversionJob], _Outcome]) -> int |
         return None
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def convert_provider_model(job_id: int) -> int | None:
     """Build the provider's model, convert it to TF.js and store it as the task's initial version."""
 
@@ -113,7 +113,7 @@ def _describe_source(kind: str, keras_version: str) -> str:
     return f"a Keras {keras_version} {words}" if keras_version else f"a Keras {words}"
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def convert_uploaded_model(job_id: int) -> int | None:
     """Convert a contributor's uploaded model (``job.source_file``) and store it as the task's next version.
 

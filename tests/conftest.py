@@ -9,8 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 
 from disco_site.celery import app as celery_app
+
+# Django's settings are loaded before this file: no heartbeat or sweeper thread in the test process
+# (disco_site.asgi starts them at import). Tests call presence.heartbeat() and sweeper.sweep() themselves.
+django_settings.DISCO_HEARTBEAT_SECONDS = 0
+django_settings.DISCO_SWEEP_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.core.files.base import ContentFile
 from django.db import connection, connections
 
-from aggregation import rounds
+from aggregation import rounds, sweeper
 from aggregation import tasks as agg_tasks
 from aggregation.codec import decode_weights
 from aggregation.models import Round
@@ -38,7 +38,6 @@ def held(monkeypatch):
     """Closing a round queues nothing: the test runs aggregate_round itself, when it chooses."""
     queued: list[tuple[str, tuple]] = []
     monkeypatch.setattr(rounds, "enqueue_named_on_commit", lambda name, *args: queued.append((name, args)))
-    monkeypatch.setattr(rounds, "run_named_later", lambda name, seconds, *args: queued.append((name, args)))
     return queued
 
 
@@ -142,7 +141,7 @@ def test_a_failure_after_another_delivery_closed_the_round_changes_nothing(two_v
     rnd.refresh_from_db()
     before = (rnd.status, rnd.message, rnd.result_version_id, rnd.closed_at)
     assert rounds.fail(rnd.pk, "a late delivery timed out") is False
-    assert agg_tasks.fail_round_if_stuck(rnd.pk) is False
+    assert sweeper._fail_federated(rnd.pk, "stuck") is False
     rnd.refresh_from_db()
     assert (rnd.status, rnd.message, rnd.result_version_id, rnd.closed_at) == before
     assert Round.objects.filter(task=two_versions).count() == 2

@@ -15,7 +15,7 @@ from aggregation.codec import encode_weights
 from aggregation.peer import DecentralizedClient, weighted_mean
 from tests.conftest import snapshot
 from tests.integration.test_federated import run_async, titanic_like, version_vector
-from tests.live_platform import daphne, free_port, manage, platform_env
+from tests.live_platform import daphne, free_port, manage, platform_env, worker
 
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -50,7 +50,9 @@ def platform(tmp_path_factory):
     p = Platform(tmp_path_factory.mktemp("decentralized"))
     manage(p.env, "migrate", "--noinput")
     manage({**p.env, "REDIS_URL": ""}, "load_default_tasks", "--only", "peer-mean", "peer-secure", "peer-private")
-    with daphne(p.env, p.root / "daphne.log", port=free_port()) as url:
+    # With a broker the aggregation worker runs the sweeper, which enforces the peers' deadlines.
+    with daphne(p.env, p.root / "daphne.log", port=free_port()) as url, \
+            worker(p.env, p.root / "worker.log", queue="aggregation"):
         p.url = url
         yield p
         # channels-redis ends a closed connection's consumer only when its blocking receive returns
