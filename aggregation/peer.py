@@ -154,7 +154,7 @@ class DecentralizedClient(TaskServerClient):
             self.errors.append(event)
             self.log(f"server: {event['code']}: {event['reason']}")
         elif kind == "closed":
-            raise ParticipantError("The server closed the connection.")
+            raise ParticipantError("The server closed the connection.", code="closed")
 
     async def _wait_for(self, done: Callable[[], bool], deadline: float) -> bool:
         """Handle the server's messages until ``done()`` holds (True) or ``deadline`` (monotonic) passes (False)."""
