@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -32,7 +32,7 @@ def test_jitter_shortens_a_delay_by_at_most_its_fraction():
 
 
 def test_wait_limits_derive_from_the_round_deadline():
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     deadline = (now + timedelta(seconds=30)).isoformat()
     assert wait_limits(60, deadline, now=now.timestamp()) == {"open": 15.0, "accepted": 60.0, "round": 90.0,
                                                               "status": 15.0}
