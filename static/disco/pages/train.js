@@ -247,7 +247,8 @@ function describeRecovery(message) {
     return { text: `Connection lost: reconnecting… (attempt ${message.attempt} of ${message.attempts})`, tone: 'busy' };
   }
   if (message.type === 'reconnected') {
-    return { text: `Reconnected: round ${message.round}, global version ${message.currentVersion}.`, tone: 'ok' };
+    const version = message.currentVersion != null ? `, global version ${message.currentVersion}` : '';
+    return { text: `Reconnected: round ${message.round}${version}.`, tone: 'ok' };
   }
   if (message.type === 'sync') {
     const why = { stale_round: 'the round had moved on', reconnected: 'the round ended while reconnecting',
@@ -342,6 +343,10 @@ function showPeers(message) {
     log(`Peer ${message.peer} left round ${message.round}: the others stop waiting for it.`);
   } else if (message.type === 'transport') {
     log(`Peer ${message.peer}: using the ${message.used}${message.reason ? ` (${message.reason})` : ''}.`);
+  } else if (message.type === 'reconnecting' || message.type === 'reconnected') {
+    const recovery = describeRecovery(message);
+    setStatus('peers-status', recovery.text, recovery.tone);
+    log(recovery.text);
   } else if (message.type === 'peer_error' || message.type === 'error') {
     log(`Peer exchange: ${message.reason}`);
   } else if (message.type === 'exchanged') {
