@@ -195,3 +195,39 @@ async def test_a_server_that_answers_nothing_is_dropped_and_reconnected():
     outcome, fake, _, _ = await run_client(script, waits={"accepted": 0.05, "status": 0.05})
     assert len(fake.connections) == 2
     assert outcome == {"type": "sync", "reason": "reconnected", "round": 1, "version": 2, "nextRound": 2}
+
+
+async def test_a_peer_reconnects_when_the_signalling_connection_closes_while_it_waits_for_peers():
+    from aggregation.peer import DecentralizedClient
+
+    deadline = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+
+    async def script(index, message, ws):
+        if message["type"] == "join":
+            await ws.send(welcome(1, None, "first") if index == 0 else welcome(2, None, "second"))
+        elif message["type"] == "ready" and index == 0:
+            await ws.close()
+        elif message["type"] == "ready":
+            await ws.send(json.dumps({"type": "peers", "round": message["round"], "peers": ["p1"],
+                                      "deadline": deadline, "publicKeys": {}}))
+        elif message["type"] == "received":
+            await ws.send(json.dumps({"type": "agreed", "round": message["round"], "peers": ["p1"]}))
+        elif message["type"] == "done":
+            await ws.send(json.dumps({"type": "round_closed", "round": message["round"], "nextRound": 3}))
+
+    fake = FakeServer(script)
+    logs: list[str] = []
+    async with websockets.serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = DecentralizedClient(f"http://127.0.0.1:{port}", "dec", log=logs.append, deadline_seconds=30,
+                                     recovery=Recovery(initial_delay=0.01, jitter=0, attempts=3))
+        await asyncio.wait_for(client.connect(), 10)
+        try:
+            result = await asyncio.wait_for(client.exchange([("w", np.ones(2, np.float32))], 5, 1), 20)
+        finally:
+            await client.close()
+    assert fake.connections[1][0] == {"type": "join", "client": "python", "resumeToken": "first"}
+    assert [m["type"] for m in fake.connections[1]] == ["join", "ready", "received", "done"]
+    assert fake.connections[1][1]["round"] == 2
+    assert (result.round, result.next_round) == (2, 3)
+    assert any("reconnecting (attempt 1 of 3)" in line for line in logs)
