@@ -21,6 +21,7 @@ import asyncio
 import json
 import random
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -121,14 +122,22 @@ class TaskServerClient:
         return {"X-Disco-Token": self.token} if self.token else {}
 
     def _get(self, path: str) -> bytes:
+        """GET ``path``; a server that cannot be reached (restarting) is tried again with ``recovery``'s backoff."""
         request = urllib.request.Request(self.server.rstrip("/") + path, headers=self._headers())
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 403:  # the task's participation rule: the server says what to do
-                raise ParticipantError(_detail(exc)) from None
-            raise
+        for attempt in range(1, self.recovery.attempts + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code == 403:  # the task's participation rule: the server says what to do
+                    raise ParticipantError(_detail(exc)) from None
+                if exc.code not in (502, 503, 504) or attempt == self.recovery.attempts:
+                    raise
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                if attempt == self.recovery.attempts:
+                    raise ParticipantError(f"{request.full_url} could not be reached: {exc}", code="closed") from exc
+            time.sleep(self.recovery.delay(attempt))
+        raise AssertionError("unreachable")
 
     def fetch_task(self) -> dict[str, Any]:
         self.task = json.loads(self._get(f"/api/tasks/{self.task_id}/"))
