@@ -62,13 +62,14 @@ export class FederatedSession {
    * @param {string} taskId
    * @param {{origin?: string, onEvent?: (message: object) => void, resumeToken?: string, WebSocketImpl?: any,
    *   deadlineSeconds?: number, recovery?: object, waits?: object, wait?: (ms: number) => Promise<void>,
-   *   random?: () => number}} [options] `deadlineSeconds`: the task's round deadline (the page passes
+   *   random?: () => number, fetchImpl?: typeof fetch}} [options] `deadlineSeconds`: the task's round deadline (the page passes
    *   trainingInformation.roundDeadlineSeconds); `recovery`: overrides of RECOVERY_DEFAULTS; `waits`: fixed
    *   limits in ms ({openMs, acceptedMs, roundMs, statusMs}) instead of those derived from the deadline.
    */
   constructor(taskId, { origin = globalThis.location?.origin, onEvent = () => {}, resumeToken = '', WebSocketImpl,
-    deadlineSeconds, recovery = {}, waits = {}, wait = sleep, random = Math.random } = {}) {
+    deadlineSeconds, recovery = {}, waits = {}, wait = sleep, random = Math.random, fetchImpl } = {}) {
     this.taskId = taskId;
+    this.fetchImpl = fetchImpl;
     this.origin = origin;
     this.onEvent = onEvent;
     this.resumeToken = resumeToken;
@@ -180,8 +181,28 @@ export class FederatedSession {
     return new Promise((resolve, reject) => this.waiters.push({ types, resolve, reject }));
   }
 
+  /**
+   * fetch(url), tried again with the reconnection backoff while the server cannot be reached or
+   * answers 502/503/504 (a restart); any other answer is returned as it is.
+   */
+  async get(url) {
+    const attempt = async () => {
+      const response = await (this.fetchImpl ?? globalThis.fetch)(url);
+      if ([502, 503, 504].includes(response.status)) throw new FederatedError('closed', `HTTP ${response.status} for ${url}`);
+      return response;
+    };
+    try {
+      return await attempt();
+    } catch (error) {
+      if (error instanceof FederatedError || error instanceof TypeError) { // TypeError: the network failed
+        return retryWithBackoff(attempt, { settings: this.recovery, wait: this.wait, random: this.random });
+      }
+      throw error;
+    }
+  }
+
   async fetchManifest(version) {
-    const response = await fetch(`${this.origin}/tasks/${this.taskId}/versions/${version}/model.json`);
+    const response = await this.get(`${this.origin}/tasks/${this.taskId}/versions/${version}/model.json`);
     if (!response.ok) throw new FederatedError('http', `Version ${version} could not be fetched (${response.status}).`);
     const modelJson = await response.json();
     return modelJson.weightsManifest;
@@ -193,7 +214,7 @@ export class FederatedSession {
     const byName = variablesByName(model);
     const base = `${this.origin}/tasks/${this.taskId}/versions/${version}/`;
     for (const group of manifest) {
-      const buffers = await Promise.all(group.paths.map(async (p) => new Uint8Array(await (await fetch(base + p)).arrayBuffer())));
+      const buffers = await Promise.all(group.paths.map(async (p) => new Uint8Array(await (await this.get(base + p)).arrayBuffer())));
       const total = buffers.reduce((n, b) => n + b.length, 0);
       const joined = new Uint8Array(total);
       let offset = 0;

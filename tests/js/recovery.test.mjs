@@ -213,3 +213,15 @@ test('a socket that never welcomes is given up after openMs', async () => {
   const {s} = session(FakeSocket, {waits: {openMs: 10}});
   await assert.rejects(s.connect(), (error) => error.code === 'timeout');
 });
+
+test('fetching a version is tried again while the server restarts', async () => {
+  const answers = [() => { throw new TypeError('fetch failed'); }, () => ({status: 503}),
+    () => ({status: 200, ok: true, json: async () => ({weightsManifest: [{paths: [], weights: []}]})})];
+  const urls = [];
+  const {FakeSocket} = fakeServer(() => {});
+  const {s, delays} = session(FakeSocket, {fetchImpl: async (url) => { urls.push(url); return answers.shift()(); }});
+  const manifest = await s.fetchManifest(3);
+  assert.deepEqual(manifest, [{paths: [], weights: []}]);
+  assert.equal(urls.length, 3);
+  assert.deepEqual(delays, [10, 20]);
+});
