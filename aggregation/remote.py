@@ -69,6 +69,23 @@ class Recovery:
         return full * (1 - self.jitter * rand())
 
 
+def add_recovery_arguments(parser: Any) -> None:
+    """The reconnection settings as command-line options (``manage.py participate`` and ``simulate``)."""
+    defaults = Recovery()
+    parser.add_argument("--reconnect-attempts", type=int, default=defaults.attempts,
+                        help=f"Reconnection attempts after the connection is lost (default {defaults.attempts}).")
+    parser.add_argument("--reconnect-max-delay", type=float, default=defaults.max_delay,
+                        help=f"Longest wait between two attempts, in seconds (default {defaults.max_delay:g}); "
+                             f"they start at {defaults.initial_delay:g} s and double, less up to "
+                             f"{round(defaults.jitter * 100)}%% jitter.")
+
+
+def recovery_from_options(options: dict[str, Any]) -> Recovery:
+    defaults = Recovery()
+    return Recovery(attempts=max(1, int(options.get("reconnect_attempts") or defaults.attempts)),
+                    max_delay=float(options.get("reconnect_max_delay") or defaults.max_delay))
+
+
 def wait_limits(deadline_seconds: float, round_deadline: str | None = None, now: float | None = None,
                 **overrides: float) -> dict[str, float]:
     """Seconds to wait for each thing, from the round deadline (as ``waitLimits`` in recovery.js).
