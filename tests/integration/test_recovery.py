@@ -1,8 +1,9 @@
-"""Python participants recover by themselves from a server restart (a real daphne, embedded mode).
+"""Python participants recover by themselves (a real daphne and consumer, embedded mode).
 
 Two participants train three rounds of a two-participant task; after the first round daphne is
 stopped and started again on the same port. Both must reconnect with their resume tokens (backoff,
-``aggregation.remote.Recovery``) and finish their rounds. No fixed sleeps: every wait has a limit.
+``aggregation.remote.Recovery``) and finish their rounds. A participant refused with ``stale_round``
+syncs to the open round. No fixed sleeps: every wait has a limit.
 """
 
 from __future__ import annotations
@@ -17,10 +18,36 @@ from tests.integration.test_federated import titanic_like
 from tests.live_platform import daphne, free_port, manage, platform_env
 
 
-def test_participants_finish_their_rounds_across_a_daphne_restart(tmp_path):
-    env = platform_env(tmp_path, REDIS_URL="", DISCO_TASK_PROVIDERS="tests.integration.fed_tasks.FedTabularPairs")
+def embedded_platform(root):
+    env = platform_env(root, REDIS_URL="", DISCO_TASK_PROVIDERS="tests.integration.fed_tasks.FedTabularPairs")
     manage(env, "migrate", "--noinput")
     manage(env, "load_default_tasks", "--only", "fed-pairs")
+    return env
+
+
+def test_a_stale_update_syncs_the_participant_to_the_open_round(tmp_path):
+    env = embedded_platform(tmp_path)
+    logs: list[str] = []
+
+    async def stale() -> dict:
+        client = FederatedClient(url, "fed-pairs", log=logs.append)
+        client.fetch_task()
+        welcome = await client.connect()
+        model = client.load_keras_model(welcome["currentVersion"])
+        try:  # an update for a round that is not open, as from a participant slower than the deadline
+            return await client.contribute(model, round_number=welcome["round"] - 1,
+                                           base_version=welcome["currentVersion"], samples=10)
+        finally:
+            await client.close()
+
+    with daphne(env, tmp_path / "daphne.log") as url:
+        outcome = asyncio.run(stale())
+    assert outcome == {"type": "sync", "reason": "stale_round", "round": 0, "version": 1, "nextRound": 1}
+    assert any("synced with the server (stale_round)" in line for line in logs), logs
+
+
+def test_participants_finish_their_rounds_across_a_daphne_restart(tmp_path):
+    env = embedded_platform(tmp_path)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     first_round = threading.Event()
