@@ -321,8 +321,9 @@ export class FederatedSession {
     return outcome;
   }
 
+  /** Asks for the round's state (nothing while the session is between two connections). */
   status() {
-    this.ws.send(JSON.stringify({ type: 'status' }));
+    this.ws?.send(JSON.stringify({ type: 'status' }));
   }
 
   close() {
