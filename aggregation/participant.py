@@ -2,7 +2,11 @@
 
 It fetches the task's current TF.js model over HTTP, loads it into ``tf_keras``, trains
 ``roundDuration`` epochs on local data, sends its weights (in parts when they are large), waits for
-the round to close and continues from the new global model. Tests, simulations and
+the round to end and continues from the version the server names: the new global model, or after a
+``round_failed`` the last good one. It recovers by itself (``aggregation.remote``): a closed
+connection is reopened with backoff and the resume token, a ``stale_round`` refusal or a round that
+ended meanwhile syncs it to the server's current round and version, and no wait is unbounded.
+Tests, simulations and
 people who want to join from a script use it::
 
     client = FederatedClient("http://127.0.0.1:8000", "titanic")
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import websockets
 
 from .codec import encode_weights
 from .incoming import PART_BYTES
@@ -36,6 +41,7 @@ class RoundResult:
     global_loss: float
     global_accuracy: float | None
     samples: int
+    outcome: str = "round_closed"  # or round_failed, or sync (stale_round, reconnected, timeout)
 
 
 @dataclass
@@ -45,15 +51,82 @@ class FederatedClient(TaskServerClient):
     last_update: np.ndarray | None = None
     part_bytes: int = PART_BYTES
 
-    async def send_update(self, model: Any, *, round_number: int, base_version: int, samples: int,
-                          encoding: str = "float32") -> dict[str, Any]:
+    def _frame(self, model: Any, *, round_number: int, base_version: int, samples: int, encoding: str) -> bytes:
         by_name = {_weight_name(v): v for v in model.weights}
         tensors = [(name, by_name[name].numpy()) for name in self.weight_order]  # the manifest's order
         self.last_update = np.concatenate([t.ravel() for _, t in tensors]).astype(np.float32)
         fields = {"type": "update", "task": self.task_id, "round": round_number, "baseVersion": base_version,
                   "samples": samples}
-        await send_weight_message(self._ws, encode_weights(fields, tensors, encoding), self.part_bytes)
-        return await self.next_event("accepted")
+        return encode_weights(fields, tensors, encoding)
+
+    async def send_update(self, model: Any, *, round_number: int, base_version: int, samples: int,
+                          encoding: str = "float32") -> dict[str, Any]:
+        """Send one update and return the server's ``accepted`` (no recovery: ``contribute`` recovers)."""
+        frame = self._frame(model, round_number=round_number, base_version=base_version, samples=samples,
+                            encoding=encoding)
+        await send_weight_message(self._ws, frame, self.part_bytes)
+        return await self.next_event("accepted", timeout=self.limits()["accepted"])
+
+    async def contribute(self, model: Any, *, round_number: int, base_version: int, samples: int,
+                         encoding: str = "float32") -> dict[str, Any]:
+        """Send this round's update and return how the round ended, with the version to continue from.
+
+        ``{"type": "round_closed" | "round_failed" | "sync", "round", "version", "nextRound", "reason"?}``:
+        a closed connection is reopened (and the update sent again while its round is open; a
+        ``duplicate`` refusal then means it already counts); ``stale_round``, a round that ended while
+        reconnecting and a round still open after ``recovery.probes`` status probes give ``sync``.
+        """
+        frame = self._frame(model, round_number=round_number, base_version=base_version, samples=samples,
+                            encoding=encoding)
+        accepted, probes = False, 0
+        while True:
+            try:
+                if self._ws is None:
+                    await self.reconnect()
+                    if self.seen.get("round") != round_number:
+                        return self._ended(round_number, "reconnected")
+                if not accepted:
+                    try:
+                        await send_weight_message(self._ws, frame, self.part_bytes)
+                    except websockets.ConnectionClosed:
+                        self._ws = None
+                        continue
+                    try:
+                        await self.next_event("accepted", timeout=self.limits()["accepted"])
+                    except ParticipantError as exc:
+                        if exc.code != "duplicate":  # sent again after a reconnect: it already counts
+                            raise
+                    accepted = True
+                if not self._has_ended(round_number):
+                    await self.next_event("round_closed", "round_failed", timeout=self.limits()["round"])
+                if self._has_ended(round_number):
+                    return self._ended(round_number)
+            except ParticipantError as exc:
+                if exc.code == "stale_round":
+                    state = await self.probe()
+                    if state is not None or self._has_ended(round_number):
+                        return self._ended(round_number, "stale_round")
+                elif exc.code == "timeout":
+                    probes += 1
+                    state = await self.probe()
+                    if (self._has_ended(round_number) or (state is not None and state["round"] != round_number)
+                            or probes >= self.recovery.probes):
+                        return self._ended(round_number, "timeout")
+                elif exc.code != "closed":
+                    raise
+                # closed, or a probe that found the socket dead: the loop reconnects
+
+    def _has_ended(self, round_number: int) -> bool:
+        return self.last_end is not None and self.last_end.get("round") == round_number
+
+    def _ended(self, round_number: int, reason: str | None = None) -> dict[str, Any]:
+        if self._has_ended(round_number):
+            return dict(self.last_end)
+        outcome = {"type": "sync", "reason": reason, "round": round_number, "version": self.seen.get("version"),
+                   "nextRound": self.seen.get("round")}
+        self.log(f"Round {round_number}: synced with the server ({reason}); continuing from global version "
+                 f"{outcome['version']}, round {outcome['nextRound']}.")
+        return outcome
 
     # --- Training loop ------------------------------------------------------------------
     async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
@@ -66,15 +139,16 @@ class FederatedClient(TaskServerClient):
         try:
             for _ in range(rounds):
                 train_loss = await self.train_local_round(x, y, info, epochs_per_round)
-                accepted = await self.send_update(model, round_number=round_number, base_version=version,
-                                                  samples=len(y))
-                closed = await self.next_event("round_closed")
-                assert closed["round"] == accepted["round"]
-                round_number, version = closed["nextRound"], closed["version"]
+                outcome = await self.contribute(model, round_number=round_number, base_version=version,
+                                                samples=len(y))
+                if outcome["type"] == "round_failed":
+                    self.log(f"Round {outcome['round']} failed: {outcome.get('reason')}, continuing from version "
+                             f"{outcome['version']}.")
+                round_number, version = outcome["nextRound"], outcome["version"]
                 self.set_version_weights(model, version)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
-                result = RoundResult(closed["round"], version, train_loss, float(scores["loss"]),
-                                     scores.get("accuracy"), len(y))
+                result = RoundResult(outcome["round"], version, train_loss, float(scores["loss"]),
+                                     scores.get("accuracy"), len(y), outcome["type"])
                 results.append(result)
                 if on_round:
                     on_round(result)

@@ -36,9 +36,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
+import websockets
 
 from . import secure
 from .codec import CodecError, TensorSpec, decode_weights, encode_weights
@@ -69,6 +71,7 @@ class ExchangeResult:
     contributors: list[str]
     fell_back: str | None
     next_round: int
+    round: int | None = None  # the round it took part in (another than asked after a reconnect or a sync)
 
 
 # How long after the exchange deadline a peer waits for the server's agreement (it agrees at the deadline).
@@ -94,6 +97,7 @@ class DecentralizedClient(TaskServerClient):
     _keys: dict[int, RoundKeys] = field(default_factory=dict)
     _private: dict[int, Any] = field(default_factory=dict)
     _parts: RelayReassembler = field(default_factory=lambda: RelayReassembler(max_bytes=256 * 1024 * 1024))
+    _status: dict[str, Any] | None = None
 
     async def connect(self) -> dict[str, Any]:
         self.welcome = await super().connect()
@@ -150,11 +154,14 @@ class DecentralizedClient(TaskServerClient):
             self._agreed[event["round"]] = list(event["peers"])
         elif kind == "peer_left":
             self._left.add((event["round"], event["peer"]))
+        elif kind in ("status", "participants"):
+            self._status = event
         elif kind == "error":
             self.errors.append(event)
             self.log(f"server: {event['code']}: {event['reason']}")
         elif kind == "closed":
-            raise ParticipantError("The server closed the connection.")
+            self._ws = None
+            raise ParticipantError("The server closed the connection.", code="closed")
 
     async def _wait_for(self, done: Callable[[], bool], deadline: float) -> bool:
         """Handle the server's messages until ``done()`` holds (True) or ``deadline`` (monotonic) passes (False)."""
@@ -183,10 +190,7 @@ class DecentralizedClient(TaskServerClient):
         vector = np.concatenate([np.asarray(t, np.float32).ravel() for _, t in tensors])
         self.last_update = vector
         self._parts.max_bytes = 8 * vector.size + RELAY_SLACK
-        await self.announce_ready(round_number)
-        if not await self._wait_for(lambda: round_number in self._peers, time.monotonic() + self.peers_timeout):
-            reason = f" (last error: {self.errors[-1]['reason']})" if self.errors else ""
-            raise ParticipantError(f"No peer list for round {round_number} within {self.peers_timeout:.0f} s{reason}.")
+        round_number = await self._announce_recovering(round_number)
         event = self._peers[round_number]
         peers: list[str] = event["peers"]
         left = (datetime.fromisoformat(event["deadline"]) - datetime.now(datetime.fromisoformat(
@@ -214,7 +218,47 @@ class DecentralizedClient(TaskServerClient):
         for number in [n for n in self._keys if n <= round_number]:
             del self._keys[number]  # the round's keys are forgotten with it
         self._parts.discard_round(round_number)
-        return ExchangeResult(result, peers, contributors, fell_back, next_round)
+        return ExchangeResult(result, peers, contributors, fell_back, next_round, round_number)
+
+    def _announced(self, round_number: int, errors_before: int) -> bool:
+        """The round's peer list came, or the server refused the announcement (``wrong_round``) since."""
+        return round_number in self._peers or any(e.get("code") == "wrong_round" for e in self.errors[errors_before:])
+
+    async def _announce_recovering(self, round_number: int) -> int:
+        """Say ``ready`` and wait for the round's peers; returns the round they were announced for.
+
+        A closed connection is reopened (``reconnect``: backoff, resume token) and the peer announces
+        itself for the open round the welcome names; no peer list within ``peers_timeout``, or a
+        ``wrong_round`` refusal, asks the server's status and announces again for the open round, at
+        most ``recovery.probes`` times.
+        """
+        probes = 0
+        while True:
+            errors = len(self.errors)
+            try:
+                if self._ws is None:
+                    round_number = (await self.reconnect())["round"]
+                await self.announce_ready(round_number)
+                if await self._wait_for(partial(self._announced, round_number, errors),
+                                        time.monotonic() + self.peers_timeout) and round_number in self._peers:
+                    return round_number
+                probes += 1
+                if probes > self.recovery.probes:
+                    reason = f" (last error: {self.errors[-1]['reason']})" if self.errors else ""
+                    raise ParticipantError(f"No peer list for round {round_number} within "
+                                           f"{self.peers_timeout:.0f} s{reason}.", code="timeout")
+                self._status = None
+                await self.send_json({"type": "status"})
+                if await self._wait_for(lambda: self._status is not None,
+                                        time.monotonic() + self.limits()["status"]):
+                    round_number = self._status["round"]
+                else:  # a socket that does not answer: reconnect
+                    await self._drop()
+            except websockets.ConnectionClosed:
+                self._ws = None
+            except ParticipantError as exc:
+                if exc.code != "closed":
+                    raise
 
     async def _mean(self, tensors, vector, samples, round_number, others, specs, deadline):
         frame = encode_weights({"type": "peer_update", "round": round_number, "samples": samples}, tensors)
@@ -317,7 +361,18 @@ class DecentralizedClient(TaskServerClient):
         try:
             for _ in range(rounds):
                 train_loss = await self.train_local_round(x, y, info, epochs_per_round)
-                outcome = await self.exchange(self.model_tensors(model), len(y), round_number)
+                try:
+                    outcome = await self.exchange(self.model_tensors(model), len(y), round_number)
+                except (ParticipantError, websockets.ConnectionClosed) as exc:
+                    if getattr(exc, "code", "closed") != "closed":
+                        raise
+                    # Lost mid-exchange: keep the local weights, reconnect and go on in the open round.
+                    self._ws = None
+                    round_number = (await self.reconnect())["round"]
+                    self.log(f"The connection closed during an exchange: keeping the local weights, continuing "
+                             f"in round {round_number}.")
+                    continue
+                round_number = outcome.round if outcome.round is not None else round_number
                 self.set_model_vector(model, outcome.vector)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
                 result = PeerRoundResult(round_number, outcome.peers, "relay", outcome.fell_back, train_loss,

@@ -29,6 +29,8 @@ import {
 } from './relay.js';
 import { secureRound } from './secure_round.js';
 
+import { RECOVERY_DEFAULTS, retryWithBackoff, sleep as backoffSleep, waitLimits } from './recovery.js';
+
 export { decodeRelayFrame, encodeRelayFrame } from './relay.js';
 
 /** Default timeouts in milliseconds. */
@@ -148,12 +150,22 @@ export class DecentralizedSession {
    * @param {string} taskId
    * @param {{origin?: string, onEvent?: (message: object) => void, forceRelay?: boolean, iceServers?: any[],
    *   timeouts?: Partial<typeof DEFAULT_TIMEOUTS>, privacy?: {clippingRadius: number, noiseScale: number}|null,
-   *   WebSocketImpl?: any, RTCPeerConnectionImpl?: any, rng?: () => number, relayPartBytes?: number}} [options]
+   *   WebSocketImpl?: any, RTCPeerConnectionImpl?: any, rng?: () => number, relayPartBytes?: number,
+   *   resumeToken?: string, recovery?: object, wait?: (ms: number) => Promise<void>, random?: () => number}} [options]
+   *   `recovery` overrides recovery.js RECOVERY_DEFAULTS: a lost signalling connection is reopened with
+   *   backoff and the resume token before the next exchange (or while waiting for peers).
    */
   constructor(taskId, {
     origin = globalThis.location?.origin, onEvent = () => {}, forceRelay = false, iceServers, timeouts = {},
     privacy = null, WebSocketImpl, RTCPeerConnectionImpl, rng, relayPartBytes = RELAY_PART_BYTES,
+    resumeToken = '', recovery = {}, wait = backoffSleep, random = Math.random,
   } = {}) {
+    this.resumeToken = resumeToken;
+    this.recovery = { ...RECOVERY_DEFAULTS, ...recovery };
+    this.backoffWait = wait;
+    this.random = random;
+    /** true once close() was called: the session then never reconnects */
+    this.ended = false;
     this.taskId = taskId;
     this.origin = origin;
     this.onEvent = onEvent;
@@ -198,20 +210,62 @@ export class DecentralizedSession {
   }
 
   /** Opens the signalling connection; resolves with the server's welcome. */
-  connect() {
+  async connect() {
+    const welcome = await this.open();
+    if (this.iceServers === undefined) this.iceServers = welcome.iceServers ?? [];
+    return welcome;
+  }
+
+  /** The time limits derived from the task's round deadline (the welcome's deadlineSeconds). */
+  limits() {
+    return waitLimits(this.welcome?.deadlineSeconds ?? this.recovery.deadlineSeconds, null, {});
+  }
+
+  /** One attempt: a new socket, the join message (with the resume token), the welcome within openMs. */
+  async open() {
+    const old = this.ws;
+    this.ws = null;
+    if (old) { try { old.close(); } catch { /* already closed */ } }
     const url = new URL(`/ws/decentralized/${this.taskId}/`, this.origin.replace(/^http/, 'ws'));
-    this.ws = new this.WebSocketImpl(url.toString());
-    this.ws.binaryType = 'arraybuffer';
-    this.ws.onopen = () => this.send({ type: 'join', client: 'browser' }); // participation: the first message joins
-    this.ws.onmessage = (event) => this.onServerMessage(event.data);
-    this.ws.onclose = () => this.onServerClosed();
-    return this.wait((m) => m.type === 'welcome', 30_000, 'The server sent no welcome within 30 s.').then((welcome) => {
+    const ws = new this.WebSocketImpl(url.toString());
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
+    // Participation: the first message joins; the resume token travels in it, never in the URL.
+    const join = { type: 'join', client: 'browser', ...(this.resumeToken ? { resumeToken: this.resumeToken } : {}) };
+    ws.onopen = () => this.send(join);
+    ws.onmessage = (event) => { if (this.ws === ws) this.onServerMessage(event.data); };
+    ws.onclose = () => { if (this.ws === ws) this.onServerClosed(); };
+    const openMs = this.limits().openMs;
+    try {
+      const welcome = await this.wait((m) => m.type === 'welcome', openMs,
+        `The server sent no welcome within ${Math.round(openMs / 1000)} s.`);
       this.welcome = welcome;
       this.participantId = String(welcome.participantId);
       this.round = welcome.round;
-      if (this.iceServers === undefined) this.iceServers = welcome.iceServers ?? [];
+      if (welcome.resumeToken) this.resumeToken = welcome.resumeToken;
+      this.closed = false;
       return welcome;
+    } catch (error) {
+      if (this.ws === ws) { this.ws = null; try { ws.close(); } catch { /* already closed */ } }
+      throw error;
+    }
+  }
+
+  /**
+   * Reopens the signalling connection with backoff and jitter and the resume token (recovery.js);
+   * links to peers are dropped (they are made again for the next round). Tells onEvent
+   * `reconnecting` {attempt, attempts, delayMs} and `reconnected` {attempt, round}.
+   */
+  async reconnect() {
+    for (const peer of [...this.links.keys()]) this.dropLink(peer);
+    let tried = 0;
+    const welcome = await retryWithBackoff(() => this.open(), {
+      settings: this.recovery, wait: this.backoffWait, random: this.random,
+      onAttempt: (attempt) => { tried = attempt.attempt; this.emit({ type: 'reconnecting', ...attempt }); },
+      isFatal: (error) => error instanceof DecentralizedError && !['closed', 'timeout'].includes(error.code),
     });
+    this.emit({ type: 'reconnected', attempt: tried, round: welcome.round, currentVersion: welcome.currentVersion });
+    return welcome;
   }
 
   send(message) {
@@ -474,11 +528,11 @@ export class DecentralizedSession {
    *   weights: Float32Array, samples: number}>}
    */
   async exchange(model, samples, roundStartWeights = null) {
-    if (this.closed) throw new DecentralizedError('closed', 'The connection to the server is closed.');
+    if (this.ended) throw new DecentralizedError('closed', 'The session was closed.');
     const { tensors, vector: local } = readWeights(model);
     const update = privateUpdate(local, roundStartWeights, this.privacy, this.rng);
     this.relayParts.maxBytes = 8 * update.length + RELAY_SLACK;
-    const announced = await this.announceReady();
+    const announced = await this.announceRecovering();
     const round = announced.round;
     const order = announced.peers.map(String);
     const others = order.filter((p) => p !== this.participantId);
@@ -529,6 +583,32 @@ export class DecentralizedSession {
     const outcome = { round, peers: present, used, fellBack, sent: update, weights: result, samples };
     this.emit({ type: 'exchanged', round, peers: present, used, fellBack });
     return outcome;
+  }
+
+  /**
+   * announceReady, reconnecting first when the signalling connection was lost (before or while
+   * waiting for the peers): the exchange then goes on in the server's open round.
+   */
+  async announceRecovering() {
+    let probes = 0;
+    for (;;) {
+      if (this.closed) await this.reconnect();
+      try {
+        return await this.announceReady();
+      } catch (error) {
+        if (this.ended || !['closed', 'timeout'].includes(error.code)) throw error;
+        if (error.code === 'timeout') {
+          // No peers in time: ask the open round (or find the socket dead and reconnect), a bounded number of times.
+          probes += 1;
+          if (probes > this.recovery.probes) throw error;
+          this.send({ type: 'status' });
+          const status = await this.wait((m) => m.type === 'status' || m.type === 'participants',
+            this.limits().statusMs, 'The server did not answer a status request.').catch(() => null);
+          if (status) this.round = status.round;
+          else if (this.ws) { const ws = this.ws; this.ws = null; this.closed = true; try { ws.close(); } catch { /* closed */ } }
+        }
+      }
+    }
   }
 
   /**
@@ -644,6 +724,7 @@ export class DecentralizedSession {
   }
 
   close() {
+    this.ended = true;
     for (const peer of [...this.links.keys()]) this.dropLink(peer);
     if (this.ws) this.ws.close();
     this.closed = true;

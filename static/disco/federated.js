@@ -6,11 +6,19 @@
  *   const welcome = await session.connect();          // round, currentVersion, participants, waitingFor
  *   await session.syncModel(model);                     // start from the current global version
  *   // ... train roundDuration epochs ...
- *   const closed = await session.contribute(model, n);  // send, wait for the round to close
- *   await session.applyVersion(model, closed.version);  // continue from the new global model
+ *   const outcome = await session.contribute(model, n); // send, wait for the round to end
+ *   await session.applyVersion(model, outcome.version); // continue from the version the server says
+ *
+ * The session recovers by itself (recovery.js): a socket that closes is reopened with backoff and
+ * the resume token, every wait has a time limit after which it asks the server's `status`, and
+ * `contribute` resolves with the version to continue from, whatever happened to the round:
+ * `{type: 'round_closed'|'round_failed'|'sync', round, version, nextRound, reason?}`. It tells
+ * `onEvent` `{type: 'reconnecting', attempt, attempts, delayMs}`, `{type: 'reconnected', attempt, round,
+ * currentVersion}` and `{type: 'sync', reason, round, version}`, for the page to show.
  */
 
 import { encodeWeights } from './codec.js';
+import { RECOVERY_DEFAULTS, retryWithBackoff, sleep, waitLimits, within } from './recovery.js';
 
 /** Updates larger than this go as an `update_begin` announcement plus parts of this size (aggregation/incoming.py). */
 export const PART_BYTES = 1 << 20;
@@ -46,43 +54,103 @@ export function variablesByName(model) {
   return byName;
 }
 
+/** Server error codes after which reconnecting or waiting again helps; any other refusal is final. */
+const RECOVERABLE = new Set(['closed', 'timeout']);
+
 export class FederatedSession {
   /**
    * @param {string} taskId
-   * @param {{origin?: string, onEvent?: (message: object) => void, resumeToken?: string, WebSocketImpl?: any}} [options]
+   * @param {{origin?: string, onEvent?: (message: object) => void, resumeToken?: string, WebSocketImpl?: any,
+   *   deadlineSeconds?: number, recovery?: object, waits?: object, wait?: (ms: number) => Promise<void>,
+   *   random?: () => number, fetchImpl?: typeof fetch}} [options] `deadlineSeconds`: the task's round deadline (the page passes
+   *   trainingInformation.roundDeadlineSeconds); `recovery`: overrides of RECOVERY_DEFAULTS; `waits`: fixed
+   *   limits in ms ({openMs, acceptedMs, roundMs, statusMs}) instead of those derived from the deadline.
    */
-  constructor(taskId, { origin = globalThis.location?.origin, onEvent = () => {}, resumeToken = '', WebSocketImpl } = {}) {
+  constructor(taskId, { origin = globalThis.location?.origin, onEvent = () => {}, resumeToken = '', WebSocketImpl,
+    deadlineSeconds, recovery = {}, waits = {}, wait = sleep, random = Math.random, fetchImpl } = {}) {
     this.taskId = taskId;
+    this.fetchImpl = fetchImpl;
     this.origin = origin;
     this.onEvent = onEvent;
     this.resumeToken = resumeToken;
     this.WebSocketImpl = WebSocketImpl ?? globalThis.WebSocket;
-    this.round = null;
-    this.version = null;
+    this.recovery = { ...RECOVERY_DEFAULTS, ...recovery };
+    this.deadlineSeconds = deadlineSeconds ?? this.recovery.deadlineSeconds;
+    this.waitOverrides = waits;
+    this.wait = wait;
+    this.random = random;
+    this.round = null; // the round this page trains for
+    this.version = null; // the version the page's model holds
+    this.server = { round: null, version: null, deadline: null }; // what the server said last
+    this.lastEnd = null; // the last round_closed / round_failed, in case it came between two waits
     this.manifest = null;
     this.waiters = [];
     this.ws = null;
+    this.closing = false;
+  }
+
+  /** The time limits of this moment's waits (recovery.js waitLimits). */
+  limits() {
+    return waitLimits(this.deadlineSeconds, this.server.deadline, this.waitOverrides);
   }
 
   /** Opens the connection; resolves with the server's welcome. */
-  connect() {
+  async connect() {
+    const welcome = await this.open();
+    this.round = welcome.round;
+    this.version = welcome.currentVersion;
+    return welcome;
+  }
+
+  /** One attempt: a new socket, the join message, the welcome within `openMs`. */
+  async open() {
+    this.drop();
     const url = new URL(`/ws/federated/${this.taskId}/`, this.origin.replace(/^http/, 'ws'));
-    this.ws = new this.WebSocketImpl(url.toString());
-    this.ws.binaryType = 'arraybuffer';
+    const ws = new this.WebSocketImpl(url.toString());
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
     // The first message joins; the resume token travels in it, never in the URL (access logs).
     const join = { type: 'join', client: 'browser', ...(this.resumeToken ? { resumeToken: this.resumeToken } : {}) };
-    this.ws.onopen = () => this.ws.send(JSON.stringify(join));
-    this.ws.onmessage = (event) => this.dispatch(JSON.parse(event.data));
-    this.ws.onclose = () => this.dispatch({ type: 'closed' });
-    return this.next('welcome').then((welcome) => {
+    ws.onopen = () => ws.send(JSON.stringify(join));
+    ws.onmessage = (event) => { if (this.ws === ws) this.dispatch(JSON.parse(event.data)); };
+    ws.onclose = () => {
+      if (this.ws !== ws) return; // a socket this session already gave up
+      this.ws = null;
+      this.dispatch({ type: 'closed' });
+    };
+    try {
+      const welcome = await within(this.next('welcome'), this.limits().openMs, 'welcome from the server');
       this.resumeToken = welcome.resumeToken;
-      this.round = welcome.round;
-      this.version = welcome.currentVersion;
       return welcome;
+    } catch (error) {
+      if (this.ws === ws) this.drop();
+      throw error;
+    }
+  }
+
+  /** Forgets the current socket (closing it) without telling the waits: the caller decides what follows. */
+  drop() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      try { ws.close(); } catch { /* already closed */ }
+    }
+  }
+
+  /** Reopens the connection with backoff and jitter and the resume token; resolves with the welcome. */
+  async reconnect() {
+    let tried = 0;
+    const welcome = await retryWithBackoff(() => this.open(), {
+      settings: this.recovery, wait: this.wait, random: this.random,
+      onAttempt: (attempt) => { tried = attempt.attempt; this.onEvent({ type: 'reconnecting', ...attempt }); },
+      isFatal: (error) => error instanceof FederatedError && !RECOVERABLE.has(error.code),
     });
+    this.onEvent({ type: 'reconnected', attempt: tried, round: welcome.round, currentVersion: welcome.currentVersion });
+    return welcome;
   }
 
   dispatch(message) {
+    this.observe(message);
     this.onEvent(message);
     const waiting = this.waiters;
     this.waiters = [];
@@ -97,13 +165,44 @@ export class FederatedSession {
     }
   }
 
+  /** Keeps what the server says of the open round, whichever message says it. */
+  observe(message) {
+    if (['welcome', 'status', 'participants'].includes(message.type)) {
+      this.server = { round: message.round, version: message.currentVersion ?? this.server.version,
+        deadline: message.deadline ?? this.server.deadline };
+    } else if (message.type === 'round_closed' || message.type === 'round_failed') {
+      this.server = { round: message.nextRound, version: message.version, deadline: null };
+      this.lastEnd = message;
+    }
+  }
+
   /** The next message of one of `types` (an error message rejects). */
   next(...types) {
     return new Promise((resolve, reject) => this.waiters.push({ types, resolve, reject }));
   }
 
+  /**
+   * fetch(url), tried again with the reconnection backoff while the server cannot be reached or
+   * answers 502/503/504 (a restart); any other answer is returned as it is.
+   */
+  async get(url) {
+    const attempt = async () => {
+      const response = await (this.fetchImpl ?? globalThis.fetch)(url);
+      if ([502, 503, 504].includes(response.status)) throw new FederatedError('closed', `HTTP ${response.status} for ${url}`);
+      return response;
+    };
+    try {
+      return await attempt();
+    } catch (error) {
+      if (error instanceof FederatedError || error instanceof TypeError) { // TypeError: the network failed
+        return retryWithBackoff(attempt, { settings: this.recovery, wait: this.wait, random: this.random });
+      }
+      throw error;
+    }
+  }
+
   async fetchManifest(version) {
-    const response = await fetch(`${this.origin}/tasks/${this.taskId}/versions/${version}/model.json`);
+    const response = await this.get(`${this.origin}/tasks/${this.taskId}/versions/${version}/model.json`);
     if (!response.ok) throw new FederatedError('http', `Version ${version} could not be fetched (${response.status}).`);
     const modelJson = await response.json();
     return modelJson.weightsManifest;
@@ -115,7 +214,7 @@ export class FederatedSession {
     const byName = variablesByName(model);
     const base = `${this.origin}/tasks/${this.taskId}/versions/${version}/`;
     for (const group of manifest) {
-      const buffers = await Promise.all(group.paths.map(async (p) => new Uint8Array(await (await fetch(base + p)).arrayBuffer())));
+      const buffers = await Promise.all(group.paths.map(async (p) => new Uint8Array(await (await this.get(base + p)).arrayBuffer())));
       const total = buffers.reduce((n, b) => n + b.length, 0);
       const joined = new Uint8Array(total);
       let offset = 0;
@@ -139,29 +238,95 @@ export class FederatedSession {
     await this.applyVersion(model, this.version);
   }
 
-  /** Sends the model's weights as this round's update and resolves when the round has closed. */
+  /**
+   * Sends the model's weights as this round's update and resolves when the round has ended, with the
+   * version to continue from. It never waits without a limit and does not give up on what can be
+   * recovered: a closed socket is reopened (and the update sent again if its round is still open); a
+   * `stale_round` refusal, a round that ended while the page was away, or a round that stays open
+   * past `probes` status probes resolve `{type: 'sync'}` with the server's current version.
+   */
   async contribute(model, samples) {
+    const round = this.round;
     const byName = variablesByName(model);
     const names = this.manifest.flatMap((group) => group.weights.map((w) => w.name));
     const tensors = names.map((name) => {
       const variable = byName.get(name);
       return { name, shape: variable.shape, data: variable.read().dataSync() };
     });
-    const frame = encodeWeights({ type: 'update', task: this.taskId, round: this.round, baseVersion: this.version,
-      samples }, tensors);
-    const accepted = this.next('accepted');
-    sendUpdate(this.ws, frame);
-    await accepted;
-    const closed = await this.next('round_closed');
-    this.round = closed.nextRound;
-    return closed;
+    const frame = encodeWeights({ type: 'update', task: this.taskId, round, baseVersion: this.version, samples }, tensors);
+    let accepted = false;
+    let probes = 0;
+    for (;;) {
+      try {
+        if (!this.ws) {
+          await this.reconnect();
+          if (this.server.round !== round) return this.ended(round, 'reconnected');
+        }
+        if (!accepted) {
+          const reply = this.next('accepted');
+          sendUpdate(this.ws, frame);
+          try {
+            await within(reply, this.limits().acceptedMs, `reply to the update of round ${round}`);
+          } catch (error) {
+            if (error.code !== 'duplicate') throw error; // sent again after a reconnect: it already counts
+          }
+          accepted = true;
+        }
+        if (this.lastEnd?.round === round) return this.ended(round);
+        const end = this.next('round_closed', 'round_failed');
+        await within(end, this.limits().roundMs, `end of round ${round}`);
+        if (this.lastEnd?.round === round) return this.ended(round);
+      } catch (error) {
+        if (error.code === 'stale_round') {
+          const state = await this.probe();
+          if (state || this.lastEnd?.round === round) return this.ended(round, 'stale_round');
+        } else if (error.code === 'timeout') {
+          probes += 1;
+          const state = await this.probe();
+          if (this.lastEnd?.round === round || (state && state.round !== round) || probes >= this.recovery.probes) {
+            return this.ended(round, 'timeout');
+          }
+        } else if (error.code !== 'closed') {
+          throw error;
+        }
+        // closed (or a probe that found the socket dead): the loop reconnects
+      }
+    }
   }
 
+  /**
+   * Asks the server's status within `statusMs`; resolves with it, or null after dropping a socket
+   * that did not answer (the caller then reconnects).
+   */
+  async probe() {
+    if (!this.ws) return null;
+    try {
+      const reply = this.next('status');
+      this.ws.send(JSON.stringify({ type: 'status' }));
+      return await within(reply, this.limits().statusMs, 'status reply');
+    } catch (error) {
+      if (!RECOVERABLE.has(error.code)) throw error;
+      this.drop();
+      return null;
+    }
+  }
+
+  /** The outcome of round `round`: its own end when the page saw it, else a sync to the server's state. */
+  ended(round, reason = null) {
+    const end = this.lastEnd?.round === round ? this.lastEnd : null;
+    this.round = this.server.round;
+    if (end) return { ...end };
+    const outcome = { type: 'sync', reason, round, version: this.server.version, nextRound: this.server.round };
+    this.onEvent(outcome);
+    return outcome;
+  }
+
+  /** Asks for the round's state (nothing while the session is between two connections). */
   status() {
-    this.ws.send(JSON.stringify({ type: 'status' }));
+    this.ws?.send(JSON.stringify({ type: 'status' }));
   }
 
   close() {
-    if (this.ws) this.ws.close();
+    this.drop();
   }
 }

@@ -141,3 +141,15 @@ class TinyFederatedInvited(TinyTabular):
             "scheme": Scheme.FEDERATED, "epochs": 1, "round_duration": 1, "min_participants": 1,
             "round_deadline_seconds": 60, "preprocessing": ["sanitize"], "participation": "invited",
         })
+
+
+class TinyFederatedPair(TinyTabular):
+    """Federated, two participants a round, two rounds (the recovery test: a page and a Python participant)."""
+
+    def get_task(self) -> TaskSpec:
+        return TaskSpec(**{
+            **super().get_task().as_fields(), "id": "tiny_federated_pair", "title": "Tiny federated (pair)",
+            "summary_preview": "Train the 4-column classifier with one other participant, for tests.",
+            "scheme": Scheme.FEDERATED, "epochs": 2, "round_duration": 1, "min_participants": 2,
+            "round_deadline_seconds": 60, "preprocessing": ["sanitize"],
+        })

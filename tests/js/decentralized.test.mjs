@@ -458,3 +458,28 @@ test('a share altered on the way fails authentication and the round keeps the lo
   assert.ok(events.some((e) => e.type === 'peer_error' && /failed authentication/.test(e.reason)));
   sessions.forEach((s) => s.close());
 });
+
+test('a peer whose signalling connection dropped reconnects with its resume token and exchanges', async () => {
+  const hub = new Hub({min: 2});
+  const joins = [];
+  const Base = hub.socketClass();
+  class Recording extends Base {
+    constructor(url) { super(url); setTimeout(() => this.onopen?.()); }
+    send(data) {
+      if (typeof data === 'string' && JSON.parse(data).type === 'join') joins.push(JSON.parse(data));
+      super.send(data);
+    }
+  }
+  const events = [];
+  const delays = [];
+  const [a, b] = await join(hub, 2, {WebSocketImpl: Recording, onEvent: (m) => events.push(m),
+    recovery: {initialDelayMs: 5, maxDelayMs: 20, jitter: 0}, wait: async (ms) => { delays.push(ms); }});
+  a.ws.close(); // the server went away under `a`
+  await new Promise((resolve) => { const poll = () => (a.closed ? resolve() : setTimeout(poll)); poll(); });
+  const results = await Promise.all([a, b].map((s, i) => s.exchange(fakeModel(UPDATES[i]), 10 + i)));
+  assert.equal(joins.at(-1).resumeToken, 't');
+  assert.deepEqual(delays, [5]);
+  assert.deepEqual(events.filter((e) => e.type.startsWith('reconnect')).map((e) => e.type), ['reconnecting', 'reconnected']);
+  assert.deepEqual(Array.from(results[0].weights), Array.from(results[1].weights));
+  for (const s of [a, b]) s.close();
+});

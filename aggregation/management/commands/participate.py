@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from aggregation.local_data import DataError, load_local_data
 from aggregation.participant import FederatedClient, ParticipantError, RoundResult
+from aggregation.remote import add_recovery_arguments, recovery_from_options
 
 
 class Command(BaseCommand):
@@ -22,10 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--token", default="", help="For tasks not open to anyone: your API token (signed-in "
                                                         "tasks) or the invitation's secret (invited tasks). Sent "
                                                         "in a header, never in a URL.")
+        add_recovery_arguments(parser)
 
     def handle(self, *args, task: str, data: Path, server: str, rounds: int | None, token: str = "",
                **options) -> None:
-        client = FederatedClient(server, task, log=self.stdout.write, token=token)
+        client = FederatedClient(server, task, log=self.stdout.write, token=token,
+                                 recovery=recovery_from_options(options))
         try:
             info = client.fetch_task()
             x, y = load_local_data(data, info)

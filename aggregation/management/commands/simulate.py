@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from aggregation.local_data import DataError, load_local_data, sample_data, split
 from aggregation.participant import FederatedClient, ParticipantError
 from aggregation.peer import DecentralizedClient
+from aggregation.remote import add_recovery_arguments, recovery_from_options
 
 
 class Command(BaseCommand):
@@ -33,6 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--token", default="", help="For tasks not open to anyone: an API token (signed-in "
                                                         "tasks) or the invitation's secret (invited tasks), used "
                                                         "by every simulated participant.")
+        add_recovery_arguments(parser)
 
     def handle(self, *args, task: str, participants: int, rounds: int, server: str, data: Path | None,
                non_iid: bool, seed: int, token: str = "", **options) -> None:
@@ -44,7 +46,9 @@ class Command(BaseCommand):
             if scheme not in ("federated", "decentralized"):
                 raise CommandError(f"Task {task!r} trains alone ({scheme!r}): there is nothing to simulate.")
             client_class = DecentralizedClient if scheme == "decentralized" else FederatedClient
-            clients = [client_class(server, task, log=quiet, token=token) for _ in range(participants)]
+            recovery = recovery_from_options(options)
+            clients = [client_class(server, task, log=quiet, token=token, recovery=recovery)
+                       for _ in range(participants)]
             x, y = load_local_data(data, info) if data else sample_data(info)
             parts = split(x, y, participants, non_iid=non_iid, seed=seed)
             per_round: dict[int, list] = {}

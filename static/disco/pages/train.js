@@ -230,15 +230,38 @@ function showFederated(message) {
     setStatus('fed-status', `Round ${message.round}: ${message.participants} participant${message.participants === 1 ? '' : 's'} connected${waiting}.`, message.waitingFor > 0 ? 'busy' : 'ok');
   } else if (message.type === 'round_closed') {
     setStatus('fed-status', `Round ${message.round} closed: ${message.contributors} participants averaged into version ${message.version}.`, 'ok');
-  } else if (message.type === 'error') {
+  } else if (message.type === 'round_failed') {
+    setStatus('fed-status', `Round ${message.round} failed: ${message.reason}, continuing from version ${message.version}.`, 'error');
+  } else if (message.type === 'error' && message.code !== 'stale_round' && message.code !== 'duplicate') {
     setStatus('fed-status', `The server refused an update: ${message.reason}`, 'error');
+  } else if (message.type !== 'closed') {
+    const recovery = describeRecovery(message);
+    if (recovery) setStatus('fed-status', recovery.text, recovery.tone);
   }
   $('fed-status').hidden = false;
 }
 
+/** The words for a session's recovery events (federated.js, decentralized.js), or null. */
+function describeRecovery(message) {
+  if (message.type === 'reconnecting') {
+    return { text: `Connection lost: reconnecting… (attempt ${message.attempt} of ${message.attempts})`, tone: 'busy' };
+  }
+  if (message.type === 'reconnected') {
+    const version = message.currentVersion != null ? `, global version ${message.currentVersion}` : '';
+    return { text: `Reconnected: round ${message.round}${version}.`, tone: 'ok' };
+  }
+  if (message.type === 'sync') {
+    const why = { stale_round: 'the round had moved on', reconnected: 'the round ended while reconnecting',
+      timeout: 'the round took longer than its deadline' }[message.reason] ?? message.reason;
+    return { text: `Synced (${why}): continuing from global version ${message.version}, round ${message.nextRound}.`, tone: 'ok' };
+  }
+  return null;
+}
+
 /** Connects to the task's federated round and returns the trainer's onRoundEnd hook. */
 async function joinFederation() {
-  const session = new FederatedSession(taskId, { onEvent: showFederated });
+  const session = new FederatedSession(taskId, { onEvent: showFederated,
+    deadlineSeconds: task.trainingInformation.roundDeadlineSeconds });
   const welcome = await session.connect();
   federated.participantId = welcome.participantId;
   await session.syncModel(model);
@@ -249,11 +272,20 @@ async function joinFederation() {
     onRoundEnd: async (round, m) => {
       setStatus('train-status', `Round ${round} trained: sending the update and waiting for the other participants…`, 'busy');
       if (roundStart) writeWeights(m, privateUpdate(readWeights(m).vector, roundStart, privacy()));
-      const closed = await session.contribute(m, trainData.trainCount ?? trainData.count);
-      await session.applyVersion(m, closed.version);
+      // Whatever happened to the round (closed, failed, or the page had to sync), continue from the
+      // version the session names: the round's result, the last good one, or the server's current one.
+      const outcome = await session.contribute(m, trainData.trainCount ?? trainData.count);
+      await session.applyVersion(m, outcome.version);
       if (roundStart) roundStart = readWeights(m).vector;
-      federated.rounds.push({ round: closed.round, version: closed.version, contributors: closed.contributors });
-      log(`Round ${closed.round}: continuing from global version ${closed.version} (${closed.contributors} participants).`);
+      federated.rounds.push({ round: outcome.round, version: outcome.version, contributors: outcome.contributors,
+        outcome: outcome.type, reason: outcome.reason });
+      if (outcome.type === 'round_failed') {
+        log(`Round ${outcome.round} failed: ${outcome.reason}, continuing from version ${outcome.version}.`);
+      } else if (outcome.type === 'sync') {
+        log(`Round ${outcome.round}: synced with the server (${outcome.reason}); continuing from global version ${outcome.version}.`);
+      } else {
+        log(`Round ${outcome.round}: continuing from global version ${outcome.version} (${outcome.contributors} participants).`);
+      }
       setStatus('train-status', 'Training…', 'busy');
       await showPrivacySpent();
     },
@@ -311,6 +343,10 @@ function showPeers(message) {
     log(`Peer ${message.peer} left round ${message.round}: the others stop waiting for it.`);
   } else if (message.type === 'transport') {
     log(`Peer ${message.peer}: using the ${message.used}${message.reason ? ` (${message.reason})` : ''}.`);
+  } else if (message.type === 'reconnecting' || message.type === 'reconnected') {
+    const recovery = describeRecovery(message);
+    setStatus('peers-status', recovery.text, recovery.tone);
+    log(recovery.text);
   } else if (message.type === 'peer_error' || message.type === 'error') {
     log(`Peer exchange: ${message.reason}`);
   } else if (message.type === 'exchanged') {
