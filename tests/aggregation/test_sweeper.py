@@ -180,13 +180,13 @@ def test_two_concurrent_sweeps_act_once(fed_task, settings, monkeypatch):
         pytest.skip("needs a database that serializes concurrent writers (the PostgreSQL pass)")
     rnd = two_of_three_contributed(fed_task)
     aggregations, conversions, departures = [], [], []
-    from aggregation import tasks as agg_tasks
+    from aggregation import rounds
 
-    class Recorder:
-        def delay(self, round_id):
+    def record(name: str, round_id: int) -> None:
+        if name == rounds.AGGREGATE_ROUND:
             aggregations.append(round_id)
 
-    monkeypatch.setattr(agg_tasks, "aggregate_round", Recorder())
+    monkeypatch.setattr(rounds, "enqueue_named_on_commit", record)
     monkeypatch.setattr(sweeper, "_requeue_conversion", lambda job: conversions.append(job.pk))
     leave = sweeper._leave
     monkeypatch.setattr(sweeper, "_leave", lambda p: (departures.append(p.pk), leave(p)))
