@@ -328,6 +328,22 @@ def broker_idle(redis_url: str, queue: str) -> bool:
     return client.llen(queue) == 0 and client.zcard("unacked_index") == 0
 
 
+def pending_tasks(redis_url: str) -> list[str]:
+    """Names of the Celery tasks waiting in any queue or taken by a worker and not acknowledged yet."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    raw = list(client.hvals("unacked"))
+    for key in client.scan_iter(_type="list"):
+        raw += client.lrange(key, 0, -1)
+    names = []
+    for item in raw:
+        message = json.loads(item)
+        message = message[0] if isinstance(message, list) else message  # unacked: [message, exchange, key]
+        names.append(message.get("headers", {}).get("task", "?"))
+    return names
+
+
 def unacked_ages(redis_url: str) -> list[float]:
     """Seconds since each message taken by a worker but not acknowledged was delivered (kombu's Redis transport)."""
     import redis
