@@ -119,9 +119,12 @@ class NumpyParticipant:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} reached version {self.version}, not {self.target_version}")
             try:
-                await self._session()
+                await self._session(deadline)
                 return
             except (TimeoutError, OSError, websockets.WebSocketException):  # URLError is an OSError
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name} reached version {self.version}, not {self.target_version}"
+                                       ) from None
                 self.reconnects += 1
                 self._server += 1  # the next server of the list
                 await asyncio.sleep(backoff)
@@ -129,7 +132,7 @@ class NumpyParticipant:
             finally:
                 await self.abort()
 
-    async def _session(self) -> None:
+    async def _session(self, deadline: float) -> None:
         url = self.server.replace("http", "ws", 1) + f"/ws/federated/{self.task_id}/"
         self._ws = await websockets.connect(url, origin=self.server, ping_interval=None, open_timeout=5,
                                             close_timeout=1, max_size=None)
@@ -142,6 +145,8 @@ class NumpyParticipant:
         self.contributed_round = self.accepted_round  # an update cut off with the connection is sent again
         await self._sync(welcome["round"], welcome["currentVersion"])
         while self.version < self.target_version:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} is still at version {self.version}")
             if self.contributed_round != self.round:
                 await self._submit()
             await self._handle(await self._next_message())

@@ -12,6 +12,8 @@ the next version (of the task the fault concerns). The participants finish once 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 import urllib.request
@@ -23,7 +25,7 @@ import numpy as np
 
 from tests.faults.fault_tasks import PROVIDERS
 from tests.faults.numpy_participant import NumpyParticipant, generated_data
-from tests.live_platform import LivePlatform, RedisServer, unacked_ages, wait_for
+from tests.live_platform import LivePlatform, RedisServer, pending_tasks, unacked_ages, wait_for
 
 TASK = "fault-tabular"
 VISIBILITY_TIMEOUT = 3  # seconds before a message a dead worker took is delivered again (the env of every process)
@@ -291,6 +293,39 @@ def kill_conversion_worker(stack: Stack, gate: Gate) -> float:
     return fault_at
 
 
+def kill_aggregation_pool_process(stack: Stack, gate: Gate) -> float:
+    """kill -9 only the prefork pool process running ``aggregate_round``; the worker itself stays up.
+
+    Celery then acknowledges the late-acknowledged task as failed (WorkerLostError) unless
+    ``task_reject_on_worker_lost`` is set: the round stays aggregating until something runs it again."""
+    with stack.db.lock_writes("tasks_modelversion"):
+        gate.release()
+        wait_for(lambda: stack.db.waiting_for_locks() >= 1, timeout=30,
+                 what="the worker to wait for the versions table inside aggregate_round")
+        (child,) = _children(stack.worker.proc.pid)
+        fault_at = time.monotonic()
+        os.kill(child, signal.SIGKILL)
+    return fault_at
+
+
+def restart_redis_before_aggregation(stack: Stack, gate: Gate) -> float:
+    """With no aggregation worker up, the round closes and its aggregation waits in Redis; Redis restarts empty
+    (the queued aggregation and the round's timers are gone); a worker starts."""
+    stack.worker.stop()
+    gate.release()
+    wait_for(lambda: "aggregation.tasks.aggregate_round" in pending_tasks(stack.platform.redis_url), timeout=30,
+             what="the round's aggregation to wait in Redis")
+    fault_at = time.monotonic()
+    stack.redis.kill()
+    stack.redis.start()
+    stack.worker = stack.platform.worker("aggregation")
+    return fault_at
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def conversion_done(stack: Stack) -> None:
     wait_for(lambda: stack.db.query("SELECT status FROM tasks_conversionjob WHERE task_id = 'fault-convert'")
              == [("done",)], timeout=120, what="the conversion job to be done")
@@ -319,6 +354,7 @@ class Case:
     private_redis: bool = False
     watch_task: str = TASK
     settle: Callable[[Stack], None] | None = None
+    time_limit: float = 120
 
 
 CASES = {
@@ -329,6 +365,12 @@ CASES = {
                             private_redis=True),
     "conversion_worker_killed": Case("kill -9 of a conversion worker mid-job", kill_conversion_worker,
                                      frozenset({"p1", "p3"}), watch_task="fault-convert", settle=conversion_done),
+    "aggregation_pool_process_killed": Case("kill -9 of the worker's pool process while it aggregates",
+                                            kill_aggregation_pool_process, frozenset({"p0", "p1", "p2", "p3"}),
+                                            time_limit=40),
+    "redis_restarted_before_aggregation": Case("Redis restarted (empty) with the aggregation queued",
+                                               restart_redis_before_aggregation, frozenset({"p1", "p3"}),
+                                               private_redis=True, time_limit=40),
     "participant_vanished": Case("a participant vanishes without closing its socket", vanish, frozenset({"p3"}),
                                  vanish=frozenset({"p3"})),
 }
@@ -340,7 +382,8 @@ def run_case(name: str, root: Path, template: LivePlatform, **options) -> tuple[
     stack = Stack(root, template, private_redis=case.private_redis)
     try:
         outcome = run_with_fault(stack, case.fault, case.inject, hold=set(case.hold), vanish=case.vanish,
-                                 watch_task=case.watch_task, settle=case.settle, **options)
+                                 watch_task=case.watch_task, settle=case.settle,
+                                 **{"time_limit": case.time_limit, **options})
         outcome.extra = {"conversion_jobs": stack.db.query(
             "SELECT status FROM tasks_conversionjob WHERE task_id = 'fault-convert'"),
             "converted_versions": stack.versions("fault-convert")}

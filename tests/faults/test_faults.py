@@ -1,6 +1,7 @@
 """Faults injected mid-round into the real stack: PostgreSQL, Redis, two daphne processes serving the same task,
 Celery worker processes and four numpy participants (two on each daphne), three rounds, the fault in round 2.
 
+Two cases are expected to fail until the rest of issue #12 is merged (their marks say which part they need).
 Every case ends with the same checks (``Outcome.problems``): versions 1..4 and no other, no round that made two
 versions, no round left open (but the next) or aggregating, and every surviving participant at version 4 with
 exactly its weights.
@@ -30,8 +31,20 @@ def test_a_worker_killed_while_aggregating_costs_one_redelivery_and_no_version(t
     check("aggregation_worker_killed", tmp_path, fault_template)
 
 
+@pytest.mark.xfail(strict=False, reason="needs task_reject_on_worker_lost (the sweeper's part of issue #12): Celery "
+                   "acknowledges a late-acknowledged task whose pool process died, and the round stays aggregating")
+def test_a_pool_process_killed_while_aggregating_leaves_no_round_aggregating(tmp_path, fault_template):
+    check("aggregation_pool_process_killed", tmp_path, fault_template)
+
+
 def test_redis_restarted_empty_mid_round_loses_no_version(tmp_path, fault_template):
     check("redis_restarted", tmp_path, fault_template)
+
+
+@pytest.mark.xfail(strict=False, reason="needs the periodic sweeper of issue #12: the queued aggregate_round and the "
+                   "round's timers lived in Redis, so nothing runs the aggregating round again")
+def test_redis_restarted_with_the_aggregation_queued_loses_no_version(tmp_path, fault_template):
+    check("redis_restarted_before_aggregation", tmp_path, fault_template)
 
 
 def test_a_conversion_worker_killed_mid_job_converts_once_after_a_restart(tmp_path, fault_template):
