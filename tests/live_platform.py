@@ -189,12 +189,12 @@ class Database:
             conn.execute("ROLLBACK")
             conn.close()
 
-    def waiting_for_locks(self) -> int:
-        """Sessions of other processes blocked on a lock (PostgreSQL only; 0 on SQLite)."""
+    def waiting_for_locks(self, query_like: str = "%") -> int:
+        """Sessions blocked on a lock in a statement LIKE ``query_like`` (PostgreSQL only; 0 on SQLite)."""
         if not self.postgres:
             return 0
-        return self.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
-                          (self.name,))[0][0]
+        return self.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+                          "AND query LIKE %s", (self.name, query_like))[0][0]
 
     def drop(self) -> None:
         if self.postgres:

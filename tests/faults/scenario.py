@@ -28,6 +28,7 @@ from tests.faults.numpy_participant import NumpyParticipant, generated_data
 from tests.live_platform import LivePlatform, RedisServer, pending_tasks, unacked_ages, wait_for
 
 TASK = "fault-tabular"
+INSERTING_VERSION = 'INSERT INTO "tasks_modelversion"%'  # what aggregate_round waits in, under lock_writes
 VISIBILITY_TIMEOUT = 3  # seconds before a message a dead worker took is delivered again (the env of every process)
 ENV = {"DISCO_TASK_PROVIDERS": PROVIDERS, "DISCO_BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
        "LOG_LEVEL": "INFO"}
@@ -231,8 +232,10 @@ def run_with_fault(stack: Stack, fault: str, inject: Callable[[Stack, Gate], flo
 
 
 def _watch_versions(stack: Stack, task_id: str, outcome: Outcome, stop: threading.Event) -> None:
+    """Note the time each new version of ``task_id`` appears, polling until ``stop`` (and once more after it)."""
     seen = None
-    while not stop.is_set():
+    while True:
+        stopping = stop.is_set()
         try:
             count = stack.db.query("SELECT count(*) FROM tasks_modelversion WHERE task_id = %s", (task_id,))[0][0]
         except Exception:  # noqa: BLE001 - the database is not what these faults break; poll again
@@ -240,6 +243,8 @@ def _watch_versions(stack: Stack, task_id: str, outcome: Outcome, stop: threadin
         if seen is not None and count is not None and count > seen:
             outcome.new_versions.append(time.monotonic())
         seen = count if count is not None else seen
+        if stopping:
+            return
         stop.wait(0.05)
 
 
@@ -261,7 +266,7 @@ def kill_aggregation_worker(stack: Stack, gate: Gate) -> float:
     visibility timeout has passed."""
     with stack.db.lock_writes("tasks_modelversion"):
         gate.release()
-        wait_for(lambda: stack.db.waiting_for_locks() >= 1, timeout=30,
+        wait_for(lambda: stack.db.waiting_for_locks(INSERTING_VERSION) >= 1, timeout=30,
                  what="the worker to wait for the versions table inside aggregate_round")
         fault_at = time.monotonic()
         stack.worker.kill()
@@ -300,7 +305,7 @@ def kill_aggregation_pool_process(stack: Stack, gate: Gate) -> float:
     ``task_reject_on_worker_lost`` is set: the round stays aggregating until something runs it again."""
     with stack.db.lock_writes("tasks_modelversion"):
         gate.release()
-        wait_for(lambda: stack.db.waiting_for_locks() >= 1, timeout=30,
+        wait_for(lambda: stack.db.waiting_for_locks(INSERTING_VERSION) >= 1, timeout=30,
                  what="the worker to wait for the versions table inside aggregate_round")
         (child,) = _children(stack.worker.proc.pid)
         fault_at = time.monotonic()

@@ -218,7 +218,8 @@ def test_a_killed_worker_yields_exactly_one_next_version(platform):
     db = platform.live.db
     with db.lock_writes("tasks_modelversion"):
         doomed = platform.live.worker("aggregation", pool="prefork")
-        wait_for(lambda: db.waiting_for_locks() if db.postgres else "aggregated 2 updates" in doomed.log_text(),
+        inserting = 'INSERT INTO "tasks_modelversion"%'  # the worker's statement
+        wait_for(lambda: db.waiting_for_locks(inserting) if db.postgres else "aggregated 2 " in doomed.log_text(),
                  timeout=60, what="the worker to reach the versions inside aggregate_round")
         doomed.kill()
     assert platform.versions("fed-pairs") == before  # the killed worker committed nothing
