@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         sys.exit("Set DATABASE_URL to a PostgreSQL server and REDIS_URL to a Redis database (as .ci/run does).")
-    print(f"{'fault':<52} {'recover s':>9} {'lost':>4} {'dup':>3} {'reconn':>6}  checks")
+    print(f"{'fault':<57} {'recover s':>9} {'lost':>4} {'dup':>3} {'reconn':>6}  checks")
     with tempfile.TemporaryDirectory(prefix="disco-bench-faults-") as tmp:
         template = make_template(Path(tmp) / "template")
         try:
@@ -51,8 +51,10 @@ def main() -> None:
                     reconnects += sum(p.reconnects for p in outcome.participants)
                     problems += outcome.problems()
                 recover = f"{statistics.median(times):9.2f}" if times else f"{'never':>9}"
-                print(f"{CASES[name].fault:<52} {recover} {lost:>4} {dups:>3} {reconnects:>6}  "
-                      f"{'ok' if not problems else '; '.join(problems)[:300]}", flush=True)
+                # The platform's state, not each participant's resulting time-out.
+                state = [p for p in problems if p.startswith(("versions", "rounds", "the "))] or problems
+                print(f"{CASES[name].fault:<57} {recover} {lost:>4} {dups:>3} {reconnects:>6}  "
+                      f"{'ok' if not problems else '; '.join(state)[:200]}", flush=True)
         finally:
             template.stop()
 
