@@ -14,7 +14,7 @@ WS_LIMITS = $(shell $(PY) -m disco_site.limits)
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup run test lint bench migrate worker-conversion worker-aggregation clean
+.PHONY: setup run test lint bench bench-faults migrate worker-conversion worker-aggregation clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -47,11 +47,15 @@ worker-aggregation: setup
 	$(VENV)/bin/celery -A disco_site worker -Q aggregation --loglevel INFO
 
 # First pass: the mode the environment selects (embedded unless DATABASE_URL / REDIS_URL are set).
-# Second pass: the tests marked both_modes, in the other mode.
+# Second pass: the tests marked both_modes, in the other mode. The faults suite needs PostgreSQL + Redis: it runs
+# in the first pass under .ci/run (which sets both), else in the second pass (on the services); it skips itself
+# in embedded mode.
 ifeq ($(DATABASE_URL)$(REDIS_URL),)
 OTHER_MODE := DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL)
+OTHER_MARKERS := both_modes or faults
 else
 OTHER_MODE := DATABASE_URL= REDIS_URL=
+OTHER_MARKERS := both_modes
 endif
 
 test: setup
@@ -61,13 +65,18 @@ test: setup
 	$(VENV)/bin/ruff check .
 	node --test tests/js/
 	$(PY) -m pytest
-	$(OTHER_MODE) $(PY) -m pytest -m both_modes
+	$(OTHER_MODE) $(PY) -m pytest -m "$(OTHER_MARKERS)"
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(PY) bench/convert.py
+
+# Time to recover from each injected fault; needs PostgreSQL + Redis (the services by default).
+bench-faults: setup
+	DATABASE_URL=$${DATABASE_URL:-$(SERVICES_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(SERVICES_REDIS_URL)} \
+		$(PY) bench/faults.py
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache

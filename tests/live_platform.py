@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import secrets
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from disco_site.limits import daphne_ws_args
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+T = TypeVar("T")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -99,3 +107,304 @@ def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL a process and its children, as a crash or an OOM kill would."""
     os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
     proc.wait(timeout=10)
+
+
+# --- The real stack: the environment's database and Redis, processes a test can kill and restart ---------------------
+
+# Multi-process tests talk to the environment's Redis (`.ci/run` sets REDIS_URL); without one, this database of the
+# machine's Redis, flushed by the test that starts a platform on it.
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def services_redis_url() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_TEST_REDIS_URL
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something true (returned) or ``timeout`` seconds pass (AssertionError).
+
+    The only way these tests wait: for an event, with a limit, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Database:
+    """A fresh database of one test (or module): on the PostgreSQL server ``DATABASE_URL`` names, else a SQLite file.
+
+    PostgreSQL: ``test_<random>`` is created (optionally as a copy of ``template``, instantly) and dropped by
+    ``drop()``. SQLite: a file in ``workdir`` (copied from the template's)."""
+
+    def __init__(self, workdir: Path, *, template: Database | None = None, server_url: str | None = None):
+        server_url = os.environ.get("DATABASE_URL", "") if server_url is None else server_url
+        self.postgres = server_url.startswith(("postgres://", "postgresql://"))
+        if self.postgres:
+            parts = urllib.parse.urlsplit(server_url)
+            self.name = f"test_{secrets.token_hex(6)}"
+            self._admin_url = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+            self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.name))
+            with self._admin() as conn:
+                clause = f" TEMPLATE {template.name}" if template is not None else ""
+                conn.execute(f"CREATE DATABASE {self.name}{clause}")
+        else:
+            self.path = workdir / "db.sqlite3"
+            self.name = str(self.path)
+            self.url = f"sqlite:///{self.path}"
+            if template is not None:
+                shutil.copyfile(template.path, self.path)
+
+    def _admin(self):
+        import psycopg
+
+        return psycopg.connect(self._admin_url, autocommit=True)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of one statement, in a connection of its own (``%s`` placeholders on both engines)."""
+        if self.postgres:
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                cursor = conn.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+        with sqlite3.connect(self.path, timeout=30) as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+    @contextmanager
+    def lock_writes(self, table: str) -> Iterator[None]:
+        """Until the block ends, writes to ``table`` wait and reads go on (PostgreSQL); SQLite: every write waits."""
+        if self.postgres:
+            import psycopg
+
+            with psycopg.connect(self.url) as conn:
+                conn.execute(f"LOCK TABLE {table} IN SHARE MODE")
+                yield
+                conn.rollback()
+            return
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+
+    def waiting_for_locks(self, query_like: str = "%") -> int:
+        """Sessions blocked on a lock in a statement LIKE ``query_like`` (PostgreSQL only; 0 on SQLite)."""
+        if not self.postgres:
+            return 0
+        return self.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+                          "AND query LIKE %s", (self.name, query_like))[0][0]
+
+    def drop(self) -> None:
+        if self.postgres:
+            with self._admin() as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+class Process:
+    """A platform process in a process group of its own, so ``kill()`` takes its children down with it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path):
+        self.argv, self.env, self.log = argv, env, log
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the process and its children, as a crash or an OOM kill would: nothing is cleaned up."""
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.alive:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc is not None:  # children left by a clean stop (a prefork pool) go too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Daphne(Process):
+    """daphne serving the platform on ``port``; ``restart()`` serves again on the same port."""
+
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), *daphne_ws_args(env),
+                          "disco_site.asgi:application"], env, log)
+
+    def start(self) -> None:
+        wait_for(lambda: port_is_free(self.port), timeout=30, what=f"port {self.port} to be free")
+        super().start()
+        wait_for(self._serving, timeout=60, what=f"daphne on port {self.port} (log: {self.log})")
+
+    def _serving(self) -> bool:
+        if not self.alive:
+            raise AssertionError(f"daphne exited:\n{self.log_text()}")
+        try:
+            urllib.request.urlopen(self.url + "/api/tasks/", timeout=2).read()
+            return True
+        except OSError:
+            return False
+
+
+class Worker(Process):
+    """A Celery worker consuming ``queue``; ``ready`` once it listens."""
+
+    def __init__(self, env: dict[str, str], log: Path, queue: str = "aggregation", pool: str = "prefork"):
+        self.queue = queue
+        super().__init__([str(VENV_BIN / "celery"), "-A", "disco_site", "worker", "-Q", queue, "--pool", pool,
+                          "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                          "--without-heartbeat", "-n", f"{queue}-{secrets.token_hex(3)}@%h"], env, log)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_for(lambda: " ready." in self.log_text() or not self.alive, timeout=timeout,
+                 what=f"the {self.queue} worker to be ready (log: {self.log})")
+        assert self.alive, self.log_text()
+
+
+class RedisServer(Process):
+    """A private redis-server (no persistence) that a test may kill and restart on the same port."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--daemonize", "no", "--dir", str(workdir)], dict(os.environ),
+                         workdir / f"redis-{self.port}.log")
+
+    def start(self) -> None:
+        wait_for(lambda: port_is_free(self.port), timeout=30, what=f"port {self.port} to be free")
+        super().start()
+        wait_for(self.ping, timeout=10, what=f"redis-server on port {self.port}")
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server may listen on ``port`` (as servers do, with SO_REUSEADDR: closed connections may linger)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def broker_idle(redis_url: str, queue: str) -> bool:
+    """No message of ``queue`` waiting in Redis and none taken but unacknowledged: nothing more will be delivered."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    return client.llen(queue) == 0 and client.zcard("unacked_index") == 0
+
+
+def pending_tasks(redis_url: str) -> list[str]:
+    """Names of the Celery tasks waiting in any queue or taken by a worker and not acknowledged yet."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    raw = list(client.hvals("unacked"))
+    for key in client.scan_iter(_type="list"):
+        raw += client.lrange(key, 0, -1)
+    names = []
+    for item in raw:
+        message = json.loads(item)
+        message = message[0] if isinstance(message, list) else message  # unacked: [message, exchange, key]
+        names.append(message.get("headers", {}).get("task", "?"))
+    return names
+
+
+def unacked_ages(redis_url: str) -> list[float]:
+    """Seconds since each message taken by a worker but not acknowledged was delivered (kombu's Redis transport)."""
+    import redis
+
+    now = time.time()
+    return [now - score for _, score in redis.Redis.from_url(redis_url).zrange("unacked_index", 0, -1,
+                                                                               withscores=True)]
+
+
+class LivePlatform:
+    """The platform as a deployment runs it: daphne processes and Celery workers on one database and one Redis.
+
+    The database is fresh (see ``Database``); ``redis_url`` is the environment's unless a test brings its own
+    (a private ``RedisServer`` it restarts). ``stop()`` ends every process and drops the database."""
+
+    def __init__(self, root: Path, *, redis_url: str | None = None, template: LivePlatform | None = None,
+                 flush_redis: bool = True, **extra: str):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.redis_url = redis_url or services_redis_url()
+        if flush_redis:
+            import redis
+
+            redis.Redis.from_url(self.redis_url).flushdb()
+        self.db = Database(root, template=template.db if template else None)
+        media = root / "media"
+        if template is not None:
+            shutil.copytree(template.root / "media", media, dirs_exist_ok=True)
+        self.env = platform_env(root, DATABASE_URL=self.db.url, REDIS_URL=self.redis_url, MEDIA_ROOT=str(media),
+                                CELERY_SKIP_CHECKS="1", **extra)
+        self.processes: list[Process] = []
+
+    def manage(self, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
+        return manage({**self.env, **env}, *args, timeout=timeout)
+
+    def daphne(self, port: int | None = None) -> Daphne:
+        n = sum(isinstance(p, Daphne) for p in self.processes)
+        process = Daphne(self.env, self.root / f"daphne-{n}.log", port)
+        self.processes.append(process)
+        return process
+
+    def worker(self, queue: str = "aggregation", pool: str = "prefork", ready: bool = True) -> Worker:
+        n = sum(isinstance(p, Worker) for p in self.processes)
+        process = Worker(self.env, self.root / f"worker-{queue}-{n}.log", queue, pool)
+        self.processes.append(process)
+        if ready:
+            process.wait_ready()
+        return process
+
+    def get(self, path: str, base: str | None = None) -> Any:
+        base = base or next(p.url for p in self.processes if isinstance(p, Daphne) and p.alive)
+        with urllib.request.urlopen(base + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        try:
+            for process in reversed(self.processes):
+                process.stop()
+        finally:
+            self.db.drop()

@@ -54,10 +54,7 @@ def platform(tmp_path_factory):
     with daphne(p.env, p.root / "daphne.log", port=free_port()) as url, \
             worker(p.env, p.root / "worker.log", queue="aggregation"):
         p.url = url
-        yield p
-        # channels-redis ends a closed connection's consumer only when its blocking receive returns
-        # (BZPOPMIN, up to 5 s): let those finish so daphne stops within live_platform's 20 s.
-        time.sleep(6)
+        yield p  # daphne() waits up to 30 s for channels-redis consumers to end (a blocking receive takes 5 s)
 
 
 async def run_peers(url: str, task_id: str, datasets, rounds: int) -> tuple[list[DecentralizedClient], list]:
@@ -124,7 +121,7 @@ def test_python_peers_clip_their_round_change_on_a_private_task(platform):
     assert np.linalg.norm(final.astype(np.float64) - start) <= radius * (1 + 1e-5)
 
 
-async def _dropout_round(url: str, task_id: str) -> tuple[list, float, float]:
+async def _dropout_round(url: str, task_id: str) -> list:
     """Two peers train and exchange; a third says ready, gets the peer list, then closes its connection."""
     datasets = [titanic_like(40, seed) for seed in (7, 8)]
     quitter = DecentralizedClient(url, task_id, log=lambda _: None)
@@ -136,18 +133,17 @@ async def _dropout_round(url: str, task_id: str) -> tuple[list, float, float]:
         await quitter._wait_for(lambda: welcome["round"] in quitter._peers, time.monotonic() + 120)
         await quitter.close()
 
-    start = time.monotonic()
     clients = [DecentralizedClient(url, task_id, log=lambda _: None) for _ in datasets]
-    _, *results = await asyncio.gather(quit_mid_round(), *(c.run(x, y, rounds=1)
-                                                           for c, (x, y) in zip(clients, datasets, strict=True)))
-    return [r[0] for r in results], time.monotonic() - start, deadline_seconds
+    # Training, the ready quorum and the exchange, never a hang: a time limit, not a measured duration.
+    _, *results = await asyncio.wait_for(asyncio.gather(quit_mid_round(), *(
+        c.run(x, y, rounds=1) for c, (x, y) in zip(clients, datasets, strict=True))), 2 * deadline_seconds + 60)
+    return [r[0] for r in results]
 
 
 def test_a_peer_leaving_mid_round_under_mean_leaves_the_mean_of_the_others(platform):
-    results, elapsed, deadline = run_async(_dropout_round(platform.url, "peer-mean"))
+    results = run_async(_dropout_round(platform.url, "peer-mean"))
     assert all(len(r.peers) == 3 for r in results)  # the quitter was one of the round's peers
     assert all("1 peer(s) sent nothing" in r.fell_back for r in results)
-    assert elapsed < 2 * deadline + 30  # training, the ready quorum and the exchange, never a hang
 
 
 async def _partial_sender_round(url: str) -> tuple[list[DecentralizedClient], list]:
@@ -184,9 +180,8 @@ def test_an_update_only_some_peers_received_is_left_out_by_all(platform):
 
 
 def test_a_peer_leaving_mid_round_under_secure_aggregation_falls_back_visibly(platform):
-    results, elapsed, deadline = run_async(_dropout_round(platform.url, "peer-secure"))
+    results = run_async(_dropout_round(platform.url, "peer-secure"))
     assert all("kept the local weights" in r.fell_back for r in results)
-    assert elapsed < 2 * deadline + 30
 
 
 def test_simulate_covers_the_decentralized_scheme(platform, tmp_path):

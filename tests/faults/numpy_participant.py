@@ -1,0 +1,208 @@
+"""A federated participant in numpy, for the fault-injection suite: the wire protocol without TensorFlow.
+
+It speaks what the browser and ``aggregation.participant`` speak (``join`` with a resume token, updates
+encoded by ``aggregation.codec`` and sent by ``aggregation.incoming.send_update``, ``round_closed``,
+``status``) and trains the task's small dense network with a few full-batch gradient steps. What it does
+when the platform fails under it is what a participant must do:
+
+- a connection that drops or cannot be opened: reconnect with backoff, to the next server of its list,
+  resuming as the same participant;
+- ``stale_round`` or ``round_failed``, or no news for a while: ask for the round's status, fetch the
+  current version if it changed, and continue from there; ``duplicate``: its update is already in.
+
+It stops once the task's current version reaches ``target_version``, holding that version's weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import websockets
+
+from aggregation.codec import encode_weights
+from aggregation.incoming import send_update
+
+
+def generated_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of five features and a label that depends on two of them."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    y = (x[:, 0] - x[:, 3] + 0.3 * rng.normal(size=n) > 0).astype(np.float32)
+    return x, y
+
+
+def train_dense(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, *, steps: int = 5,
+                rate: float = 0.5) -> list[np.ndarray]:
+    """Full-batch gradient descent on a [kernel, bias]* ReLU network with a sigmoid output and log loss."""
+    w = [a.astype(np.float64) for a in weights]
+    target = y.reshape(-1, 1)
+    for _ in range(steps):
+        activations = [x.astype(np.float64)]
+        for i in range(0, len(w), 2):
+            z = activations[-1] @ w[i] + w[i + 1]
+            activations.append(np.maximum(z, 0) if i + 2 < len(w) else 1 / (1 + np.exp(-z)))
+        delta = (activations[-1] - target) / len(x)
+        grads: list[np.ndarray] = [None] * len(w)  # type: ignore[list-item]
+        for i in range(len(w) - 2, -1, -2):
+            grads[i], grads[i + 1] = activations[i // 2].T @ delta, delta.sum(axis=0)
+            if i:
+                delta = (delta @ w[i].T) * (activations[i // 2] > 0)
+        w = [a - rate * g for a, g in zip(w, grads, strict=True)]
+    return [a.astype(np.float32) for a in w]
+
+
+Gate = Callable[["NumpyParticipant", int], Awaitable[None]]
+
+
+@dataclass
+class NumpyParticipant:
+    name: str
+    servers: list[str]
+    task_id: str
+    x: np.ndarray
+    y: np.ndarray
+    target_version: int
+    before_submit: Gate | None = None  # awaited before each update: where a test holds a participant mid-round
+    quiet_seconds: float = 1.0  # no message for this long: ask for the round's status
+    resume_token: str = ""
+    version: int = 0
+    round: int = 0
+    contributed_round: int = 0
+    accepted_round: int = 0
+    names: list[str] = field(default_factory=list)
+    weights: list[np.ndarray] = field(default_factory=list)
+    reconnects: int = 0
+    refusals: list[str] = field(default_factory=list)
+    vanished: bool = False
+    _server: int = 0
+    _ws: Any = None
+
+    @property
+    def server(self) -> str:
+        return self.servers[self._server % len(self.servers)]
+
+    @property
+    def vector(self) -> np.ndarray:
+        return np.concatenate([w.ravel() for w in self.weights])
+
+    # --- HTTP -----------------------------------------------------------------------------------------
+    def _get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.server + path, timeout=10) as response:
+            return response.read()
+
+    def _fetch_version(self, number: int) -> None:
+        base = f"/tasks/{self.task_id}/versions/{number}/"
+        manifest = json.loads(self._get(base + "model.json"))["weightsManifest"]
+        names, weights = [], []
+        for group in manifest:
+            data = b"".join(self._get(base + p) for p in group["paths"])
+            offset = 0
+            for spec in group["weights"]:
+                size = int(np.prod(spec["shape"]))
+                weights.append(np.frombuffer(data, "<f4", size, offset).reshape(spec["shape"]).copy())
+                names.append(spec["name"])
+                offset += 4 * size
+        self.names, self.weights, self.version = names, weights, number
+
+    # --- The protocol -----------------------------------------------------------------------------------
+    async def run(self, *, deadline: float) -> None:
+        """Take part until the target version (or until ``deadline``, a ``time.monotonic()``), reconnecting."""
+        backoff = 0.1
+        while self.version < self.target_version:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} reached version {self.version}, not {self.target_version}")
+            try:
+                await self._session(deadline)
+                return
+            except (TimeoutError, OSError, websockets.WebSocketException):  # URLError is an OSError
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name} reached version {self.version}, not {self.target_version}"
+                                       ) from None
+                self.reconnects += 1
+                self._server += 1  # the next server of the list
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+            finally:
+                await self.abort()
+
+    async def _session(self, deadline: float) -> None:
+        url = self.server.replace("http", "ws", 1) + f"/ws/federated/{self.task_id}/"
+        self._ws = await websockets.connect(url, origin=self.server, ping_interval=None, open_timeout=5,
+                                            close_timeout=1, max_size=None)
+        join = {"type": "join", "client": "python", **({"resumeToken": self.resume_token} if self.resume_token else {})}
+        await self._ws.send(json.dumps(join))
+        welcome = json.loads(await asyncio.wait_for(self._ws.recv(), 10))
+        if welcome["type"] == "error":
+            raise RuntimeError(f"{self.name} was refused: {welcome}")
+        self.resume_token = welcome["resumeToken"]
+        self.contributed_round = self.accepted_round  # an update cut off with the connection is sent again
+        await self._sync(welcome["round"], welcome["currentVersion"])
+        while self.version < self.target_version:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} is still at version {self.version}")
+            if self.contributed_round != self.round:
+                await self._submit()
+            await self._handle(await self._next_message())
+
+    async def _sync(self, round_number: int, version: int) -> None:
+        if version != self.version:
+            await asyncio.to_thread(self._fetch_version, version)
+        if round_number != self.round:
+            self.round = round_number
+
+    async def _submit(self) -> None:
+        round_number = self.round
+        if self.before_submit is not None:
+            await self.before_submit(self, round_number)
+        trained = train_dense(self.weights, self.x, self.y)
+        frame = encode_weights({"type": "update", "task": self.task_id, "round": round_number,
+                                "baseVersion": self.version, "samples": len(self.y)},
+                               list(zip(self.names, trained, strict=True)))
+        await send_update(self._ws, frame)
+        self.contributed_round = round_number  # answered by `accepted`, or an error handled in _handle
+
+    async def _next_message(self) -> dict[str, Any]:
+        try:
+            raw = await asyncio.wait_for(self._ws.recv(), self.quiet_seconds)
+        except TimeoutError:
+            await self._ws.send(json.dumps({"type": "status"}))
+            raw = await asyncio.wait_for(self._ws.recv(), 10)
+        return json.loads(raw)
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "accepted":
+            self.accepted_round = message["round"]
+        elif kind == "round_closed":
+            await self._sync(message["nextRound"], message["version"])
+        elif kind == "status":
+            await self._sync(message["round"], message["currentVersion"])
+        elif kind == "round_failed":
+            await self._ws.send(json.dumps({"type": "status"}))
+        elif kind == "error":
+            self.refusals.append(message.get("code", "?"))
+            if message.get("code") not in ("duplicate", "stale_round"):
+                raise RuntimeError(f"{self.name}: {message}")
+            if message.get("code") == "duplicate":
+                self.accepted_round = self.contributed_round
+            # duplicate: the update is in. stale_round: this round is closing; the status tells what is next.
+            await self._ws.send(json.dumps({"type": "status"}))
+
+    async def vanish(self) -> None:
+        """Stop reading and writing without closing the socket: a machine that dropped off the network."""
+        self.vanished = True
+        if self._ws is not None:
+            self._ws.transport.pause_reading()
+        await asyncio.Event().wait()  # until cancelled
+
+    async def abort(self) -> None:
+        if self._ws is not None:
+            self._ws.transport.abort()
+            self._ws = None
