@@ -40,8 +40,9 @@ def test_a_stale_update_syncs_the_participant_to_the_open_round(tmp_path):
         finally:
             await client.close()
 
-    with daphne(env, tmp_path / "daphne.log") as url:
-        outcome = asyncio.run(stale())
+    # On a thread of its own: an earlier test of the session may have left this thread's event loop set.
+    with daphne(env, tmp_path / "daphne.log") as url, ThreadPoolExecutor(max_workers=1) as pool:
+        outcome = pool.submit(asyncio.run, stale()).result(timeout=300)
     assert outcome == {"type": "sync", "reason": "stale_round", "round": 0, "version": 1, "nextRound": 1}
     assert any("synced with the server (stale_round)" in line for line in logs), logs
 
