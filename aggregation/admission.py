@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -32,6 +33,7 @@ from .models import Participant
 CLOSE_UNKNOWN_TASK = 4404
 CLOSE_REFUSED = 4403
 CLOSE_FULL = 4429
+CLOSE_JOIN_TIMEOUT = 4408
 
 
 class AdmissionError(ValueError):
@@ -115,7 +117,24 @@ class AdmittingConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_REFUSED)
             return False
         self.task = task
+        # A socket that never joins would hold a connection without counting towards any cap. This timer
+        # lives as long as the connection it guards, so unlike a round's deadline it needs no column.
+        self._join_timer = asyncio.get_running_loop().create_task(self._close_unless_joined())
         return True
+
+    async def _close_unless_joined(self) -> None:
+        seconds = settings.DISCO_JOIN_TIMEOUT_SECONDS
+        await asyncio.sleep(seconds)
+        if self.participant is None:
+            await self.send_error("join_timeout", f'No {{"type": "join"}} message within {seconds} s of connecting: '
+                                                  "the connection is closed. Connect again and join at once.")
+            await self.close(code=CLOSE_JOIN_TIMEOUT)
+
+    def stop_join_timer(self) -> None:
+        """Called when the connection ends: a timer must not outlive it."""
+        timer = getattr(self, "_join_timer", None)
+        if timer is not None:
+            timer.cancel()
 
     async def admit_participant(self, text_data: str | None) -> dict[str, Any] | None:
         """The first message: ``{"type": "join", "resumeToken"?, "client"?}``; the ``welcome`` to send, if admitted."""

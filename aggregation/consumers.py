@@ -95,6 +95,7 @@ class FederatedConsumer(AdmittingConsumer):
         await self.send(text_data=json.dumps(welcome))
 
     async def disconnect(self, code: int) -> None:
+        self.stop_join_timer()
         self._drop_incoming()
         if self.task is None or self.participant is None:
             return

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -38,6 +36,7 @@ from django.utils import timezone
 from tasks.models import Task
 
 from . import rounds
+from .broadcast import send_to_group_on_commit
 from .models import Participant, PeerRound, PeerTurn
 from .peer_crypto import PeerCryptoError, decode_public_key
 
@@ -79,14 +78,8 @@ def deadline_seconds(task: Task) -> float:
     return float(task.round_deadline_seconds)
 
 
-def _notify(task_id: str, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(group_name(task_id), event)
-
-
 def _notify_on_commit(task_id: str, event: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: _notify(task_id, event))
+    send_to_group_on_commit(group_name(task_id), event)
 
 
 def open_round(task: Task) -> PeerRound:

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
@@ -47,6 +45,7 @@ from tasks.versions import create_version, delete_files
 
 from .admission import check_capacity
 from .aggregators.bounds import counted_samples, update_norm
+from .broadcast import send_to_group_on_commit
 from .codec import TensorSpec, WeightsMessage
 from .models import Contribution, Participant, Round
 from .weights import cached_version_vector
@@ -89,15 +88,8 @@ def group_name(task_id: str) -> str:
     return f"federated.{task_id}"
 
 
-def _notify(task_id: str, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(group_name(task_id), event)
-
-
 def _notify_on_commit(task_id: str, event: dict[str, Any]) -> None:
-    """Send ``event`` to the task's group once the surrounding transaction has committed (never on rollback)."""
-    transaction.on_commit(lambda: _notify(task_id, event))
+    send_to_group_on_commit(group_name(task_id), event)
 
 
 def _locked_task(task_id: str) -> Task:

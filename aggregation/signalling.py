@@ -98,6 +98,7 @@ class SignallingConsumer(AdmittingConsumer):
         await self.send(text_data=json.dumps(welcome))
 
     async def disconnect(self, code: int) -> None:
+        self.stop_join_timer()
         if self.task is None or self.participant is None:
             return
         await self.channel_layer.group_discard(peer_rounds.group_name(self.task.pk), self.channel_name)

@@ -299,6 +299,8 @@ DISCO_CONVERSION_TIMEOUT = int(_env("DISCO_CONVERSION_TIMEOUT", "600"))
 DISCO_CONVERSION_TEMP_DIR = _env("DISCO_CONVERSION_TEMP_DIR")
 # Refuse to convert where the kernel cannot confine the process with Landlock (Linux 5.13+).
 DISCO_CONVERSION_REQUIRE_LANDLOCK = _env_bool("DISCO_CONVERSION_REQUIRE_LANDLOCK", False)
+# A WebSocket that has not sent its "join" message this many seconds after connecting is closed.
+DISCO_JOIN_TIMEOUT_SECONDS = float(_env("DISCO_JOIN_TIMEOUT_SECONDS", "30"))
 # Publish contributors' new tasks at once instead of waiting for an administrator.
 DISCO_AUTO_PUBLISH = _env_bool("DISCO_AUTO_PUBLISH", False)
 # Caps on one task's WebSocket participants (both schemes): connected at once, and connected at once from one

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from aggregation.admission import CLOSE_FULL, CLOSE_REFUSED
+from aggregation.admission import CLOSE_FULL, CLOSE_JOIN_TIMEOUT, CLOSE_REFUSED
 from aggregation.models import Participant
 from tasks.participation import rotate_invitation
 from tasks.versions import create_version
@@ -170,3 +170,25 @@ async def test_connections_per_address_are_capped(task, settings):
     assert addresses == ["10.0.0.7", "10.0.0.7", "10.0.0.8"]
     for ws in [*near, elsewhere]:
         await ws.disconnect()
+
+
+async def test_a_connection_that_never_joins_is_closed_with_the_reason(task, settings):
+    settings.DISCO_JOIN_TIMEOUT_SECONDS = 0.5
+    ws = await connect(_path(task), join=False)
+    error = await receive(ws, "error")
+    assert error["code"] == "join_timeout" and "join at once" in error["reason"]
+    assert await ws.receive_output(10) == {"type": "websocket.close", "code": CLOSE_JOIN_TIMEOUT}
+
+
+async def test_a_joined_connection_is_not_closed_by_the_join_timeout(task, settings):
+    settings.DISCO_JOIN_TIMEOUT_SECONDS = 0.2
+    ws = await connect(_path(task))
+    await receive(ws, "welcome")
+    await ws.receive_nothing(timeout=1.0, interval=0.05)  # five timeouts pass
+    await ws.send_to(text_data=json.dumps({"type": "status"}))
+    while True:  # the connection still answers (a closed one would make receive_from fail)
+        message = json.loads(await ws.receive_from(10))
+        assert message.get("code") != "join_timeout", message
+        if message["type"] in ("status", "participants", "error"):
+            break
+    await ws.disconnect()
