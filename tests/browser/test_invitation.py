@@ -33,7 +33,7 @@ def test_an_invitation_link_lets_a_browser_train_and_a_stranger_is_told_to_ask(l
         csv = tmp_path / "data.csv"
         csv.write_text(learnable_tabular_csv(80, seed=5))
         page.set_input_files("#train-connector input[data-slot=csv]", csv)
-        page.wait_for_function("!document.getElementById('start-btn').disabled")
+        page.wait_for_function("() => !document.getElementById('start-btn').disabled")
         page.click("#start-btn")
         page.wait_for_function(DONE, timeout=180_000)
         assert page.evaluate("window.discoTrain.state") == "done", page.evaluate("window.discoTrain.error")
