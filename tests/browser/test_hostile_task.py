@@ -67,7 +67,9 @@ def watched(browser):
 
 
 def assert_nothing_ran(page) -> None:
-    page.wait_for_timeout(300)  # let onerror/onload handlers of anything that slipped through fire
+    # Every image has loaded or failed: an onerror/onload handler that slipped through has had its turn.
+    page.wait_for_function("() => document.readyState === 'complete' && [...document.images].every((i) => i.complete)",
+                           timeout=30_000)
     assert page.dialogs == []
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.evaluate("window.__cspViolations") == [], page.evaluate("window.__cspViolations")

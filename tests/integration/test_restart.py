@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
-from tests.live_platform import daphne, manage, platform_env
+from tests.live_platform import daphne, manage, platform_env, wait_for
 
 PROVIDER = "tests.tasks.custom_provider.TinyProvider"
 
@@ -29,27 +28,19 @@ def query(root: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    limit = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > limit:
-            raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_a_restarted_embedded_platform_runs_the_job_its_predecessor_left_queued(tmp_path):
     env = platform_env(tmp_path, DISCO_TASK_PROVIDERS=PROVIDER, DISCO_SWEEP_SECONDS="0.5")
     manage(env, "migrate", "--noinput")
     log = tmp_path / "daphne.log"
     with daphne(env, log):
-        wait_for(lambda: "Recovered at start" in log.read_text(), 60, "the first platform's recovery")
+        wait_for(lambda: "Recovered at start" in log.read_text(), timeout=60, what="the first platform's recovery")
         manage(env, "shell", "-c", ORPHANS)
         assert query(tmp_path, "SELECT status FROM tasks_conversionjob") == [("queued",)]
     # The first platform is gone, its queue with it: the job is still queued in the database.
     assert query(tmp_path, "SELECT status FROM tasks_conversionjob") == [("queued",)]
     with daphne(env, log):
-        wait_for(lambda: query(tmp_path, "SELECT status FROM tasks_conversionjob")[0][0] in ("done", "failed"), 300,
-                 "the restarted platform to run the queued conversion job")
+        wait_for(lambda: query(tmp_path, "SELECT status FROM tasks_conversionjob")[0][0] in ("done", "failed"),
+                 timeout=300, what="the restarted platform to run the queued conversion job")
         status, message = query(tmp_path, "SELECT status, message FROM tasks_conversionjob")[0]
         assert status == "done", (message, log.read_text()[-3000:])
         assert query(tmp_path, "SELECT number FROM tasks_modelversion") == [(1,)]
