@@ -36,7 +36,8 @@ def free_port() -> int:
 
 
 def platform_env(workdir: Path, **extra: str) -> dict[str, str]:
-    """An environment for a separate platform: its own SQLite file and media folder, embedded by default.
+    """An environment for a separate platform: its own media folder, embedded, on a SQLite file unless ``extra``
+    names a database (``LivePlatform`` gives it the one the environment selects).
 
     Its sweeper (the web process's when embedded, the aggregation worker's with a broker) runs every
     second, so deadlines in tests pass within a second of their time rather than five.
@@ -85,30 +86,6 @@ def daphne(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[
             proc.wait(timeout=10)
 
 
-@contextmanager
-def worker(env: dict[str, str], log: Path, queue: str = "conversion",
-           pool: str = "solo") -> Iterator[subprocess.Popen]:
-    """A real Celery worker process consuming ``queue``, in a process group of its own (see ``kill_group``)."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "celery"), "-A", "disco_site", "worker", "-Q", queue, "--pool", pool,
-                                 "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a process and its children, as a crash or an OOM kill would."""
-    os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
 # --- The real stack: the environment's database and Redis, processes a test can kill and restart ---------------------
 
 # Multi-process tests talk to the environment's Redis (`.ci/run` sets REDIS_URL); without one, this database of the
@@ -132,6 +109,20 @@ def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+async def wait_for_async(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.02) -> T:
+    """``wait_for`` inside an event loop: other coroutines (the participants) run while it waits."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 class Database:
@@ -200,10 +191,34 @@ class Database:
         return self.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
                           "AND query LIKE %s", (self.name, query_like))[0][0]
 
+    def raw_contents(self) -> bytes:
+        """Every byte the database holds for its tables, binary values as they are stored (to look for a secret in).
+
+        PostgreSQL: a binary ``COPY`` of every table (bytea and text verbatim); SQLite: its files."""
+        if not self.postgres:
+            return b"".join(_read_if_present(p) for p in self.path.parent.glob(self.path.name + "*"))
+        import psycopg
+
+        chunks: list[bytes] = []
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
+                with conn.cursor().copy(f'COPY "{table}" TO STDOUT (FORMAT binary)') as copy:
+                    chunks.extend(bytes(data) for data in copy)
+        return b"".join(chunks)
+
     def drop(self) -> None:
         if self.postgres:
             with self._admin() as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+def _read_if_present(path: Path) -> bytes:
+    """SQLite's WAL side files come and go as connections open and close."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 class Process:
@@ -367,8 +382,9 @@ class LivePlatform:
                  flush_redis: bool = True, **extra: str):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.redis_url = redis_url or services_redis_url()
-        if flush_redis:
+        # None: the environment's Redis; "": embedded (in-memory channel layer, jobs run in the web process).
+        self.redis_url = services_redis_url() if redis_url is None else redis_url
+        if flush_redis and self.redis_url:
             import redis
 
             redis.Redis.from_url(self.redis_url).flushdb()
@@ -379,6 +395,26 @@ class LivePlatform:
         self.env = platform_env(root, DATABASE_URL=self.db.url, REDIS_URL=self.redis_url, MEDIA_ROOT=str(media),
                                 CELERY_SKIP_CHECKS="1", **extra)
         self.processes: list[Process] = []
+
+    @classmethod
+    def selected(cls, root: Path, *, redis_db: int, **extra: str) -> LivePlatform:
+        """The mode the environment selects: its database always; with ``REDIS_URL``, that Redis server (on
+        database ``redis_db``, so a platform living for a whole module or session shares no queue with the
+        platforms other tests start and flush), else embedded."""
+        selected = os.environ.get("REDIS_URL", "")
+        redis_url = urllib.parse.urlunsplit(urllib.parse.urlsplit(selected)._replace(path=f"/{redis_db}")) \
+            if selected else ""
+        return cls(root, redis_url=redis_url, **extra)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    def start_workers(self) -> None:
+        """With a broker, the aggregation and conversion workers a deployment runs (embedded: nothing to start)."""
+        if not self.embedded:
+            self.worker("aggregation")
+            self.worker("conversion", pool="solo")
 
     def manage(self, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
         return manage({**self.env, **env}, *args, timeout=timeout)

@@ -1,10 +1,14 @@
-"""A platform set up as `make run` does (migrate, admin, default tasks, daphne) and a headless Chromium."""
+"""A platform set up as `make run` does (migrate, admin, default tasks, daphne) and a headless Chromium.
+
+The platform runs in the mode the environment selects: on its database (PostgreSQL under ``.ci/run``) and,
+with ``REDIS_URL``, on Redis with real aggregation and conversion workers; else embedded, as `make run`.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env
+from tests.live_platform import CHROMIUM_ARGS, LivePlatform
 
 TINY_PROVIDERS = ",".join([
     *(f"tests.browser.tiny_tasks.{name}" for name in ("TinyTabular", "TinyShapes", "TinyText", "TinyFederated",
@@ -18,12 +22,18 @@ TINY_PROVIDERS = ",".join([
 def live_platform(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("platform")
     # The tiny tasks of the in-browser training tests are loaded too (providers of tests/browser/tiny_tasks.py).
-    env = platform_env(workdir, DISCO_ADMIN_PASSWORD="browser-test-admin-pw", DISCO_TASK_PROVIDERS=TINY_PROVIDERS)
-    manage(env, "migrate", "--noinput")
-    manage(env, "ensure_admin")
-    loaded = manage(env, "load_default_tasks")
-    with daphne(env, workdir / "daphne.log") as base:
-        yield {"url": base, "load_output": loaded.stdout, "workdir": workdir}
+    platform = LivePlatform.selected(workdir, redis_db=12, DISCO_ADMIN_PASSWORD="browser-test-admin-pw",
+                                     DISCO_TASK_PROVIDERS=TINY_PROVIDERS)
+    try:
+        platform.manage("migrate", "--noinput")
+        platform.manage("ensure_admin")
+        loaded = platform.manage("load_default_tasks")
+        platform.start_workers()
+        server = platform.daphne()
+        yield {"url": server.url, "load_output": loaded.stdout, "workdir": workdir, "db": platform.db,
+               "platform": platform, "daphne_log": server.log}
+    finally:
+        platform.stop()
 
 
 @pytest.fixture(scope="session")

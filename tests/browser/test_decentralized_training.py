@@ -9,7 +9,6 @@ fallback, the update it sent and the weights it ended with.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from aggregation.relay import decode_relay_frame
 from aggregation.secure import fixed_point_scale, quantization_bound
 from tasks.sample_data import learnable_tabular_csv
 from tests.browser.train_helpers import DONE
+from tests.live_platform import Database
 
 pytestmark = pytest.mark.browser
 
@@ -105,11 +105,9 @@ def weighted_mean(updates: dict[str, tuple[int, np.ndarray]], peers: list[str]) 
     return (acc / total).astype(np.float32)
 
 
-def peer_rounds(workdir: Path, task: str) -> list[tuple[int, str]]:
+def peer_rounds(db: Database, task: str) -> list[tuple[int, str]]:
     """The platform's bookkeeping of the task's peer rounds (number, status): no weights in there."""
-    with sqlite3.connect(workdir / "db.sqlite3") as db:
-        return db.execute("SELECT number, status FROM aggregation_peerround WHERE task_id = ? ORDER BY number",
-                          (task,)).fetchall()
+    return db.query("SELECT number, status FROM aggregation_peerround WHERE task_id = %s ORDER BY number", (task,))
 
 
 def assert_same_round_results(results: list[dict[str, Any]], rounds: int = 3) -> None:
@@ -135,7 +133,7 @@ def test_three_pages_average_over_webrtc_for_three_rounds(live_platform, browser
         expected = weighted_mean(sent_by(results, index), ids)
         np.testing.assert_allclose(np.asarray(results[0]["rounds"][index]["weights"]), expected, rtol=0, atol=1e-6)
     assert "over direct WebRTC connections" in results[0]["status"]
-    db_rounds = peer_rounds(live_platform["workdir"], task)
+    db_rounds = peer_rounds(live_platform["db"], task)
     assert [status for _, status in db_rounds[:3]] == ["closed"] * 3
 
 

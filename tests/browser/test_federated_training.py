@@ -1,9 +1,14 @@
-"""Two browser participants and one Python participant train a federated task together."""
+"""Two browser participants and one Python participant train a federated task together.
+
+The first test is marked ``both_modes``: `make test` runs it embedded and again on PostgreSQL with the Redis
+channel layer and a real aggregation worker (``.ci/run`` starts with the latter), and it checks which ran.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,9 +19,16 @@ import pytest
 from aggregation.participant import FederatedClient
 from tasks.sample_data import learnable_tabular_csv
 from tests.browser.train_helpers import DONE, open_train_page
+from tests.live_platform import LivePlatform, Worker
 
 pytestmark = pytest.mark.browser
 TASK = "tiny_federated"
+
+
+def worker_aggregations(platform: LivePlatform) -> int:
+    """Rounds the platform's aggregation worker process has aggregated (0 when embedded: no worker)."""
+    logs = [p.log_text() for p in platform.processes if isinstance(p, Worker) and p.queue == "aggregation"]
+    return sum(len(re.findall(r"aggregation\.tasks\.aggregate_round\[[^\]]+\] succeeded", log)) for log in logs)
 
 
 def version_weights(base: str, number: int, task: str = TASK) -> np.ndarray:
@@ -26,8 +38,10 @@ def version_weights(base: str, number: int, task: str = TASK) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
+@pytest.mark.both_modes
 def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_platform, browser, tmp_path: Path):
-    base = live_platform["url"]
+    base, platform = live_platform["url"], live_platform["platform"]
+    aggregated_before = worker_aggregations(platform)
     before = json.loads(urllib.request.urlopen(f"{base}/api/tasks/{TASK}/").read())["currentVersion"]
     csv = learnable_tabular_csv(240, seed=4)
     rows = csv.strip().splitlines()
@@ -70,6 +84,8 @@ def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_pl
         np.testing.assert_array_equal(vector, served)
     by_name = {v.name.split(":")[0]: v.numpy().ravel() for v in client.model.weights}
     np.testing.assert_array_equal(np.concatenate([by_name[name] for name in client.weight_order]), served)
+    if not platform.embedded:  # the two rounds went through Redis and the worker process aggregated them
+        assert worker_aggregations(platform) == aggregated_before + 2
 
 
 def test_two_pages_on_a_private_task_share_clipped_changes_and_show_the_privacy_spent(live_platform, browser,

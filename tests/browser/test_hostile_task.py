@@ -21,7 +21,7 @@ import pytest
 from tasks.sample_data import learnable_tabular_csv, png_bytes, shapes
 from tests.browser import hostile_tasks as hostile
 from tests.browser.train_helpers import open_train_page, train
-from tests.live_platform import daphne, manage, platform_env
+from tests.live_platform import LivePlatform
 
 pytestmark = pytest.mark.browser
 
@@ -42,14 +42,18 @@ document.addEventListener('securitypolicyviolation', (e) => {
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """A platform with only the tiny tasks, plus the hostile and normal tasks copied from them."""
-    workdir = tmp_path_factory.mktemp("hostile")
-    env = platform_env(workdir, DISCO_ADMIN_PASSWORD=ADMIN_PASSWORD, DISCO_TASK_PROVIDERS=f"{TINY},{PEERS}")
-    manage(env, "migrate", "--noinput")
-    manage(env, "ensure_admin")
-    manage(env, "load_default_tasks", "--only", "tiny_tabular", "tiny_shapes", "tiny_federated", "tiny_peers_mean")
-    manage(env, "shell", "-c", "from tests.browser.hostile_tasks import plant; plant()")
-    with daphne(env, workdir / "daphne.log") as base:
-        yield base
+    live = LivePlatform.selected(tmp_path_factory.mktemp("hostile"), redis_db=11, DISCO_ADMIN_PASSWORD=ADMIN_PASSWORD,
+                                 DISCO_TASK_PROVIDERS=f"{TINY},{PEERS}")
+    try:
+        live.manage("migrate", "--noinput")
+        live.manage("ensure_admin")
+        live.manage("load_default_tasks", "--only", "tiny_tabular", "tiny_shapes", "tiny_federated",
+                    "tiny_peers_mean")
+        live.manage("shell", "-c", "from tests.browser.hostile_tasks import plant; plant()")
+        live.start_workers()
+        yield live.daphne().url
+    finally:
+        live.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ TASK = "tiny_federated_invited"
 def test_an_invitation_link_lets_a_browser_train_and_a_stranger_is_told_to_ask(live_platform, browser,
                                                                                  tmp_path: Path):
     base = live_platform["url"]
-    with sqlite3.connect(live_platform["workdir"] / "db.sqlite3", timeout=30) as db:
-        (secret,) = db.execute("SELECT invitation_secret FROM tasks_task WHERE id = ?", (TASK,)).fetchone()
+    ((secret,),) = live_platform["db"].query("SELECT invitation_secret FROM tasks_task WHERE id = %s", (TASK,))
     stranger, invited = browser.new_context(), browser.new_context()
     try:
         page = stranger.new_page()
@@ -42,5 +40,5 @@ def test_an_invitation_link_lets_a_browser_train_and_a_stranger_is_told_to_ask(l
     finally:
         stranger.close()
         invited.close()
-    log = (live_platform["workdir"] / "daphne.log").read_text()
+    log = live_platform["daphne_log"].read_text()
     assert log.count(secret) == 1  # the join request only

@@ -1,4 +1,4 @@
-"""The training page recovers by itself from a server restart (its own daphne, embedded mode).
+"""The training page recovers by itself from a server restart (its own daphne, embedded, on the selected database).
 
 The page sends its first update and waits for a second participant; daphne is stopped and started again
 on the same port. The page must say it is reconnecting, reconnect with its resume token (its update still
@@ -17,7 +17,7 @@ import pytest
 from aggregation.participant import FederatedClient
 from tasks.sample_data import learnable_tabular_csv
 from tests.browser.train_helpers import DONE, open_train_page
-from tests.live_platform import daphne, free_port, manage, platform_env
+from tests.live_platform import LivePlatform, daphne, free_port
 
 pytestmark = pytest.mark.browser
 TASK = "tiny_federated_pair"
@@ -25,9 +25,11 @@ HAS = "(type) => window.discoFederated.events.some((e) => e.type === type)"
 
 
 def test_the_page_reconnects_after_a_restart_and_finishes_its_rounds(browser, tmp_path: Path):
-    env = platform_env(tmp_path, REDIS_URL="", DISCO_TASK_PROVIDERS="tests.browser.tiny_tasks.TinyFederatedPair")
-    manage(env, "migrate", "--noinput")
-    manage(env, "load_default_tasks", "--only", TASK)
+    # Embedded: the in-memory channel layer and the in-process jobs go down with the process, the worst case.
+    platform = LivePlatform(tmp_path, redis_url="", DISCO_TASK_PROVIDERS="tests.browser.tiny_tasks.TinyFederatedPair")
+    platform.manage("migrate", "--noinput")
+    platform.manage("load_default_tasks", "--only", TASK)
+    env = platform.env
     port = free_port()
     rows = learnable_tabular_csv(240, seed=7).strip().splitlines()
     (tmp_path / "page.csv").write_text("\n".join([rows[0], *rows[1:121]]) + "\n")
@@ -56,6 +58,7 @@ def test_the_page_reconnects_after_a_restart_and_finishes_its_rounds(browser, tm
             rounds = page.evaluate("window.discoFederated.rounds")
     finally:
         context.close()
+        platform.stop()
     assert state == "done", error
     # The page's round-1 update survived the restart: round 1 closed with both participants.
     assert [(r["outcome"], r["version"]) for r in rounds] == [("round_closed", 2), ("round_closed", 3)]

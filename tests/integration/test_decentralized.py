@@ -4,57 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+import urllib.parse
 
 import numpy as np
 import pytest
-import redis
 
 from aggregation import secure
 from aggregation.codec import encode_weights
 from aggregation.peer import DecentralizedClient, weighted_mean
 from tests.conftest import snapshot
 from tests.integration.test_federated import run_async, titanic_like, version_vector
-from tests.live_platform import daphne, free_port, manage, platform_env, worker
+from tests.live_platform import LivePlatform, services_redis_url, wait_for_async
 
 pytestmark = pytest.mark.services
-REDIS_URL = "redis://127.0.0.1:6379/12"
 PROVIDERS = ("tests.integration.peer_tasks.PeerTabular,tests.integration.peer_tasks.PeerSecure,"
              "tests.integration.peer_tasks.PeerPrivate")
 
 
-class Platform:
-    def __init__(self, root: Path):
-        self.root = root
-        self.env = platform_env(root, REDIS_URL=REDIS_URL, DISCO_TASK_PROVIDERS=PROVIDERS)
-        self.url = ""
+class Platform(LivePlatform):
+    """daphne and an aggregation worker (whose sweeper enforces the peers' deadlines) on the selected database and
+    the environment's Redis (its database 10: this platform lives for the module)."""
+
+    url = ""
 
     def stored_bytes(self) -> bytes:
-        """Everything the platform keeps: the SQLite files, the server's log and every file under MEDIA_ROOT."""
-        files = [*self.root.glob("db.sqlite3*"), *self.root.glob("*.log"),
-                 *(p for p in (self.root / "media").rglob("*") if p.is_file())]
-        return b"".join(_read_if_present(p) for p in files)
-
-
-def _read_if_present(path: Path) -> bytes:
-    """SQLite's WAL side files come and go as connections open and close."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
+        """Everything the platform keeps: the database's rows, the server's logs and every file under MEDIA_ROOT."""
+        files = [*self.root.glob("*.log"), *(p for p in (self.root / "media").rglob("*") if p.is_file())]
+        return self.db.raw_contents() + b"".join(p.read_bytes() for p in files)
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    p = Platform(tmp_path_factory.mktemp("decentralized"))
-    manage(p.env, "migrate", "--noinput")
-    manage({**p.env, "REDIS_URL": ""}, "load_default_tasks", "--only", "peer-mean", "peer-secure", "peer-private")
-    # With a broker the aggregation worker runs the sweeper, which enforces the peers' deadlines.
-    with daphne(p.env, p.root / "daphne.log", port=free_port()) as url, \
-            worker(p.env, p.root / "worker.log", queue="aggregation"):
-        p.url = url
-        yield p  # daphne() waits up to 30 s for channels-redis consumers to end (a blocking receive takes 5 s)
+    server = urllib.parse.urlsplit(services_redis_url())
+    p = Platform(tmp_path_factory.mktemp("decentralized"), redis_url=server._replace(path="/10").geturl(),
+                 DISCO_TASK_PROVIDERS=PROVIDERS)
+    try:
+        p.manage("migrate", "--noinput")
+        p.manage("load_default_tasks", "--only", "peer-mean", "peer-secure", "peer-private", REDIS_URL="")
+        p.worker("aggregation")
+        p.url = p.daphne().url
+        yield p
+    finally:
+        p.stop()
 
 
 async def run_peers(url: str, task_id: str, datasets, rounds: int) -> tuple[list[DecentralizedClient], list]:
@@ -160,7 +151,9 @@ async def _partial_sender_round(url: str) -> tuple[list[DecentralizedClient], li
         first = min(p for p in quitter._peers[number]["peers"] if p != quitter.participant_id)
         frame = encode_weights({"type": "peer_update", "round": number, "samples": 50}, quitter.model_tensors(model))
         await quitter.send_relay(first, number, "update", frame)
-        await asyncio.sleep(1.0)  # it has arrived; the other peer still waits for it
+        recipient = next(c for c in clients if c.participant_id == first)
+        await wait_for_async(lambda: (number, "update", quitter.participant_id) in recipient._inbox, timeout=60,
+                             what="the relayed update to reach its one recipient")  # the other still waits for it
         await quitter.close()
 
     clients = [DecentralizedClient(url, "peer-mean", log=lambda _: None) for _ in datasets]
@@ -186,11 +179,9 @@ def test_a_peer_leaving_mid_round_under_secure_aggregation_falls_back_visibly(pl
 
 def test_simulate_covers_the_decentralized_scheme(platform, tmp_path):
     from tasks.sample_data import titanic_like_csv
-    from tests.live_platform import manage
-
     data = tmp_path / "passengers.csv"
     data.write_text(titanic_like_csv(180, seed=12))
-    result = manage(platform.env, "simulate", "--task", "peer-secure", "--participants", "3", "--rounds", "2",
+    result = platform.manage("simulate", "--task", "peer-secure", "--participants", "3", "--rounds", "2",
                     "--server", platform.url, "--data", str(data), timeout=300)
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("Simulating 3 decentralized participants on peer-secure (180 samples, IID)")

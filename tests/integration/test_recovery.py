@@ -1,4 +1,4 @@
-"""Python participants recover by themselves (a real daphne and consumer, embedded mode).
+"""Python participants recover by themselves (a real daphne and consumer, embedded, on the selected database).
 
 Two participants train three rounds of a two-participant task; after the first round daphne is
 stopped and started again on the same port. Both must reconnect with their resume tokens (backoff,
@@ -12,21 +12,27 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from aggregation.participant import FederatedClient
 from aggregation.remote import Recovery
 from tests.integration.test_federated import titanic_like
-from tests.live_platform import daphne, free_port, manage, platform_env
+from tests.live_platform import LivePlatform, daphne, free_port
 
 
-def embedded_platform(root):
-    env = platform_env(root, REDIS_URL="", DISCO_TASK_PROVIDERS="tests.integration.fed_tasks.FedTabularPairs")
-    manage(env, "migrate", "--noinput")
-    manage(env, "load_default_tasks", "--only", "fed-pairs")
-    return env
+@pytest.fixture
+def embedded_platform(tmp_path):
+    platform = LivePlatform(tmp_path, redis_url="", DISCO_TASK_PROVIDERS="tests.integration.fed_tasks.FedTabularPairs")
+    try:
+        platform.manage("migrate", "--noinput")
+        platform.manage("load_default_tasks", "--only", "fed-pairs")
+        yield platform.env
+    finally:
+        platform.stop()
 
 
-def test_a_stale_update_syncs_the_participant_to_the_open_round(tmp_path):
-    env = embedded_platform(tmp_path)
+def test_a_stale_update_syncs_the_participant_to_the_open_round(embedded_platform, tmp_path):
+    env = embedded_platform
     logs: list[str] = []
 
     async def stale() -> dict:
@@ -47,8 +53,8 @@ def test_a_stale_update_syncs_the_participant_to_the_open_round(tmp_path):
     assert any("synced with the server (stale_round)" in line for line in logs), logs
 
 
-def test_participants_finish_their_rounds_across_a_daphne_restart(tmp_path):
-    env = embedded_platform(tmp_path)
+def test_participants_finish_their_rounds_across_a_daphne_restart(embedded_platform, tmp_path):
+    env = embedded_platform
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     first_round = threading.Event()
