@@ -27,8 +27,8 @@ def live_platform(tmp_path_factory):
     try:
         platform.manage("migrate", "--noinput")
         platform.manage("ensure_admin")
+        platform.start_workers()  # with a broker, load_default_tasks waits for the conversion worker
         loaded = platform.manage("load_default_tasks")
-        platform.start_workers()
         server = platform.daphne()
         yield {"url": server.url, "load_output": loaded.stdout, "workdir": workdir, "db": platform.db,
                "platform": platform, "daphne_log": server.log}

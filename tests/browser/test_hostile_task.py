@@ -47,10 +47,10 @@ def platform(tmp_path_factory):
     try:
         live.manage("migrate", "--noinput")
         live.manage("ensure_admin")
+        live.start_workers()  # with a broker, load_default_tasks waits for the conversion worker
         live.manage("load_default_tasks", "--only", "tiny_tabular", "tiny_shapes", "tiny_federated",
                     "tiny_peers_mean")
         live.manage("shell", "-c", "from tests.browser.hostile_tasks import plant; plant()")
-        live.start_workers()
         yield live.daphne().url
     finally:
         live.stop()
