@@ -18,7 +18,9 @@
  */
 
 import { encodeWeights } from './codec.js';
-import { RECOVERY_DEFAULTS, retryWithBackoff, sleep, waitLimits, within } from './recovery.js';
+import {
+  RECOVERY_DEFAULTS, RecoveryError, TokenMemory, retryWithBackoff, sleep, waitLimits, within,
+} from './recovery.js';
 
 /** Updates larger than this go as an `update_begin` announcement plus parts of this size (aggregation/incoming.py). */
 export const PART_BYTES = 1 << 20;
@@ -62,17 +64,21 @@ export class FederatedSession {
    * @param {string} taskId
    * @param {{origin?: string, onEvent?: (message: object) => void, resumeToken?: string, WebSocketImpl?: any,
    *   deadlineSeconds?: number, recovery?: object, waits?: object, wait?: (ms: number) => Promise<void>,
-   *   random?: () => number, fetchImpl?: typeof fetch}} [options] `deadlineSeconds`: the task's round deadline (the page passes
+   *   random?: () => number, fetchImpl?: typeof fetch, tokens?: TokenMemory}} [options] `deadlineSeconds`: the task's round deadline (the page passes
    *   trainingInformation.roundDeadlineSeconds); `recovery`: overrides of RECOVERY_DEFAULTS; `waits`: fixed
-   *   limits in ms ({openMs, acceptedMs, roundMs, statusMs}) instead of those derived from the deadline.
+   *   limits in ms ({openMs, acceptedMs, roundMs, statusMs}) instead of those derived from the deadline;
+   *   `resumeToken`: join as this participant (default: the one `tokens` kept for this tab, else a new one).
    */
-  constructor(taskId, { origin = globalThis.location?.origin, onEvent = () => {}, resumeToken = '', WebSocketImpl,
-    deadlineSeconds, recovery = {}, waits = {}, wait = sleep, random = Math.random, fetchImpl } = {}) {
+  constructor(taskId, { origin = globalThis.location?.origin, onEvent = () => {}, resumeToken, WebSocketImpl,
+    deadlineSeconds, recovery = {}, waits = {}, wait = sleep, random = Math.random, fetchImpl,
+    tokens = new TokenMemory('federated', taskId) } = {}) {
     this.taskId = taskId;
     this.fetchImpl = fetchImpl;
     this.origin = origin;
     this.onEvent = onEvent;
-    this.resumeToken = resumeToken;
+    this.tokens = tokens;
+    // A reloaded page resumes as the participant it was (its update of the open round still counts).
+    this.resumeToken = resumeToken ?? tokens.recall();
     this.WebSocketImpl = WebSocketImpl ?? globalThis.WebSocket;
     this.recovery = { ...RECOVERY_DEFAULTS, ...recovery };
     this.deadlineSeconds = deadlineSeconds ?? this.recovery.deadlineSeconds;
@@ -94,9 +100,20 @@ export class FederatedSession {
     return waitLimits(this.deadlineSeconds, this.server.deadline, this.waitOverrides);
   }
 
-  /** Opens the connection; resolves with the server's welcome. */
+  /**
+   * Opens the connection; resolves with the server's welcome. A server that cannot be reached or
+   * does not welcome in time is tried again with backoff, as after a lost connection.
+   */
   async connect() {
-    const welcome = await this.open();
+    let welcome;
+    try {
+      welcome = await this.open();
+    } catch (error) {
+      if (!(error instanceof FederatedError && RECOVERABLE.has(error.code)) && !(error instanceof RecoveryError)) {
+        throw error;
+      }
+      welcome = await this.reconnect();
+    }
     this.round = welcome.round;
     this.version = welcome.currentVersion;
     return welcome;
@@ -121,6 +138,7 @@ export class FederatedSession {
     try {
       const welcome = await within(this.next('welcome'), this.limits().openMs, 'welcome from the server');
       this.resumeToken = welcome.resumeToken;
+      this.tokens.keep(welcome.resumeToken);
       return welcome;
     } catch (error) {
       if (this.ws === ws) this.drop();

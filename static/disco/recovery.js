@@ -91,3 +91,44 @@ export function waitLimits(deadlineSeconds, roundDeadline = null, overrides = {}
     statusMs: Math.max(5000, deadlineMs / 4), ...overrides,
   };
 }
+
+/**
+ * Where a page keeps its resume token between reloads: the tab's sessionStorage (a reload resumes as
+ * the same participant, a second tab is another one; closing the tab forgets it). Any object with
+ * getItem / setItem works (tests pass a Map-backed one); without storage nothing is kept.
+ */
+export class TokenMemory {
+  /**
+   * @param {string} scheme 'federated' or 'decentralized'
+   * @param {string} taskId
+   * @param {{getItem: (key: string) => string|null, setItem: (key: string, value: string) => void}|null} [storage]
+   */
+  constructor(scheme, taskId, storage = defaultStorage()) {
+    this.key = `disco:resume:${scheme}:${taskId}`;
+    this.storage = storage;
+  }
+
+  /** The token kept by an earlier page of this tab, or ''. */
+  recall() {
+    try {
+      return this.storage?.getItem(this.key) || '';
+    } catch {
+      return ''; // storage refused (privacy settings): a new participant
+    }
+  }
+
+  /** Keeps `token` for the next page of this tab. */
+  keep(token) {
+    try {
+      if (token) this.storage?.setItem(this.key, token);
+    } catch { /* storage refused or full: the token lives in memory only */ }
+  }
+}
+
+function defaultStorage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null; // sandboxed documents throw on access
+  }
+}
