@@ -211,7 +211,13 @@ export class DecentralizedSession {
 
   /** Opens the signalling connection; resolves with the server's welcome. */
   async connect() {
-    const welcome = await this.open();
+    let welcome;
+    try {
+      welcome = await this.open();
+    } catch (error) { // a server that cannot be reached yet is tried again with backoff; a refusal is final
+      if (!(error instanceof DecentralizedError && ['closed', 'timeout'].includes(error.code))) throw error;
+      welcome = await this.reconnect();
+    }
     if (this.iceServers === undefined) this.iceServers = welcome.iceServers ?? [];
     return welcome;
   }

@@ -483,3 +483,28 @@ test('a peer whose signalling connection dropped reconnects with its resume toke
   assert.deepEqual(Array.from(results[0].weights), Array.from(results[1].weights));
   for (const s of [a, b]) s.close();
 });
+
+test('a signalling server down at the first connection is tried again with backoff until it welcomes', async () => {
+  const hub = new Hub({min: 1});
+  const Base = hub.socketClass();
+  let made = 0;
+  class DownTwice extends Base {
+    constructor(url) {
+      super(url);
+      made += 1;
+      if (made <= 2) this.close(); // refused before its welcome
+    }
+  }
+  const events = [];
+  const delays = [];
+  const session = new DecentralizedSession('t', {origin: 'http://test', WebSocketImpl: DownTwice,
+    onEvent: (m) => events.push(m), recovery: {initialDelayMs: 5, maxDelayMs: 20, jitter: 0},
+    wait: async (ms) => { delays.push(ms); }});
+  const welcome = await session.connect();
+  assert.equal(made, 3);
+  assert.equal(welcome.type, 'welcome');
+  assert.deepEqual(delays, [5, 10]);
+  assert.deepEqual(events.filter((e) => e.type.startsWith('reconnect')).map((e) => [e.type, e.attempt]),
+    [['reconnecting', 1], ['reconnecting', 2], ['reconnected', 2]]);
+  session.close();
+});

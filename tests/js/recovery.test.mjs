@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {FederatedSession} from '../../static/disco/federated.js';
-import {backoffDelay, retryWithBackoff, waitLimits, within} from '../../static/disco/recovery.js';
+import {TokenMemory, backoffDelay, retryWithBackoff, waitLimits, within} from '../../static/disco/recovery.js';
 
 test('backoff delays grow by the factor and are bounded by maxDelayMs', () => {
   const settings = {initialDelayMs: 100, maxDelayMs: 1000, factor: 2, jitter: 0};
@@ -208,10 +208,54 @@ test('a server that answers nothing is dropped and reconnected; a duplicate afte
   assert.equal(outcome.version, 2);
 });
 
-test('a socket that never welcomes is given up after openMs', async () => {
-  const {FakeSocket} = fakeServer(() => {});
-  const {s} = session(FakeSocket, {waits: {openMs: 10}});
-  await assert.rejects(s.connect(), (error) => error.code === 'timeout');
+test('a socket that never welcomes is given up after openMs, tried again with backoff, then given up', async () => {
+  const {sockets, FakeSocket} = fakeServer(() => {});
+  const {s, delays} = session(FakeSocket, {waits: {openMs: 10}, recovery: {attempts: 2, initialDelayMs: 10}});
+  await assert.rejects(s.connect(), (error) => error.code === 'reconnect_failed' && /No welcome/.test(error.message));
+  assert.equal(sockets.length, 3); // the first connection and two attempts
+  assert.deepEqual(delays, [10, 20]);
+});
+
+test('a server down when the page first connects is tried again with backoff until it answers', async () => {
+  const script = (socket, message) => { if (message.type === 'join') socket.reply(welcome(4, 3, 'fresh')); };
+  script.refuse = (n) => n <= 2; // down for the first connection and the first retry
+  const {sockets, FakeSocket} = fakeServer(script);
+  const {s, events, delays} = session(FakeSocket);
+  const answer = await s.connect();
+  assert.equal(answer.round, 4);
+  assert.equal(sockets.length, 3);
+  assert.deepEqual(delays, [10, 20]);
+  assert.deepEqual(events.filter((e) => e.type.startsWith('reconnect')).map((e) => [e.type, e.attempt]),
+    [['reconnecting', 1], ['reconnecting', 2], ['reconnected', 2]]);
+});
+
+test('a refusal at the first connection (unknown task) is final: no retry', async () => {
+  const {sockets, FakeSocket} = fakeServer((socket, message) => {
+    if (message.type === 'join') socket.reply({type: 'error', code: 'unknown_task', reason: 'No task fed.'});
+  });
+  const {s, delays} = session(FakeSocket);
+  await assert.rejects(s.connect(), (error) => error.code === 'unknown_task');
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(delays, []);
+});
+
+test('a reloaded page resumes with the token its tab kept; another tab is another participant', async () => {
+  const {sockets, FakeSocket} = fakeServer((socket, message) => {
+    if (message.type === 'join') socket.reply(welcome(1, 1, message.resumeToken ?? `new-${sockets.length}`));
+  });
+  const tab = new Map();
+  const storage = {getItem: (k) => tab.get(k) ?? null, setItem: (k, v) => tab.set(k, v)};
+  const first = session(FakeSocket, {tokens: new TokenMemory('federated', 'fed', storage)}).s;
+  await first.connect();
+  assert.deepEqual(sockets[0].sent[0], {type: 'join', client: 'browser'});
+  assert.deepEqual([...tab], [['disco:resume:federated:fed', 'new-1']]);
+  const reloaded = session(FakeSocket, {tokens: new TokenMemory('federated', 'fed', storage)}).s;
+  await reloaded.connect();
+  assert.deepEqual(sockets[1].sent[0], {type: 'join', client: 'browser', resumeToken: 'new-1'});
+  const otherTab = session(FakeSocket, {tokens: new TokenMemory('federated', 'fed', new Map())}).s; // no getItem
+  await otherTab.connect();
+  assert.deepEqual(sockets[2].sent[0], {type: 'join', client: 'browser'});
+  assert.equal(new TokenMemory('federated', 'other', storage).recall(), '');
 });
 
 test('fetching a version is tried again while the server restarts', async () => {
