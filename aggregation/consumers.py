@@ -39,7 +39,8 @@ def _find_task(task_id: str) -> Task | None:
 def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> tuple[Participant, dict[str, Any]]:
     participant, resumed, state = rounds.enter(task, resume_token=resume_token, kind=kind, address=address)
     return participant, {"type": "welcome", "participantId": str(participant.pk),
-                         "resumeToken": participant.resume_token, "resumed": resumed, **state.fields()}
+                         "resumeToken": participant.resume_token, "resumed": resumed,
+                         "compression": task.compression, **state.fields()}
 
 
 def _update_limit(task: Task) -> int:

@@ -60,15 +60,17 @@ class FederatedClient(TaskServerClient):
         return encode_weights(fields, tensors, encoding)
 
     async def send_update(self, model: Any, *, round_number: int, base_version: int, samples: int,
-                          encoding: str = "float32") -> dict[str, Any]:
-        """Send one update and return the server's ``accepted`` (no recovery: ``contribute`` recovers)."""
+                          encoding: str | None = None) -> dict[str, Any]:
+        """Send one update and return the server's ``accepted`` (no recovery: ``contribute`` recovers).
+
+        ``encoding``: the codec's; by default the task's compression, as the server's welcome said."""
         frame = self._frame(model, round_number=round_number, base_version=base_version, samples=samples,
-                            encoding=encoding)
+                            encoding=encoding or self.compression)
         await send_weight_message(self._ws, frame, self.part_bytes)
         return await self.next_event("accepted", timeout=self.limits()["accepted"])
 
     async def contribute(self, model: Any, *, round_number: int, base_version: int, samples: int,
-                         encoding: str = "float32") -> dict[str, Any]:
+                         encoding: str | None = None) -> dict[str, Any]:
         """Send this round's update and return how the round ended, with the version to continue from.
 
         ``{"type": "round_closed" | "round_failed" | "sync", "round", "version", "nextRound", "reason"?}``:
@@ -77,7 +79,7 @@ class FederatedClient(TaskServerClient):
         reconnecting and a round still open after ``recovery.probes`` status probes give ``sync``.
         """
         frame = self._frame(model, round_number=round_number, base_version=base_version, samples=samples,
-                            encoding=encoding)
+                            encoding=encoding or self.compression)
         accepted, probes = False, 0
         while True:
             try:

@@ -32,6 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 import websockets
 
+from .codec import ENCODINGS
+
 WS_MAX_SIZE = 256 * 1024 * 1024
 
 
@@ -127,6 +129,7 @@ class TaskServerClient:
     topology: dict[str, Any] = field(default_factory=dict)
     model: Any = None
     recovery: Recovery = field(default_factory=Recovery)
+    compression: str = "float32"  # how the server wants federated updates encoded (its welcome says)
     deadline_seconds: float | None = None  # the task's round deadline; else the task's, the welcome's, the default
     waits: dict[str, float] = field(default_factory=dict)  # fixed limits in seconds: open, accepted, round, status
     seen: dict[str, Any] = field(default_factory=dict)  # round, version, deadline: what the server said last
@@ -286,6 +289,8 @@ class TaskServerClient:
             await ws.close()
             raise ParticipantError(welcome["reason"], code=welcome.get("code"))
         self.participant_id, self.resume_token = welcome["participantId"], welcome["resumeToken"]
+        if welcome.get("compression") in ENCODINGS:
+            self.compression = welcome["compression"]
         if self.deadline_seconds is None and welcome.get("deadlineSeconds"):
             self.deadline_seconds = float(welcome["deadlineSeconds"])
         self._observe(welcome)

@@ -188,6 +188,20 @@ def status(task: Task) -> RoundStatus:
     )
 
 
+# Each encoding loses more precision than the one before (aggregation.codec).
+_LOSSINESS = {"float32": 0, "float16": 1, "int8": 2}
+
+
+def check_encoding(task: Task, encoding: Any) -> None:
+    """Refuse an update encoded less exactly than the task's ``compression`` allows (a more exact one is fine:
+    it only costs bytes)."""
+    allowed = task.compression
+    if _LOSSINESS.get(str(encoding), 99) > _LOSSINESS.get(allowed, 0):
+        raise RoundError("compression", f"This task takes updates as {allowed} (its compression setting); this one "
+                                        f"is {encoding}, which loses precision the task's owner did not accept. "
+                                        f"Send it as {allowed}: the welcome message says which.")
+
+
 def check_update_norm(task: Task, rnd: Round, message: WeightsMessage) -> None:
     """Refuse an update further than the task's ``max_update_norm`` (L2) from the round's base version."""
     limit = task.max_update_norm
@@ -224,6 +238,7 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
     if header.get("baseVersion") != rnd.base_version.number:
         raise RoundError("stale_round", f"The update was trained from version {header.get('baseVersion')!r}, but "
                                         f"round {rnd.number} starts from version {rnd.base_version.number}.")
+    check_encoding(task, header.get("encoding"))
     samples = header.get("samples")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise RoundError("bad_samples", "The update must say how many samples it was trained on (samples >= 1).")

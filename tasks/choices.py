@@ -34,6 +34,14 @@ class Participation(models.TextChoices):
     INVITED = "invited", "Only people with an invitation link"
 
 
+class Compression(models.TextChoices):
+    """How participants encode their federated updates (``aggregation.codec``); each is lossier than the last."""
+
+    FLOAT32 = "float32", "None: 32-bit floats, exact"
+    FLOAT16 = "float16", "16-bit floats: half the bytes"
+    INT8 = "int8", "8-bit integers with a scale per tensor: a quarter of the bytes"
+
+
 class Tokenizer(models.TextChoices):
     BYTES = "bytes", "UTF-8 bytes (ships with the project)"
 

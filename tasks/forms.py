@@ -15,7 +15,7 @@ from django import forms
 from django.conf import settings
 from django.utils.safestring import mark_safe
 
-from .choices import Aggregator, DataType, Participation, Scheme, Tokenizer
+from .choices import Aggregator, Compression, DataType, Participation, Scheme, Tokenizer
 from .models import Task
 from .preprocessing import preprocessing_steps
 from .spec import SPEC_FIELDS
@@ -214,6 +214,10 @@ class TaskForm(forms.Form):
     max_update_norm = _float("Largest update size (L2 norm)", "Federated rounds refuse updates that move the model "
                                                              "further than this from the round's start. Empty: "
                                                              "no bound.")
+    compression = forms.ChoiceField(
+        label="Update compression", choices=Compression.choices, initial=Compression.FLOAT32, required=False,
+        help_text="Federated rounds: participants send their updates this way. 16-bit floats halve the bytes, "
+                  "8-bit integers quarter them, each a little less precisely.")
     max_share_value = _float("Largest shared value", "Secure aggregation: updates are encoded within ± this "
                                                      "value; 100 is safe for most models.", initial=100.0)
     # Privacy
@@ -271,7 +275,7 @@ class TaskForm(forms.Form):
             if isinstance(values.get(name), str):
                 values[name] = values[name].strip()
         # Left empty (or absent from an older form): keep the task's setting, or the default.
-        for name in ("participation", "max_samples_per_update", "max_contribution_share"):
+        for name in ("participation", "max_samples_per_update", "max_contribution_share", "compression"):
             if values.get(name) in (None, ""):
                 values.pop(name, None)
         # Settings of the other data types are hidden in the form: drop them rather than keep stale values.

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
-from .choices import Aggregator, DataType, Origin, Participation, Scheme, Tokenizer
+from .choices import Aggregator, Compression, DataType, Origin, Participation, Scheme, Tokenizer
 from .rich_text import RICH_TEXT_FIELDS, sanitize_html
 from .spec import SPEC_FIELDS
 from .validation import validate_task_fields
@@ -88,6 +88,10 @@ class Task(models.Model):
     max_update_norm = models.FloatField(
         null=True, blank=True, help_text="Federated rounds: refuse updates whose L2 distance from the round's base "
                                          "model exceeds this (empty = no bound).")
+    compression = models.CharField(
+        max_length=8, choices=Compression.choices, default=Compression.FLOAT32,
+        help_text="Federated rounds: how participants encode their updates. Smaller updates lose precision; the "
+                  "server accepts this encoding or a more exact one.")
     # Catalogue bookkeeping
     published = models.BooleanField(default=False)
     review_requested_at = models.DateTimeField(

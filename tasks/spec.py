@@ -59,6 +59,7 @@ class TaskSpec:
     max_samples_per_update: int = 100_000
     max_contribution_share: float = 0.25
     max_update_norm: float | None = None
+    compression: str = "float32"
 
     def as_fields(self) -> dict[str, Any]:
         """The spec as keyword arguments for ``Task``."""

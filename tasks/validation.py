@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .choices import Aggregator, DataType, Participation, Scheme, Tokenizer
+from .choices import Aggregator, Compression, DataType, Participation, Scheme, Tokenizer
 from .preprocessing import preprocessing_steps
 
 TASK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -293,3 +293,10 @@ def _check_participation(values: Mapping[str, Any], err) -> None:
                              or norm != norm or norm == float("inf")):
         err("max_update_norm", "The update norm bound is a positive number (the largest L2 distance an update may "
             "have from the round's base model), or empty for no bound.")
+    compression = values.get("compression", Compression.FLOAT32)
+    if compression not in Compression.values:
+        err("compression", f"Compression must be one of: {', '.join(Compression.values)} (float32 sends updates "
+            "exactly; float16 and int8 send half and a quarter of the bytes, less precisely).")
+    elif compression != Compression.FLOAT32 and values.get("scheme") != Scheme.FEDERATED:
+        err("compression", "Compression applies to federated rounds, where participants send updates to the "
+            "server; decentralized peers exchange them exactly. Choose float32, or the federated scheme.")

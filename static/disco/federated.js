@@ -17,7 +17,7 @@
  * currentVersion}` and `{type: 'sync', reason, round, version}`, for the page to show.
  */
 
-import { encodeWeights } from './codec.js';
+import { ENCODINGS, encodeWeights } from './codec.js';
 import {
   RECOVERY_DEFAULTS, RecoveryError, TokenMemory, retryWithBackoff, sleep, waitLimits, within,
 } from './recovery.js';
@@ -93,6 +93,8 @@ export class FederatedSession {
     this.waiters = [];
     this.ws = null;
     this.closing = false;
+    /** @type {'float32'|'float16'|'int8'} the encoding of this session's updates (set by the welcome) */
+    this.encoding = 'float32';
   }
 
   /** The time limits of this moment's waits (recovery.js waitLimits). */
@@ -139,6 +141,8 @@ export class FederatedSession {
       const welcome = await within(this.next('welcome'), this.limits().openMs, 'welcome from the server');
       this.resumeToken = welcome.resumeToken;
       this.tokens.keep(welcome.resumeToken);
+      // The task's compression: how the server wants updates encoded (it accepts nothing less exact).
+      if (ENCODINGS.includes(welcome.compression)) this.encoding = welcome.compression;
       return welcome;
     } catch (error) {
       if (this.ws === ws) this.drop();
@@ -271,7 +275,8 @@ export class FederatedSession {
       const variable = byName.get(name);
       return { name, shape: variable.shape, data: variable.read().dataSync() };
     });
-    const frame = encodeWeights({ type: 'update', task: this.taskId, round, baseVersion: this.version, samples }, tensors);
+    const frame = encodeWeights({ type: 'update', task: this.taskId, round, baseVersion: this.version, samples }, tensors,
+      this.encoding);
     let accepted = false;
     let probes = 0;
     for (;;) {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
-from aggregation.codec import encode_weights
+from aggregation.codec import decode_weights, encode_weights
 from aggregation.models import Contribution, Round
 from aggregation.weights import version_vector
 from tasks.models import ModelVersion
@@ -30,7 +30,7 @@ def fed_task(make_task, tiny_artifacts):
 
 
 def update_frame(task, *, fill: float | None = None, vector=None, samples=10, round_number=1, base=1,
-                 task_id: str | None = None):
+                 task_id: str | None = None, encoding: str = "float32"):
     specs = task.current_version.weight_specs
     sizes = [int(np.prod(s["shape"])) for s in specs]
     flat = np.full(sum(sizes), fill, np.float32) if vector is None else np.asarray(vector, np.float32)
@@ -40,7 +40,7 @@ def update_frame(task, *, fill: float | None = None, vector=None, samples=10, ro
         start += size
     header = {"type": "update", "task": task_id or task.pk, "round": round_number, "baseVersion": base,
               "samples": samples}
-    return encode_weights(header, tensors)
+    return encode_weights(header, tensors, encoding)
 
 
 async def connect(task_id="fed", query="", **options):
@@ -110,6 +110,8 @@ def _state(task):
     (lambda t: update_frame(t, fill=0.5, base=9), "stale_round", "trained from version 9"),
     (lambda t: update_frame(t, fill=0.5, samples=0), "bad_samples", "samples >= 1"),
     (lambda t: update_frame(t, fill=0.5, task_id="other"), "wrong_task", "names 'other'"),
+    (lambda t: update_frame(t, fill=0.5, encoding="int8"), "compression", "takes updates as float32"),
+    (lambda t: update_frame(t, fill=0.5, encoding="float16"), "compression", "this one is float16"),
 ])
 async def test_bad_updates_get_an_error_and_change_nothing(fed_task, frame, code, words):
     ws = await connect()
@@ -122,6 +124,28 @@ async def test_bad_updates_get_an_error_and_change_nothing(fed_task, frame, code
     await ws.send_to(text_data=json.dumps({"type": "status"}))  # the connection is still usable
     assert (await receive(ws, "status"))["contributed"] == 0
     await ws.disconnect()
+
+
+async def test_an_int8_task_says_so_in_its_welcome_and_aggregates_int8_and_exact_updates(fed_task):
+    await sync_to_async(type(fed_task).objects.filter(pk=fed_task.pk).update)(compression="int8")
+    a, b = await connect(), await connect()
+    assert (await receive(a, "welcome"))["compression"] == "int8"
+    await receive(b, "welcome")
+    size = sum(int(np.prod(s["shape"])) for s in fed_task.current_version.weight_specs)
+    rng = np.random.default_rng(5)
+    va, vb = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
+    int8_frame = update_frame(fed_task, vector=va, samples=10, encoding="int8")
+    exact_frame = update_frame(fed_task, vector=vb, samples=30)  # more exact than asked: accepted
+    await a.send_to(bytes_data=int8_frame)
+    await receive(a, "accepted")
+    await b.send_to(bytes_data=exact_frame)
+    assert (await receive(a, "round_closed"))["version"] == 2
+    sent = decode_weights(int8_frame).vector  # what the int8 frame carries: va within half a step per tensor
+    new = await sync_to_async(lambda: version_vector(ModelVersion.objects.get(task=fed_task, number=2)))()
+    np.testing.assert_allclose(new, 0.25 * sent + 0.75 * vb, rtol=1e-6, atol=1e-6)
+    assert np.abs(sent - va).max() <= np.abs(va).max() / 127 / 2 + 1e-7
+    await a.disconnect()
+    await b.disconnect()
 
 
 async def test_oversized_update_is_refused(fed_task, settings):

@@ -62,3 +62,18 @@ class FedTabularInvited(FedTabularPairs):
 
     def get_task(self) -> TaskSpec:
         return replace(super().get_task(), participation="invited")
+
+
+class FedTabularExact(FedTabular):
+    """Three participants a round, updates sent exactly (float32): the yardstick of the compressed twin."""
+
+    task_id = "fed-exact"
+
+
+class FedTabularInt8(FedTabular):
+    """The same task whose participants send their updates as int8 (a quarter of the bytes)."""
+
+    task_id = "fed-int8"
+
+    def get_task(self) -> TaskSpec:
+        return replace(super().get_task(), compression="int8")

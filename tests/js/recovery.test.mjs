@@ -56,6 +56,7 @@ function fakeServer(script) {
     send(data) {
       if (this.closed) throw new Error('send on a closed socket');
       const message = typeof data === 'string' ? JSON.parse(data) : {type: 'update', bytes: data.byteLength};
+      if (typeof data !== 'string') (this.frames ??= []).push(new Uint8Array(data));
       this.sent.push(message);
       queueMicrotask(() => script(this, message, sockets.indexOf(this)));
     }
@@ -268,4 +269,25 @@ test('fetching a version is tried again while the server restarts', async () => 
   assert.deepEqual(manifest, [{paths: [], weights: []}]);
   assert.equal(urls.length, 3);
   assert.deepEqual(delays, [10, 20]);
+});
+
+test('updates go encoded as the welcome says (the task\'s compression), float32 when it says nothing', async () => {
+  for (const [compression, bytes] of [['int8', 4 + 2 + 2], ['float16', 4], [undefined, 8]]) {
+    const {sockets, FakeSocket} = fakeServer((socket, message) => {
+      if (message.type === 'join') socket.reply({...welcome(1, 1), compression});
+      if (message.type === 'update') {
+        socket.reply({type: 'accepted', round: 1, samples: 5});
+        socket.reply({type: 'round_closed', round: 1, version: 2, nextRound: 2, contributors: 1});
+      }
+    });
+    const {s} = session(FakeSocket);
+    await s.connect();
+    await s.contribute(model, 5);
+    const frame = sockets[0].frames[0];
+    const header = JSON.parse(new TextDecoder().decode(frame.subarray(4, 4 + new DataView(frame.buffer,
+      frame.byteOffset).getUint32(0, true))));
+    assert.equal(header.encoding, compression ?? 'float32');
+    assert.equal(s.encoding, compression ?? 'float32');
+    assert.ok(frame.byteLength >= bytes); // payload of two values: 8 bytes exact, 4 half, 4 + 2 (+2 pad) int8
+  }
 });

@@ -229,3 +229,16 @@ def test_the_api_patches_participation_and_the_admin_rotates(client, admin_clien
     admin_client.post("/admin/tasks/task/", {"action": "rotate_invitation", "_selected_action": [served.pk]})
     served.refresh_from_db()
     assert served.invitation_secret not in ("", old)
+
+
+def test_compression_in_disco_shape_and_its_validation():
+    body = TaskSerializer(_fake_task()).data["trainingInformation"]
+    assert body["compression"] == "float32"
+    assert task_values_from_disco({"trainingInformation": {"compression": "int8"}}) == {"compression": "int8"}
+    federated = {**TABULAR_TASK, "id": "t", "scheme": "federated"}
+    assert "compression" not in validate_task_fields({**federated, "compression": "float16"})
+    assert "compression" not in validate_task_fields({**federated, "compression": "int8"})
+    assert "must be one of: float32, float16, int8" in validate_task_fields(
+        {**federated, "compression": "zip"})["compression"][0]
+    refused = validate_task_fields({**federated, "scheme": "decentralized", "compression": "int8"})
+    assert "decentralized peers exchange them exactly" in refused["compression"][0]
