@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -70,7 +71,12 @@ async ({taskId, backend, batches, gradKernels, mcmahan}) => {
                   longestTaskMs: 0, gradKernels: false};
   const made = [];
   try {
-    report.backend = await setBackend(backend);
+    // A threaded wasm backend whose workers cannot start (the platform's CSP refuses the blob: script they
+    // import when the page is cross-origin isolated) never becomes ready: give up after 30 s.
+    const started = setBackend(backend);
+    const limit = new Promise((_, reject) => setTimeout(() => reject(new Error(
+      `the ${backend} backend did not start within 30 s`)), 30000));
+    report.backend = await Promise.race([started, limit]);
     if (report.backend === 'wasm') {
       report.threads = tf.wasm.getThreadsCount ? tf.wasm.getThreadsCount() : null;
       if (gradKernels) {
@@ -194,7 +200,7 @@ def failure(message: str) -> str:
     missing = re.search(r"[Kk]ernel '([^']+)' not registered", message)
     if missing:
         return f"kernel missing: {missing.group(1)}"
-    return "failed: " + message.splitlines()[0][:70]
+    return "failed: " + message.splitlines()[0][:200]
 
 
 def isolate(page: Any) -> None:
@@ -235,6 +241,7 @@ def main() -> None:
     parser.add_argument("--isolate", action="store_true",
                         help="Serve the pages with COOP/COEP headers (cross-origin isolated: wasm may use threads).")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `timeout` still stops daphne and Chromium
     plan = {k: v for k, v in PLAN.items() if not args.only or k in args.only}
     if args.quick:
         plan = {k: (backends, min(batches, QUICK_BATCHES)) for k, (backends, batches) in plan.items()}
@@ -264,6 +271,9 @@ def main() -> None:
                                   "backend": None}
                 for backend in backends:
                     page = browser.new_page()
+                    worker_errors: list[str] = []
+                    page.on("console", lambda message, errors=worker_errors: errors.append(message.text)
+                            if "worker sent an error" in message.text else None)
                     if args.isolate:
                         isolate(page)
                     page.goto(f"{base}/")
@@ -279,6 +289,8 @@ def main() -> None:
                     except Exception as exc:  # noqa: BLE001 - the page crashed: report and go on
                         report = {"backend": backend, "error": str(exc)}
                     page.close()
+                    if worker_errors and report.get("error"):
+                        report["error"] += f" ({len(worker_errors)} wasm workers failed: {worker_errors[0][-90:]})"
                     print(row(model_id, backend, batch, keras, report), flush=True)
                     rate = report.get("samplesPerSecond")
                     if rate and rate > (best[model_id]["browser_samples_per_s"] or 0):
