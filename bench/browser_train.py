@@ -245,16 +245,25 @@ def main() -> None:
     plan = {k: v for k, v in PLAN.items() if not args.only or k in args.only}
     if args.quick:
         plan = {k: (backends, min(batches, QUICK_BATCHES)) for k, (backends, batches) in plan.items()}
-    tasks = [k for k in plan if k != MCMAHAN]
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "disco_site.settings")
     import django
 
     django.setup()
-    from playwright.sync_api import sync_playwright
-
     best: dict[str, dict[str, Any]] = {}
     grad_kernels = "/static/disco/wasm_grad_kernels.js" if GRAD_KERNELS.is_file() else None
+    try:
+        run(plan, grad_kernels, best, isolated=args.isolate)
+    finally:  # what was measured, even when the run is cut short
+        print(json.dumps(best), flush=True)
+
+
+def run(plan: dict[str, tuple[list[str], int]], grad_kernels: str | None, best: dict[str, dict[str, Any]], *,
+        isolated: bool) -> None:
+    """Start the platform and Chromium, print one row per model and backend, and fill ``best``."""
+    from playwright.sync_api import sync_playwright
+
+    tasks = [k for k in plan if k != MCMAHAN]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         env = platform_env(workdir)
@@ -274,7 +283,7 @@ def main() -> None:
                     worker_errors: list[str] = []
                     page.on("console", lambda message, errors=worker_errors: errors.append(message.text)
                             if "worker sent an error" in message.text else None)
-                    if args.isolate:
+                    if isolated:
                         isolate(page)
                     page.goto(f"{base}/")
                     page.add_script_tag(url=f"{base}/static/disco/tfjs_csp_shim.js")  # the CSP refuses eval
@@ -296,7 +305,6 @@ def main() -> None:
                     if rate and rate > (best[model_id]["browser_samples_per_s"] or 0):
                         best[model_id].update(browser_samples_per_s=round(rate, 1), backend=report["backend"])
             browser.close()
-    print(json.dumps(best))
 
 
 if __name__ == "__main__":
