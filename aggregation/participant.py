@@ -1,6 +1,7 @@
 """A Python participant: joins a federated task over the same protocol as the browser.
 
-It fetches the task's current TF.js model over HTTP, loads it into ``tf_keras``, trains
+It fetches the task's current TF.js model over HTTP, loads it into ``tf_keras``, compiles it as the
+training page does (``tasks.training_config``: the author's loss and optimizer from model.json), trains
 ``roundDuration`` epochs on local data, sends its weights (in parts when they are large), waits for
 the round to end and continues from the version the server names: the new global model, or after a
 ``round_failed`` the last good one. It recovers by itself (``aggregation.remote``): a closed

@@ -216,19 +216,18 @@ class TaskServerClient:
         for variable in model.weights:
             variable.assign(by_name[_weight_name(variable)])
 
-    def loss_name(self) -> str:
-        """The loss the model was compiled with (TF.js keeps it in the topology), else one its output implies."""
-        training = self.topology.get("training_config") or {}
-        loss = training.get("loss")
-        if isinstance(loss, str):
-            return loss
-        config = self.topology.get("model_config", self.topology)
-        last = config["config"]["layers"][-1]["config"]
-        if last.get("activation") == "sigmoid":
-            return "binary_crossentropy"
-        return "sparse_categorical_crossentropy"
-
     # --- Local training (both schemes) ------------------------------------------------------
+    def compile_for_training(self, model: Any) -> str:
+        """Compile ``model`` as the training page compiles this task's model.json; return the loss.
+
+        The author's ``training_config`` (loss, Adam / SGD with momentum / RMSprop and learning rate)
+        when the page understands it, else the page's defaults (``tasks.training_config``).
+        """
+        from tasks.training_config import compile_for_training
+
+        data_type = (self.task.get("trainingInformation") or {}).get("dataType")
+        return compile_for_training(model, self.topology.get("training_config"), data_type).loss
+
     async def join_with_model(self, y: np.ndarray) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
         """Fetch the task, connect, and load its current model compiled for local training.
 
@@ -237,8 +236,7 @@ class TaskServerClient:
         info = self.fetch_task()["trainingInformation"]
         welcome = await self.connect()
         model = self.model = self.load_keras_model(welcome["currentVersion"])
-        loss = self.loss_name()
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        loss = self.compile_for_training(model)
         return info, welcome, _targets(y, loss, model.output_shape[-1])
 
     async def train_local_round(self, x: Any, y: np.ndarray, info: dict[str, Any], epochs: int | None = None) -> float:
@@ -417,8 +415,9 @@ def _detail(error: urllib.error.HTTPError) -> str:
 
 
 def _targets(y: np.ndarray, loss: str, classes: int) -> np.ndarray:
-    """Labels as the loss wants them: one-hot for categorical cross-entropy, indices otherwise."""
-    if loss == "categorical_crossentropy" and (y.ndim == 1 or y.shape[-1] == 1):
+    """Labels as the loss wants them (``targetEncoding`` in trainer.js): one-hot for categorical
+    cross-entropy over several classes, as given otherwise."""
+    if loss == "categorical_crossentropy" and classes > 1 and (y.ndim == 1 or y.shape[-1] == 1):
         return np.eye(classes, dtype=np.float32)[y.reshape(-1).astype(int)]
     return y
 

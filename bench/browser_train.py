@@ -1,20 +1,39 @@
-"""In-browser training throughput (samples/s) of the predefined tasks' models, next to tf_keras.
+"""In-browser training throughput (samples/s) of the predefined tasks' models and McMahan's MNIST CNN, next to tf_keras.
 
 Starts its own platform (as tests/live_platform.py does: migrate, load_default_tasks, daphne) and a
-headless Chromium, then for each task and backend trains the task's served model with trainer.js's
-loop (model.trainOnBatch on random data of the right shape, task batch size) and times it after one
-warm-up batch. tf_keras trains the same Keras model on the same batch size in this process.
+headless Chromium, then for each model and backend trains the model with trainer.js's loop
+(model.trainOnBatch on random data of the right shape and batch size, compiled by
+compileFromTrainingConfig) and times it after one warm-up batch. tf_keras trains the same Keras model
+on the same batch size in this process.
 
-    .venv/bin/python bench/browser_train.py [--only titanic mnist]
+The predefined models are the tasks' served model.json. ``mnist_cnn`` is the CNN of McMahan et al.,
+"Communication-Efficient Learning of Deep Networks from Decentralized Data" (AISTATS 2017): two 5x5
+convolutions (32 and 64 channels, each followed by 2x2 max pooling), a 512-unit dense layer and a
+softmax over 10 classes, 1,663,370 parameters on 28x28x1 images, batch 50 (their B=50), SGD; it is
+built in the page with tf.layers and here with tf_keras.
+
+For each backend tried it reports the backend, ``tf.wasm.getThreadsCount()`` on wasm, whether the page
+was ``crossOriginIsolated`` (without it wasm has one thread), and the main thread's long tasks (over
+50 ms) during the timed batches: how many and the longest. ``wasm`` is tried for every model; a model
+it cannot train is reported as ``kernel missing: <kernel>``. When ``static/disco/wasm_grad_kernels.js``
+exists, the page calls its ``registerWasmGradientKernels(tf)`` before training on wasm. The last line
+printed is one JSON object: each model's best browser rate, its backend and the tf_keras rate.
+
+    .venv/bin/python bench/browser_train.py [--only titanic mnist_cnn] [--quick] [--isolate]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,61 +42,144 @@ sys.path.insert(0, str(ROOT))
 
 from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env  # noqa: E402
 
-# task id -> (backends to try, batches to time). MobileNets: 1 small batch only (slow in browsers).
+MCMAHAN = "mnist_cnn"
+MCMAHAN_BATCH = 50
+MCMAHAN_PARAMETERS = 1_663_370
+# Compiled on both sides from the same training_config, by the same rules (trainer.js / tasks.training_config).
+MCMAHAN_TRAINING_CONFIG = {"loss": "categorical_crossentropy",
+                           "optimizer_config": {"class_name": "SGD", "config": {"learning_rate": 0.1}}}
+
+# model -> (backends to try, batches to time). MobileNets: 1 small batch only (slow in browsers).
 PLAN: dict[str, tuple[list[str], int]] = {
     "titanic": (["wasm", "cpu", "webgl"], 30),
-    "mnist": (["webgl", "cpu"], 4),
-    "lus_covid": (["webgl", "cpu"], 4),
-    "cifar10": (["webgl"], 1),
-    "simple_face": (["webgl"], 1),
-    "wikitext": (["webgl", "cpu"], 3),
+    "mnist": (["wasm", "webgl", "cpu"], 4),
+    "lus_covid": (["wasm", "webgl", "cpu"], 4),
+    "cifar10": (["wasm", "webgl"], 1),
+    "simple_face": (["wasm", "webgl"], 1),
+    "wikitext": (["wasm", "webgl", "cpu"], 3),
+    MCMAHAN: (["wasm", "webgl", "cpu"], 4),
 }
+QUICK_BATCHES = 2
+GRAD_KERNELS = ROOT / "static" / "disco" / "wasm_grad_kernels.js"
 
 BROWSER_BENCH = """
-async ({taskId, backend, batches}) => {
+async ({taskId, backend, batches, gradKernels, mcmahan}) => {
   const {setBackend, compileFromTrainingConfig, ensureCompiled, targetEncoding} =
     await import('/static/disco/trainer.js');
   const {textModelInputs} = await import('/static/disco/data.js');
-  const task = await (await fetch(`/api/tasks/${taskId}/`)).json();
-  await setBackend(backend);
-  const artifacts = await tf.io.http(`/tasks/${taskId}/model.json`).load();
-  const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
-  if (!compileFromTrainingConfig(model, artifacts.modelTopology.training_config)) ensureCompiled(model, task);
-  const batch = task.trainingInformation.batchSize;
-  const inputs = model.inputs.map((t) => t.shape);
-  let xs;
-  if (task.trainingInformation.dataType === 'text') {
-    xs = textModelInputs(tf.randomUniform([batch, inputs[0][1]], 0, 257, 'int32'));
-  } else {
-    xs = tf.randomUniform([batch, ...inputs[0].slice(1)]);
+  const report = {backend, isolated: self.crossOriginIsolated === true, threads: null, longTasks: 0,
+                  longestTaskMs: 0, gradKernels: false};
+  const made = [];
+  try {
+    // A threaded wasm backend whose workers cannot start (the platform's CSP refuses the blob: script they
+    // import when the page is cross-origin isolated) never becomes ready: give up after 30 s.
+    const started = setBackend(backend);
+    const limit = new Promise((_, reject) => setTimeout(() => reject(new Error(
+      `the ${backend} backend did not start within 30 s`)), 30000));
+    report.backend = await Promise.race([started, limit]);
+    if (report.backend === 'wasm') {
+      report.threads = tf.wasm.getThreadsCount ? tf.wasm.getThreadsCount() : null;
+      if (gradKernels) {
+        (await import(gradKernels)).registerWasmGradientKernels(tf);
+        report.gradKernels = true;
+      }
+    }
+    let task, model;
+    if (mcmahan) {
+      task = {trainingInformation: {dataType: 'image', batchSize: mcmahan.batch}};
+      const conv = (filters, extra = {}) => tf.layers.conv2d({filters, kernelSize: 5, padding: 'same',
+                                                            activation: 'relu', ...extra});
+      model = tf.sequential({layers: [
+        conv(32, {inputShape: [28, 28, 1]}), tf.layers.maxPooling2d({poolSize: 2}),
+        conv(64), tf.layers.maxPooling2d({poolSize: 2}), tf.layers.flatten(),
+        tf.layers.dense({units: 512, activation: 'relu'}), tf.layers.dense({units: 10, activation: 'softmax'})]});
+      if (!compileFromTrainingConfig(model, mcmahan.trainingConfig)) throw new Error('training_config refused');
+    } else {
+      task = await (await fetch(`/api/tasks/${taskId}/`)).json();
+      const artifacts = await tf.io.http(`/tasks/${taskId}/model.json`).load();
+      model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+      if (!compileFromTrainingConfig(model, artifacts.modelTopology.training_config)) ensureCompiled(model, task);
+    }
+    made.push(model);
+    report.parameters = model.countParams();
+    const batch = report.batch = task.trainingInformation.batchSize;
+    const inputs = model.inputs.map((t) => t.shape);
+    let xs;
+    if (task.trainingInformation.dataType === 'text') {
+      const tokens = tf.randomUniform([batch, inputs[0][1]], 0, 257, 'int32');
+      xs = textModelInputs(tokens);
+      made.push(tokens, ...xs);
+    } else {
+      xs = tf.randomUniform([batch, ...inputs[0].slice(1)]);
+      made.push(xs);
+    }
+    const out = model.outputs[0].shape;
+    const units = out[out.length - 1];
+    const enc = targetEncoding(model);
+    const ys = tf.tidy(() => {
+      if (enc === 'sparse') return tf.randomUniform([batch, ...out.slice(1, -1), 1], 0, units, 'int32').toFloat();
+      if (enc === 'onehot') return tf.oneHot(tf.randomUniform([batch], 0, units, 'int32'), units).toFloat();
+      return tf.randomUniform([batch, units]).round();
+    });
+    made.push(ys);
+    await model.trainOnBatch(xs, ys);  // warm-up: shader compilation, wasm init
+    // End this task (on cpu every await resolves at once: one task runs the lot), so the warm-up's
+    // long task is not counted with the timed batches'.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const entries = [];
+    const observer = new PerformanceObserver((list) => entries.push(...list.getEntries()));
+    observer.observe({type: 'longtask'});
+    const t0 = performance.now();
+    for (let i = 0; i < batches; i++) await model.trainOnBatch(xs, ys);
+    const seconds = (performance.now() - t0) / 1000;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    entries.push(...observer.takeRecords());
+    observer.disconnect();
+    const long = entries.filter((e) => e.duration > 50);
+    report.longTasks = long.length;
+    report.longestTaskMs = long.reduce((m, e) => Math.max(m, e.duration), 0);
+    report.samplesPerSecond = batch * batches / seconds;
+  } catch (error) {
+    report.error = String(error && error.message || error);
+  } finally {
+    for (const t of made) { try { t.dispose(); } catch (_) { /* already gone */ } }
   }
-  const out = model.outputs[0].shape;
-  const units = out[out.length - 1];
-  let ys;
-  const enc = targetEncoding(model);
-  if (enc === 'sparse') ys = tf.randomUniform([batch, ...out.slice(1, -1), 1], 0, units, 'int32').toFloat();
-  else if (enc === 'onehot') ys = tf.oneHot(tf.randomUniform([batch], 0, units, 'int32'), units).toFloat();
-  else ys = tf.randomUniform([batch, units]).round();
-  await model.trainOnBatch(xs, ys);  // warm-up: shader compilation, wasm init
-  const t0 = performance.now();
-  for (let i = 0; i < batches; i++) await model.trainOnBatch(xs, ys);
-  const seconds = (performance.now() - t0) / 1000;
-  return {backend: tf.getBackend(), batch, samplesPerSecond: batch * batches / seconds};
+  return report;
 }
 """
 
 
-def keras_rate(task_id: str, batches: int) -> tuple[int, float]:
-    """(batch size, samples/s) of tf_keras training the task's model on random data."""
-    from tasks.providers import get_provider
+def mcmahan_cnn() -> Any:
+    """McMahan et al.'s MNIST CNN in tf_keras, compiled from MCMAHAN_TRAINING_CONFIG as the page compiles it."""
+    from tasks.keras_env import tf_keras
+    from tasks.training_config import compile_for_training
 
-    provider = get_provider(task_id)
-    spec = provider.get_task()
-    model = provider.get_model()
-    batch = spec.batch_size
+    layers = tf_keras().layers
+    model = tf_keras().Sequential([
+        layers.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dense(10, activation="softmax"),
+    ])
+    if model.count_params() != MCMAHAN_PARAMETERS:
+        raise AssertionError(f"McMahan's CNN has {MCMAHAN_PARAMETERS:,} parameters, not {model.count_params():,}")
+    compile_for_training(model, MCMAHAN_TRAINING_CONFIG, "image")
+    return model
+
+
+def keras_rate(model_id: str, batches: int) -> tuple[int, float]:
+    """(batch size, samples/s) of tf_keras training the model on random data."""
+    if model_id == MCMAHAN:
+        model, batch, data_type = mcmahan_cnn(), MCMAHAN_BATCH, "image"
+    else:
+        from tasks.providers import get_provider
+
+        provider = get_provider(model_id)
+        spec = provider.get_task()
+        model, batch, data_type = provider.get_model(), spec.batch_size, spec.data_type
     rng = np.random.default_rng(0)
     xs = [rng.random((batch, *t.shape[1:])).astype(t.dtype.as_numpy_dtype) for t in model.inputs]
-    if spec.data_type == "text":
+    if data_type == "text":
         length = model.inputs[0].shape[1]
         xs[0] = rng.integers(0, 257, (batch, length)).astype("int32")
         xs[1] = np.tile(np.arange(length, dtype="int32"), (batch, 1))
@@ -93,46 +195,115 @@ def keras_rate(task_id: str, batches: int) -> tuple[int, float]:
     return batch, batch * max(batches, 3) / (time.perf_counter() - start)
 
 
+def failure(message: str) -> str:
+    """A page error in a few words: ``kernel missing: <name>`` when a kernel is not registered."""
+    missing = re.search(r"[Kk]ernel '([^']+)' not registered", message)
+    if missing:
+        return f"kernel missing: {missing.group(1)}"
+    return "failed: " + message.splitlines()[0][:200]
+
+
+def isolate(page: Any) -> None:
+    """Serve the page and everything it loads with COOP/COEP headers, so it is cross-origin isolated."""
+    def add_headers(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers, "Cross-Origin-Opener-Policy": "same-origin",
+                                                  "Cross-Origin-Embedder-Policy": "require-corp"})
+
+    page.route("**/*", add_headers)
+
+
+HEADER = (f"{'model':<12} {'backend':<7} {'batch':>5} {'browser/s':>10} {'tf_keras/s':>10} {'ratio':>7} "
+          f"{'threads':>7} {'isolated':>8} {'long>50ms':>9} {'max ms':>7}  note")
+
+
+def row(model_id: str, backend: str, batch: int, keras: float, report: dict[str, Any]) -> str:
+    rate = report.get("samplesPerSecond")
+    threads = report.get("threads")
+    cells = [f"{model_id:<12} {backend:<7} {batch:>5}",
+             f"{rate:>10,.1f}" if rate else f"{'-':>10}", f"{keras:>10,.1f}",
+             f"{keras / rate:>6.1f}x" if rate else f"{'-':>7}", f"{threads if threads is not None else '-':>7}",
+             f"{'yes' if report.get('isolated') else 'no':>8}",
+             f"{report.get('longTasks', 0) if rate else '-':>9}",
+             f"{report.get('longestTaskMs', 0):>7.0f}" if rate else f"{'-':>7}"]
+    notes = [failure(report["error"])] if report.get("error") else []
+    if report.get("gradKernels"):
+        notes.append("wasm_grad_kernels.js registered")
+    return " ".join(cells) + ("  " + "; ".join(notes) if notes else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=sorted(PLAN), help="Benchmark only these tasks.")
+    parser.add_argument("--only", nargs="+", choices=list(PLAN), metavar="MODEL",
+                        help=f"Benchmark only these models ({', '.join(PLAN)}).")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"Time at most {QUICK_BATCHES} batches per model and backend.")
+    parser.add_argument("--isolate", action="store_true",
+                        help="Serve the pages with COOP/COEP headers (cross-origin isolated: wasm may use threads).")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `timeout` still stops daphne and Chromium
     plan = {k: v for k, v in PLAN.items() if not args.only or k in args.only}
-    import os
+    if args.quick:
+        plan = {k: (backends, min(batches, QUICK_BATCHES)) for k, (backends, batches) in plan.items()}
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "disco_site.settings")
     import django
 
     django.setup()
+    best: dict[str, dict[str, Any]] = {}
+    grad_kernels = "/static/disco/wasm_grad_kernels.js" if GRAD_KERNELS.is_file() else None
+    try:
+        run(plan, grad_kernels, best, isolated=args.isolate)
+    finally:  # what was measured, even when the run is cut short
+        print(json.dumps(best), flush=True)
+
+
+def run(plan: dict[str, tuple[list[str], int]], grad_kernels: str | None, best: dict[str, dict[str, Any]], *,
+        isolated: bool) -> None:
+    """Start the platform and Chromium, print one row per model and backend, and fill ``best``."""
     from playwright.sync_api import sync_playwright
 
+    tasks = [k for k in plan if k != MCMAHAN]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         env = platform_env(workdir)
         manage(env, "migrate", "--noinput")
-        manage(env, "load_default_tasks", "--only", *plan)
+        if tasks:
+            manage(env, "load_default_tasks", "--only", *tasks)
         with daphne(env, workdir / "daphne.log") as base, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            print(f"{'task':<12} {'backend':<8} {'batch':>5} {'browser samples/s':>18} {'tf_keras samples/s':>19} "
-                  f"{'ratio':>7}")
-            for task_id, (backends, batches) in plan.items():
-                batch, keras = keras_rate(task_id, batches)
+            print(f"wasm gradient kernels: {'static/disco/wasm_grad_kernels.js' if grad_kernels else 'none'}")
+            print(HEADER, flush=True)
+            for model_id, (backends, batches) in plan.items():
+                batch, keras = keras_rate(model_id, batches)
+                best[model_id] = {"browser_samples_per_s": None, "tf_keras_samples_per_s": round(keras, 1),
+                                  "backend": None}
                 for backend in backends:
                     page = browser.new_page()
+                    worker_errors: list[str] = []
+                    page.on("console", lambda message, errors=worker_errors: errors.append(message.text)
+                            if "worker sent an error" in message.text else None)
+                    if isolated:
+                        isolate(page)
                     page.goto(f"{base}/")
                     page.add_script_tag(url=f"{base}/static/disco/tfjs_csp_shim.js")  # the CSP refuses eval
                     page.add_script_tag(url=f"{base}/static/vendor/tfjs/tf.min.js")
                     page.add_script_tag(url=f"{base}/static/vendor/tfjs-backend-wasm/tf-backend-wasm.min.js")
+                    bench_args = {"taskId": model_id, "backend": backend, "batches": batches,
+                                  "gradKernels": grad_kernels,
+                                  "mcmahan": {"batch": MCMAHAN_BATCH, "trainingConfig": MCMAHAN_TRAINING_CONFIG}
+                                  if model_id == MCMAHAN else None}
                     try:
-                        args = {"taskId": task_id, "backend": backend, "batches": batches}
-                        result = page.evaluate(BROWSER_BENCH, args)
-                        rate = result["samplesPerSecond"]
-                        print(f"{task_id:<12} {result['backend']:<8} {batch:>5} {rate:>18,.1f} {keras:>19,.1f} "
-                              f"{keras / rate:>6.1f}x", flush=True)
-                    except Exception as exc:  # noqa: BLE001 - report and go on with the next backend
-                        print(f"{task_id:<12} {backend:<8} {batch:>5} {'failed: ' + str(exc).splitlines()[0][:60]}",
-                              flush=True)
+                        report = page.evaluate(BROWSER_BENCH, bench_args)
+                    except Exception as exc:  # noqa: BLE001 - the page crashed: report and go on
+                        report = {"backend": backend, "error": str(exc)}
                     page.close()
+                    if worker_errors and report.get("error"):
+                        report["error"] += f" ({len(worker_errors)} wasm workers failed: {worker_errors[0][-90:]})"
+                    print(row(model_id, backend, batch, keras, report), flush=True)
+                    rate = report.get("samplesPerSecond")
+                    if rate and rate > (best[model_id]["browser_samples_per_s"] or 0):
+                        best[model_id].update(browser_samples_per_s=round(rate, 1), backend=report["backend"])
             browser.close()
 
 

@@ -32,6 +32,7 @@ from .model_files.errors import UploadError
 from .model_files.hdf5 import h5_keras_info
 from .model_files.saved_model import saved_model_problems
 from .tfjs_format import LayersModelArtifacts, ModelFormatError
+from .training_config import LOSSES, TrainingSettings, compile_arguments, optimizer_settings
 
 log = logging.getLogger(__name__)
 
@@ -294,9 +295,7 @@ def keras3_to_tf_keras(model: Any) -> Any:
 
 
 # The losses the training page can compile from model.json's training_config (static/disco/trainer.js).
-BROWSER_LOSSES = frozenset({"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-                            "mean_squared_error", "mse", "mean_absolute_error", "mae"})
-_OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}
+BROWSER_LOSSES = frozenset(LOSSES)
 
 
 def translate_compile_config(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -304,7 +303,8 @@ def translate_compile_config(config: dict[str, Any]) -> dict[str, Any] | None:
     train with them (a custom or from-logits loss): the training page then uses its defaults.
 
     Keeps the loss, the optimizer (Adam, SGD or RMSprop; others become Adam) with its learning
-    rate and SGD's momentum, and accuracy when it was a metric: what TF.js compiles from.
+    rate and SGD's momentum (``tasks.training_config.optimizer_settings``, the page's rules), and
+    accuracy when it was a metric: what TF.js compiles from.
     """
     loss = config.get("loss")
     if isinstance(loss, dict):  # a Loss object {"class_name", "config": {...}}, or a function {"config": "name"}
@@ -318,15 +318,12 @@ def translate_compile_config(config: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(loss, str) or loss not in BROWSER_LOSSES:
         return None
     optimizer = config.get("optimizer") or config.get("optimizer_config") or "adam"
-    name, options = (optimizer, {}) if not isinstance(optimizer, dict) else (
-        str(optimizer.get("class_name", "adam")), optimizer.get("config"))
-    options = options if isinstance(options, dict) else {}
-    class_name = _OPTIMIZERS.get(str(name).lower(), "Adam")
-    kwargs = {key: float(options[key]) for key in ("learning_rate", "momentum")
-              if isinstance(options.get(key), (int, float)) and not isinstance(options.get(key), bool)
-              and (key == "learning_rate" or class_name == "SGD")}
+    if not isinstance(optimizer, dict):  # compile(optimizer="sgd")
+        optimizer = {"class_name": str(optimizer)}
+    class_name, rate, momentum = optimizer_settings(optimizer)
     metrics = [m for m in config.get("metrics") or [] if m in ("accuracy", "acc")]
-    return {"optimizer": getattr(tf_keras().optimizers, class_name)(**kwargs), "loss": loss, "metrics": metrics}
+    settings = TrainingSettings(class_name, rate, loss, momentum, tuple(metrics))
+    return compile_arguments(settings)
 
 
 def _copy_weights(source: Any, target: Any) -> None:

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 
 import {
-  Trainer, TrainingError, chooseBackend, compileFromTrainingConfig, explainError, splitIndices, seededRandom,
-  targetEncoding,
+  Trainer, TrainingError, chooseBackend, compileFromTrainingConfig, ensureCompiled, explainError, splitIndices,
+  seededRandom, targetEncoding,
 } from '../../static/disco/trainer.js';
 
 const require = createRequire(import.meta.url);
@@ -108,17 +108,30 @@ test('errors are explained with advice', () => {
   assert.match(explainError(new Error("Kernel 'X' not registered for backend 'wasm'"), 'wasm').advice, /another backend/);
 });
 
+const trainingVectors = JSON.parse(readFileSync(new URL('../vectors/training_config.json', import.meta.url), 'utf8'));
+
+function assertCompiled(model, compiled, name) {
+  assert.equal(model.loss, compiled.loss, name);
+  assert.equal(model.optimizer.getClassName(), compiled.optimizer, name);
+  const optimizerConfig = model.optimizer.getConfig();
+  assert.ok(Math.abs(optimizerConfig.learningRate - compiled.learningRate) < 1e-6, name);
+  if (compiled.momentum) assert.ok(Math.abs(optimizerConfig.momentum - compiled.momentum) < 1e-6, name);
+}
+
 test('models compile as their Keras author did, from the training_config the converter writes', () => {
-  const vectors = JSON.parse(readFileSync(new URL('../vectors/training_config.json', import.meta.url), 'utf8'));
-  for (const { name, training_config: config, compiled } of vectors.cases) {
+  for (const { name, training_config: config, compiled } of trainingVectors.cases) {
     const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: 1 })] });
     assert.equal(compileFromTrainingConfig(model, config), compiled !== null, name);
-    if (compiled === null) continue;
-    assert.equal(model.loss, compiled.loss, name);
-    assert.equal(model.optimizer.getClassName(), compiled.optimizer, name);
-    const optimizerConfig = model.optimizer.getConfig();
-    assert.ok(Math.abs(optimizerConfig.learningRate - compiled.learningRate) < 1e-6, name);
-    if (compiled.momentum) assert.ok(Math.abs(optimizerConfig.momentum - compiled.momentum) < 1e-6, name);
+    if (compiled !== null) assertCompiled(model, compiled, name);
+    model.dispose();
+  }
+});
+
+test('models without a training_config compile with the defaults the Python participant uses too', () => {
+  for (const { name, outputUnits, dataType, compiled } of trainingVectors.defaults) {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: outputUnits })] });
+    ensureCompiled(model, task({ dataType }));
+    assertCompiled(model, compiled, name);
     model.dispose();
   }
 });
