@@ -1,0 +1,295 @@
+/**
+ * Gradient kernels that TF.js 4.22's wasm backend lacks, so that convolutional, depthwise and
+ * embedding layers train on wasm instead of falling back to WebGL on a software rasteriser.
+ *
+ * Each kernel is composed from kernels the wasm backend already runs fast (forward Conv2D and
+ * DepthwiseConv2dNative through XNNPACK, Transpose, Reverse, PadV2, Slice, StridedSlice,
+ * Multiply, Sum), called directly through the kernel registry: no engine, no tape. Every
+ * intermediate is freed with `backend.disposeData` before the kernel returns.
+ *
+ * - Conv2DBackpropFilter: a forward convolution with the roles swapped. With x transposed to
+ *   [inC, H, W, N] (batch = inC, channels = N) and dy transposed to [outH, outW, N, outC] (the
+ *   filter), dilated by the forward stride, the output is [inC, kh, kw, outC].
+ * - DepthwiseConv2dNativeBackpropInput: a depthwise convolution of dy, zero-dilated by the
+ *   stride, with the filter rotated by 180°; a channel multiplier > 1 is summed afterwards.
+ * - DepthwiseConv2dNativeBackpropFilter: for each filter tap, the strided slice of the padded
+ *   input times dy, summed over batch and space.
+ * - UnsortedSegmentSum (the gradient of a gather, hence of Embedding): one pass over x in JS,
+ *   straight on the wasm heap.
+ *
+ * Conv2DBackpropInput, MaxPoolGrad and AvgPoolGrad are native to the wasm backend already.
+ *
+ * TF.js is never imported: it is the argument of `registerWasmGradientKernels` or the global `tf`
+ * (pages load it as a classic script, Node tests set globalThis.tf). NHWC only.
+ * @module wasm_grad_kernels
+ */
+
+/** The kernels this module provides for the wasm backend, when the backend lacks them. */
+export const WASM_GRADIENT_KERNELS = Object.freeze([
+  'Conv2DBackpropFilter',
+  'DepthwiseConv2dNativeBackpropInput',
+  'DepthwiseConv2dNativeBackpropFilter',
+  'UnsortedSegmentSum',
+]);
+
+/** A kernel of this module cannot compute what it was asked (unsupported layout or dtype). */
+export class WasmGradError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'WasmGradError';
+  }
+}
+
+/**
+ * Calls wasm kernels by name and remembers every output, so that one `free()` disposes them all.
+ * `keep(t)` takes an output out of the list (the kernel's result).
+ */
+class Scratch {
+  constructor(tf, backend) {
+    this.tf = tf;
+    this.backend = backend;
+    this.live = [];
+  }
+
+  run(kernelName, inputs, attrs = {}) {
+    const kernel = this.tf.getKernel(kernelName, 'wasm');
+    if (!kernel) throw new WasmGradError(`The wasm backend has no ${kernelName} kernel.`);
+    const out = kernel.kernelFunc({ inputs, backend: this.backend, attrs });
+    this.live.push(out);
+    return out;
+  }
+
+  reshape(x, shape) {
+    return this.run('Reshape', { x }, { shape });
+  }
+
+  keep(t) {
+    this.live.splice(this.live.indexOf(t), 1);
+    return t;
+  }
+
+  free() {
+    for (const t of this.live) this.backend.disposeData(t.dataId);
+    this.live = [];
+  }
+}
+
+/** Runs `body(scratch)` and frees its intermediates, whether it returns or throws. */
+function withScratch(tf, backend, body) {
+  const scratch = new Scratch(tf, backend);
+  try {
+    return scratch.keep(body(scratch));
+  } finally {
+    scratch.free();
+  }
+}
+
+function assertNhwc(kernelName, dataFormat) {
+  if (dataFormat != null && dataFormat !== 'NHWC' && dataFormat !== 'channelsLast') {
+    throw new WasmGradError(`${kernelName} on wasm supports dataFormat 'NHWC' only (got '${dataFormat}').`);
+  }
+}
+
+function assertFloat(kernelName, ...tensors) {
+  for (const t of tensors) {
+    if (t.dtype !== 'float32') throw new WasmGradError(`${kernelName} on wasm needs float32 tensors (got ${t.dtype}).`);
+  }
+}
+
+/**
+ * Pads (positive amounts, zeros) or crops (negative amounts) the two spatial axes of an NHWC
+ * tensor. Returns `x` itself when nothing changes.
+ * @param {Scratch} s
+ * @param {{shape: number[]}} x a 4-D TensorInfo
+ * @param {[number, number, number, number]} amounts top, bottom, left, right
+ */
+function padOrCrop(s, x, [top, bottom, left, right]) {
+  let out = x;
+  if (top < 0 || bottom < 0 || left < 0 || right < 0) {
+    const [n, h, w, c] = out.shape;
+    const begin = [0, Math.max(0, -top), Math.max(0, -left), 0];
+    const size = [n, h - begin[1] - Math.max(0, -bottom), w - begin[2] - Math.max(0, -right), c];
+    out = s.run('Slice', { x: out }, { begin, size });
+  }
+  if (top > 0 || bottom > 0 || left > 0 || right > 0) {
+    const paddings = [[0, 0], [Math.max(0, top), Math.max(0, bottom)], [Math.max(0, left), Math.max(0, right)], [0, 0]];
+    out = s.run('PadV2', { x: out }, { paddings, constantValue: 0 });
+  }
+  return out;
+}
+
+/**
+ * Inserts `sh - 1` zero rows after every row and `sw - 1` zero columns after every column of an
+ * NHWC tensor: [N, H, W, C] becomes [N, H * sh, W * sw, C].
+ */
+function zeroDilate(s, x, sh, sw) {
+  const [n, h, w, c] = x.shape;
+  let out = x;
+  if (sh > 1) {
+    out = s.reshape(out, [n * h, 1, w, c]);
+    out = s.run('PadV2', { x: out }, { paddings: [[0, 0], [0, sh - 1], [0, 0], [0, 0]], constantValue: 0 });
+  }
+  if (sw > 1) {
+    out = s.reshape(out, [n * h * sh * w, 1, c]);
+    out = s.run('PadV2', { x: out }, { paddings: [[0, 0], [0, sw - 1], [0, 0]], constantValue: 0 });
+  }
+  return out === x ? x : s.reshape(out, [n, h * sh, w * sw, c]);
+}
+
+/**
+ * The input of the forward convolution that computes a gradient with respect to the input:
+ * dy zero-dilated by the stride and padded (or cropped) so that a stride-1 convolution with the
+ * rotated filter gives exactly [N, inHeight, inWidth, ·].
+ */
+function transposedConvInput(s, dy, info) {
+  const {
+    strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw,
+    filterHeight: kh, filterWidth: kw, inHeight, inWidth, outHeight, outWidth, padInfo,
+  } = info;
+  const z = zeroDilate(s, dy, sh, sw);
+  const top = (kh - 1) * dh - padInfo.top;
+  const left = (kw - 1) * dw - padInfo.left;
+  const bottom = inHeight + (kh - 1) * dh - top - outHeight * sh;
+  const right = inWidth + (kw - 1) * dw - left - outWidth * sw;
+  return padOrCrop(s, z, [top, bottom, left, right]);
+}
+
+/** Rows and columns of padding after the input that the last output pixel reads (negative: unread). */
+function trailingPads(info) {
+  const {
+    strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw,
+    filterHeight: kh, filterWidth: kw, inHeight, inWidth, outHeight, outWidth, padInfo,
+  } = info;
+  return [
+    (outHeight - 1) * sh + (kh - 1) * dh + 1 - padInfo.top - inHeight,
+    (outWidth - 1) * sw + (kw - 1) * dw + 1 - padInfo.left - inWidth,
+  ];
+}
+
+function conv2DBackpropFilter(tf, { inputs, backend, attrs }) {
+  const { x, dy } = inputs;
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs;
+  assertNhwc('Conv2DBackpropFilter', dataFormat);
+  assertFloat('Conv2DBackpropFilter', x, dy);
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape, filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast');
+  const [bottom, right] = trailingPads(info);
+  return withScratch(tf, backend, (s) => {
+    // x as a batch of inC one-channel-per-sample images: [inC, H, W, N]; crop rows never read.
+    let xT = s.run('Transpose', { x }, { perm: [3, 1, 2, 0] });
+    xT = padOrCrop(s, xT, [0, Math.min(0, bottom), 0, Math.min(0, right)]);
+    const dyT = s.run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] });
+    const explicit = [[0, 0], [info.padInfo.top, Math.max(0, bottom)], [info.padInfo.left, Math.max(0, right)], [0, 0]];
+    const grad = s.run('Conv2D', { x: xT, filter: dyT }, {
+      strides: [1, 1], pad: explicit, dataFormat: 'NHWC', dilations: [info.strideHeight, info.strideWidth],
+      dimRoundingMode: undefined,
+    });
+    return s.run('Transpose', { x: grad }, { perm: [1, 2, 0, 3] });
+  });
+}
+
+function depthwiseBackpropInput(tf, { inputs, backend, attrs }) {
+  const { dy, filter } = inputs;
+  const { strides, dilations, pad, dimRoundingMode, inputShape } = attrs;
+  assertFloat('DepthwiseConv2dNativeBackpropInput', dy, filter);
+  const info = tf.backend_util.computeConv2DInfo(
+    inputShape, filter.shape, strides, dilations == null ? 1 : dilations, pad, dimRoundingMode, true);
+  const [kh, kw, channels, multiplier] = filter.shape;
+  return withScratch(tf, backend, (s) => {
+    const input = transposedConvInput(s, dy, info);
+    const rotated = s.reshape(s.run('Reverse', { x: filter }, { dims: [0, 1] }), [kh, kw, channels * multiplier, 1]);
+    const dx = s.run('DepthwiseConv2dNative', { x: input, filter: rotated }, {
+      strides: [1, 1], dilations: [info.dilationHeight, info.dilationWidth], pad: 'valid', dimRoundingMode: undefined,
+    });
+    if (multiplier === 1) return dx;
+    const [n, h, w] = dx.shape;
+    return s.run('Sum', { x: s.reshape(dx, [n, h, w, channels, multiplier]) }, { axis: [4], keepDims: false });
+  });
+}
+
+function depthwiseBackpropFilter(tf, { inputs, backend, attrs }) {
+  const { x, dy } = inputs;
+  const { strides, dilations, pad, dimRoundingMode, filterShape } = attrs;
+  assertFloat('DepthwiseConv2dNativeBackpropFilter', x, dy);
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape, filterShape, strides, dilations == null ? 1 : dilations, pad, dimRoundingMode, true);
+  const [kh, kw, channels, multiplier] = filterShape;
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, outHeight, outWidth } = info;
+  const [bottom, right] = trailingPads(info);
+  return withScratch(tf, backend, (s) => {
+    const padded = padOrCrop(s, x, [info.padInfo.top, bottom, info.padInfo.left, right]);
+    const n = x.shape[0];
+    const dy5 = multiplier === 1 ? dy : s.reshape(dy, [n, outHeight, outWidth, channels, multiplier]);
+    const taps = [];
+    for (let a = 0; a < kh; a++) {
+      for (let b = 0; b < kw; b++) {
+        let window = s.run('StridedSlice', { x: padded }, {
+          begin: [0, a * dh, b * dw, 0],
+          end: [n, a * dh + (outHeight - 1) * sh + 1, b * dw + (outWidth - 1) * sw + 1, channels],
+          strides: [1, sh, sw, 1], beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
+        });
+        if (multiplier > 1) window = s.reshape(window, [n, outHeight, outWidth, channels, 1]);
+        const product = s.run('Multiply', { a: window, b: dy5 });
+        taps.push(s.run('Sum', { x: product }, { axis: [0, 1, 2], keepDims: false }));
+      }
+    }
+    const stacked = taps.length === 1 ? s.reshape(taps[0], [1, channels * multiplier])
+      : s.run('Concat', taps.map((t) => s.reshape(t, [1, channels * multiplier])), { axis: 0 });
+    return s.reshape(stacked, filterShape);
+  });
+}
+
+function unsortedSegmentSum(tf, { inputs, backend, attrs }) {
+  const { x, segmentIds } = inputs;
+  const { numSegments } = attrs;
+  if (x.dtype !== 'float32' && x.dtype !== 'int32') {
+    throw new WasmGradError(`UnsortedSegmentSum on wasm needs float32 or int32 values (got ${x.dtype}).`);
+  }
+  const idsRank = segmentIds.shape.length;
+  const outShape = [numSegments, ...x.shape.slice(idsRank)];
+  const rows = tf.util.sizeFromShape(segmentIds.shape);
+  const inner = tf.util.sizeFromShape(x.shape.slice(idsRank));
+  const out = backend.makeOutput(outShape, x.dtype);
+  // Views on the wasm heap, taken after the last allocation (a growing heap detaches them).
+  const values = backend.typedArrayFromHeap(x);
+  const ids = segmentIds.dtype === 'int32' ? backend.typedArrayFromHeap(segmentIds)
+    : Int32Array.from(backend.typedArrayFromHeap(segmentIds));
+  const sums = backend.typedArrayFromHeap(out);
+  sums.fill(0);
+  for (let row = 0; row < rows; row++) {
+    const id = ids[row];
+    if (id < 0 || id >= numSegments) continue;  // TensorFlow drops ids out of range
+    const to = id * inner;
+    const from = row * inner;
+    for (let k = 0; k < inner; k++) sums[to + k] += values[from + k];
+  }
+  return out;
+}
+
+const KERNELS = {
+  Conv2DBackpropFilter: conv2DBackpropFilter,
+  DepthwiseConv2dNativeBackpropInput: depthwiseBackpropInput,
+  DepthwiseConv2dNativeBackpropFilter: depthwiseBackpropFilter,
+  UnsortedSegmentSum: unsortedSegmentSum,
+};
+
+/**
+ * Registers with TF.js's kernel registry, for the wasm backend, every kernel of
+ * `WASM_GRADIENT_KERNELS` that the registry does not already hold. Calling it again, or with a
+ * later wasm backend that has these kernels, does nothing.
+ * @param {any} [tf] the TF.js namespace; `globalThis.tf` when omitted
+ * @returns {string[]} the kernel names registered by this call
+ */
+export function registerWasmGradientKernels(tf = globalThis.tf) {
+  if (!tf || typeof tf.registerKernel !== 'function') {
+    throw new WasmGradError('TensorFlow.js is not loaded: pass it to registerWasmGradientKernels or set globalThis.tf.');
+  }
+  const registered = [];
+  for (const kernelName of WASM_GRADIENT_KERNELS) {
+    if (tf.getKernel(kernelName, 'wasm')) continue;
+    const compute = KERNELS[kernelName];
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: (args) => compute(tf, args) });
+    registered.push(kernelName);
+  }
+  return registered;
+}
