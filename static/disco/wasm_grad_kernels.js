@@ -18,11 +18,12 @@
  *   straight on the wasm heap.
  *
  * MaxPoolGrad and AvgPoolGrad are native to the wasm backend and fast enough. Two native kernels
- * are replaced because they dominate training time (see WASM_FASTER_KERNELS):
+ * are replaced because they dominate training time (see WASM_REPLACED_KERNELS):
  * - Conv2DBackpropInput: a forward XNNPACK convolution of dy, zero-dilated by the stride and
  *   padded, with the filter rotated by 180° and its in and out channels swapped (the native
  *   kernel is a naive loop, 9× slower on the second layer of the MNIST CNN);
- * - BatchMatMul with a transposed operand: transposed first, then XNNPACK's fully connected path.
+ * - BatchMatMul with a transposed operand: transposed first, then XNNPACK's fully connected path;
+ * - MaxPoolGrad, wrong natively for windows whose maximum is <= 0: one pass in JS on the heap.
  *
  * TF.js is never imported: it is the argument of `registerWasmGradientKernels` or the global `tf`
  * (pages load it as a classic script, Node tests set globalThis.tf). NHWC only.
@@ -38,11 +39,14 @@ export const WASM_GRADIENT_KERNELS = Object.freeze([
 ]);
 
 /**
- * Native wasm kernels this module replaces by faster compositions (measured in
- * bench/wasm_kernels.mjs): Conv2DBackpropInput as an XNNPACK convolution instead of a naive loop,
- * BatchMatMul with a transposed operand through XNNPACK instead of a naive loop.
+ * Native wasm kernels this module replaces: Conv2DBackpropInput (an XNNPACK convolution instead of
+ * a naive loop, measured in bench/wasm_kernels.mjs), BatchMatMul with a transposed operand
+ * (through XNNPACK instead of a naive loop), and MaxPoolGrad, whose native version is wrong: it
+ * starts its search for the window maximum at FLT_MIN, the smallest positive float, so a window
+ * whose values are all <= 0 sends its gradient to the wrong place, and it gives ties to the last
+ * maximum where TF.js's other backends give them to the first.
  */
-export const WASM_FASTER_KERNELS = Object.freeze(['Conv2DBackpropInput', 'BatchMatMul']);
+export const WASM_REPLACED_KERNELS = Object.freeze(['Conv2DBackpropInput', 'BatchMatMul', 'MaxPoolGrad']);
 
 /** A kernel of this module cannot compute what it was asked (unsupported layout or dtype). */
 export class WasmGradError extends Error {
@@ -300,6 +304,56 @@ function unsortedSegmentSum(tf, { inputs, backend, attrs }) {
 }
 
 /**
+ * The gradient of a max pool: each output's dy goes to the first maximum of its window, in row
+ * then column order, as on TF.js's cpu backend (a window of NaN or -Infinity only gets nothing).
+ * One pass over the windows in JS, channels innermost so that reads are contiguous.
+ */
+function maxPoolGrad(tf, { inputs, backend, attrs }) {
+  const { dy, input } = inputs;
+  const { filterSize, strides, pad, dimRoundingMode } = attrs;
+  assertFloat('MaxPoolGrad', dy, input);
+  const {
+    batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth,
+    strideHeight, strideWidth, filterHeight, filterWidth, padInfo,
+  } = tf.backend_util.computePool2DInfo(input.shape, filterSize, strides, 1, pad, dimRoundingMode);
+  const out = backend.makeOutput(input.shape, 'float32');
+  // Views on the wasm heap, taken after the last allocation (a growing heap detaches them).
+  const x = backend.typedArrayFromHeap(input);
+  const grad = backend.typedArrayFromHeap(dy);
+  const dx = backend.typedArrayFromHeap(out);
+  dx.fill(0);
+  const best = new Float32Array(channels);
+  const where = new Int32Array(channels);
+  let g = 0;
+  for (let b = 0; b < batchSize; b++) {
+    for (let i = 0; i < outHeight; i++) {
+      const top = i * strideHeight - padInfo.top;
+      const rowEnd = Math.min(inHeight, top + filterHeight);
+      for (let j = 0; j < outWidth; j++) {
+        const left = j * strideWidth - padInfo.left;
+        const colEnd = Math.min(inWidth, left + filterWidth);
+        best.fill(-Infinity);
+        where.fill(-1);
+        for (let r = Math.max(0, top); r < rowEnd; r++) {
+          for (let c = Math.max(0, left); c < colEnd; c++) {
+            const base = ((b * inHeight + r) * inWidth + c) * channels;
+            for (let d = 0; d < channels; d++) {
+              const v = x[base + d];
+              if (v > best[d]) {
+                best[d] = v;
+                where[d] = base + d;
+              }
+            }
+          }
+        }
+        for (let d = 0; d < channels; d++, g++) if (where[d] >= 0) dx[where[d]] += grad[g];
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * BatchMatMul that reaches XNNPACK when it can: the native kernel runs XNNPACK only for a single
  * untransposed product and a naive loop otherwise, which is what every dense layer's gradient asks
  * for (x^T dy, dy W^T). Transposing the operand first is a copy, several times cheaper.
@@ -334,11 +388,12 @@ const MISSING = {
   UnsortedSegmentSum: unsortedSegmentSum,
 };
 
-/** Kernels the wasm backend has but runs slowly in training: replaced, the native one kept as fallback. */
-const FASTER = {
+/** Native kernels replaced (slow or wrong in training); the native one is kept as fallback. */
+const REPLACED = {
   Conv2DBackpropInput: (tf, native, args) => (isNchw(args.attrs.dataFormat)
     ? native.kernelFunc(args) : conv2DBackpropInput(tf, args)),
   BatchMatMul: batchMatMul,
+  MaxPoolGrad: (tf, native, args) => maxPoolGrad(tf, args),
 };
 
 /** Marks the kernel functions of this module, so that registering twice changes nothing. */
@@ -346,16 +401,17 @@ const MARK = 'discoWasmGradKernel';
 
 /**
  * Registers with TF.js's kernel registry, for the wasm backend, the gradient kernels that it lacks
- * (`WASM_GRADIENT_KERNELS`) and, unless `replaceSlow` is false, faster versions of native kernels
- * that dominate training time (`WASM_FASTER_KERNELS`; the native kernel stays the fallback for
- * what the faster one does not handle, and its setup still runs when the backend starts).
+ * (`WASM_GRADIENT_KERNELS`) and, unless `replaceNative` is false, replacements for native kernels
+ * that are slow or wrong in training (`WASM_REPLACED_KERNELS`; the native kernel stays the
+ * fallback for what a replacement does not handle, and its setup still runs when the backend
+ * starts).
  * Idempotent: a kernel already provided by this module, or a missing kernel that a later wasm
  * backend provides itself, is left alone. Works before or after the wasm backend is initialised.
  * @param {any} [tf] the TF.js namespace; `globalThis.tf` when omitted
- * @param {{replaceSlow?: boolean}} [options]
+ * @param {{replaceNative?: boolean}} [options]
  * @returns {string[]} the kernel names registered (or replaced) by this call
  */
-export function registerWasmGradientKernels(tf = globalThis.tf, { replaceSlow = true } = {}) {
+export function registerWasmGradientKernels(tf = globalThis.tf, { replaceNative = true } = {}) {
   if (!tf || typeof tf.registerKernel !== 'function') {
     throw new WasmGradError('TensorFlow.js is not loaded: pass it to registerWasmGradientKernels or set globalThis.tf.');
   }
@@ -368,11 +424,11 @@ export function registerWasmGradientKernels(tf = globalThis.tf, { replaceSlow = 
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
     registered.push(kernelName);
   }
-  if (!replaceSlow) return registered;
-  for (const kernelName of WASM_FASTER_KERNELS) {
+  if (!replaceNative) return registered;
+  for (const kernelName of WASM_REPLACED_KERNELS) {
     const native = tf.getKernel(kernelName, 'wasm');
     if (!native || native.kernelFunc[MARK]) continue;
-    const compute = FASTER[kernelName];
+    const compute = REPLACED[kernelName];
     const kernelFunc = (args) => compute(tf, native, args);
     kernelFunc[MARK] = true;
     tf.unregisterKernel(kernelName, 'wasm');
