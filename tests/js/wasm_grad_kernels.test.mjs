@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 
+import { chooseBackend, wasmMissingKernels } from '../../static/disco/trainer.js';
 import {
   WASM_REPLACED_KERNELS, WASM_GRADIENT_KERNELS, WasmGradError, registerWasmGradientKernels,
 } from '../../static/disco/wasm_grad_kernels.js';
@@ -94,6 +95,15 @@ test('registers the kernels wasm lacks and the replacements, once', () => {
   assert.deepEqual(registerWasmGradientKernels(tf), []);
   assert.deepEqual(registerWasmGradientKernels(), [], 'reads globalThis.tf');
   assert.throws(() => registerWasmGradientKernels(null), WasmGradError);
+});
+
+test('once registered, the trainer chooses wasm for conv, depthwise and embedding models', () => {
+  for (const build of [convModel, embeddingModel, mobileNetBlock]) {
+    const model = build();
+    assert.deepEqual(wasmMissingKernels(model), [], build.name);
+    assert.equal(chooseBackend(model, ['wasm', 'webgl', 'cpu']), 'wasm', build.name);
+    model.dispose();
+  }
 });
 
 test('Conv2DBackpropFilter matches cpu', async () => {
