@@ -19,7 +19,8 @@ const tf = globalThis.tf;
 registerWasmGradientKernels(tf);
 
 const { values: options } = parseArgs({ options: {
-  steps: { type: 'string', default: '20' }, 'cpu-steps': { type: 'string', default: '1' }, batch: { type: 'string', default: '32' }, warmup: { type: 'string', default: '3' },
+  steps: { type: 'string', default: '20' }, 'cpu-steps': { type: 'string', default: '1' },
+  batch: { type: 'string', default: '32' }, warmup: { type: 'string', default: '3' },
 } });
 const STEPS = Number(options.steps);
 const BATCH = Number(options.batch);
@@ -65,7 +66,8 @@ console.log(`McMahan MNIST CNN, ${wasm.parameters} parameters, batch ${BATCH}`);
 console.log(`wasm (${wasmBackend.getThreadsCount()} thread): ${wasm.samplesPerSecond.toFixed(1)} samples/s, `
   + `${wasm.msPerStep.toFixed(0)} ms/step (${STEPS} steps after ${WARMUP} warm-up)`);
 const cpu = await measure('cpu', CPU_STEPS, 1);
-console.log(`cpu:  ${cpu.samplesPerSecond.toFixed(2)} samples/s, ${cpu.msPerStep.toFixed(0)} ms/step (${CPU_STEPS} step after 1 warm-up)`);
+console.log(`cpu:  ${cpu.samplesPerSecond.toFixed(2)} samples/s, ${cpu.msPerStep.toFixed(0)} ms/step `
+  + `(${CPU_STEPS} step after 1 warm-up)`);
 console.log(`wasm / cpu: ${(wasm.samplesPerSecond / cpu.samplesPerSecond).toFixed(1)}x`);
 
 const byKernel = new Map();
@@ -78,6 +80,7 @@ for (const k of wasm.profile.kernels) {
 const total = [...byKernel.values()].reduce((sum, e) => sum + e.ms, 0);
 console.log(`\nOne wasm training step, by kernel (total ${total.toFixed(1)} ms):`);
 for (const [name, { ms, calls }] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 10)) {
-  console.log(`  ${name.padEnd(28)} ${ms.toFixed(1).padStart(7)} ms  ${(100 * ms / total).toFixed(0).padStart(3)}%  (${calls} call(s))`);
+  const share = `${(100 * ms / total).toFixed(0).padStart(3)}%`;
+  console.log(`  ${name.padEnd(28)} ${ms.toFixed(1).padStart(7)} ms  ${share}  (${calls} call(s))`);
 }
 console.log(`\nLoad average (1, 5, 15 min): ${loadavg().map((l) => l.toFixed(1)).join(', ')}`);

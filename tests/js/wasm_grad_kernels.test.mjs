@@ -84,7 +84,8 @@ const CONV_CASES = [
   [2, 6, 6, 2, 2, 3, 1, [[0, 0], [1, 2], [0, 1], [0, 0]]],
 ];
 
-const caseName = ([n, h, w, c, o, k, s, pad]) => `${n}x${h}x${w}x${c} -> ${o}, ${k}x${k}, stride ${s}, pad ${JSON.stringify(pad)}`;
+const caseName = ([n, h, w, c, o, k, s, pad]) => (
+  `${n}x${h}x${w}x${c} -> ${o}, ${k}x${k}, stride ${s}, pad ${JSON.stringify(pad)}`);
 
 test('registers the kernels wasm lacks and the replacements, once', () => {
   assert.deepEqual(firstRegistration, [...WASM_GRADIENT_KERNELS, ...WASM_REPLACED_KERNELS]);
@@ -219,7 +220,7 @@ test('NCHW is refused with a message that names the layout', () => {
 function convModel() {
   const L = tf.layers;
   return tf.sequential({ layers: [
-    L.conv2d({ inputShape: [9, 9, 2], filters: 4, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: 'glorotUniform', biasInitializer: 'ones' }),
+    L.conv2d({ inputShape: [9, 9, 2], filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }),
     L.maxPooling2d({ poolSize: 2 }),
     L.conv2d({ filters: 3, kernelSize: 3, strides: 2, activation: 'relu', biasInitializer: 'ones' }),
     L.depthwiseConv2d({ kernelSize: 1, depthMultiplier: 2, biasInitializer: 'ones' }),
@@ -258,7 +259,9 @@ const INITIAL = new Map();
 /** The model built by `build`, with weights drawn once and reused on every backend. */
 function withSharedWeights(build) {
   const model = build();
-  if (!INITIAL.has(build)) INITIAL.set(build, model.getWeights().map((w, i) => ({ shape: w.shape, data: values(w.size, 100 + i) })));
+  if (!INITIAL.has(build)) {
+    INITIAL.set(build, model.getWeights().map((w, i) => ({ shape: w.shape, data: values(w.size, 100 + i) })));
+  }
   model.setWeights(INITIAL.get(build).map(({ shape, data }) => tf.tensor(data, shape)));
   return model;
 }
