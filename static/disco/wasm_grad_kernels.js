@@ -9,7 +9,8 @@
  *
  * - Conv2DBackpropFilter: a forward convolution with the roles swapped. With x transposed to
  *   [inC, H, W, N] (batch = inC, channels = N) and dy transposed to [outH, outW, N, outC] (the
- *   filter), dilated by the forward stride, the output is [inC, kh, kw, outC].
+ *   filter), dilated by the forward stride, the output is [inC, kh, kw, outC]. Measured 2.5-7×
+ *   faster than im2col (one strided slice per tap) + BatchMatMul on the MNIST CNN's layers.
  * - DepthwiseConv2dNativeBackpropInput: a depthwise convolution of dy, zero-dilated by the
  *   stride, with the filter rotated by 180°; a channel multiplier > 1 is summed afterwards.
  * - DepthwiseConv2dNativeBackpropFilter: for each filter tap, the strided slice of the padded
@@ -17,13 +18,14 @@
  * - UnsortedSegmentSum (the gradient of a gather, hence of Embedding): one pass over x in JS,
  *   straight on the wasm heap.
  *
- * MaxPoolGrad and AvgPoolGrad are native to the wasm backend and fast enough. Two native kernels
- * are replaced because they dominate training time (see WASM_REPLACED_KERNELS):
+ * AvgPoolGrad is native to the wasm backend, correct and fast enough. Three native kernels are
+ * replaced, being slow or wrong in training (see WASM_REPLACED_KERNELS):
  * - Conv2DBackpropInput: a forward XNNPACK convolution of dy, zero-dilated by the stride and
  *   padded, with the filter rotated by 180° and its in and out channels swapped (the native
  *   kernel is a naive loop, 9× slower on the second layer of the MNIST CNN);
  * - BatchMatMul with a transposed operand: transposed first, then XNNPACK's fully connected path;
- * - MaxPoolGrad, wrong natively for windows whose maximum is <= 0: one pass in JS on the heap.
+ * - MaxPoolGrad, wrong natively for windows whose maximum is <= 0: one pass in JS on the heap
+ *   (also 3-4× faster than the native loop).
  *
  * TF.js is never imported: it is the argument of `registerWasmGradientKernels` or the global `tf`
  * (pages load it as a classic script, Node tests set globalThis.tf). NHWC only.
@@ -80,7 +82,9 @@ class Scratch {
   }
 
   keep(t) {
-    this.live.splice(this.live.indexOf(t), 1);
+    const index = this.live.indexOf(t);
+    if (index < 0) throw new WasmGradError('A kernel must return a tensor it made, not one of its inputs.');
+    this.live.splice(index, 1);
     return t;
   }
 
