@@ -3,8 +3,7 @@
  * embedding layers train on wasm instead of falling back to WebGL on a software rasteriser.
  *
  * Each kernel is composed from kernels the wasm backend already runs fast (forward Conv2D and
- * DepthwiseConv2dNative through XNNPACK, Transpose, Reverse, PadV2, Slice, StridedSlice,
- * Multiply, Sum), called directly through the kernel registry: no engine, no tape. Every
+ * DepthwiseConv2dNative through XNNPACK, Transpose, Reverse, PadV2, Slice, Sum), called directly through the kernel registry: no engine, no tape. Every
  * intermediate is freed with `backend.disposeData` before the kernel returns.
  *
  * - Conv2DBackpropFilter: a forward convolution with the roles swapped. With x transposed to
@@ -13,8 +12,8 @@
  *   faster than im2col (one strided slice per tap) + BatchMatMul on the MNIST CNN's layers.
  * - DepthwiseConv2dNativeBackpropInput: a depthwise convolution of dy, zero-dilated by the
  *   stride, with the filter rotated by 180°; a channel multiplier > 1 is summed afterwards.
- * - DepthwiseConv2dNativeBackpropFilter: for each filter tap, the strided slice of the padded
- *   input times dy, summed over batch and space.
+ * - DepthwiseConv2dNativeBackpropFilter: one pass in JS over dy and the input on the wasm heap,
+ *   accumulating into the small filter (2-30× faster than a slice, Multiply and Sum per tap).
  * - UnsortedSegmentSum (the gradient of a gather, hence of Embedding): one pass over x in JS,
  *   straight on the wasm heap.
  *
@@ -248,36 +247,56 @@ function depthwiseBackpropInput(tf, { inputs, backend, attrs }) {
   });
 }
 
+/**
+ * The filter gradient of a depthwise convolution, as one pass in JS over dy on the wasm heap: for
+ * every output pixel and filter tap, channels innermost, accumulated in float64 as on cpu.
+ * Measured 2-30× faster on MobileNet's shapes than the composition it replaced (a strided slice,
+ * Multiply and Sum per tap, whose Sum over batch and space transposes): the output is tiny and
+ * each input value is read once per tap.
+ */
 function depthwiseBackpropFilter(tf, { inputs, backend, attrs }) {
   const { x, dy } = inputs;
   const { strides, dilations, pad, dimRoundingMode, filterShape } = attrs;
   assertFloat('DepthwiseConv2dNativeBackpropFilter', x, dy);
-  const info = tf.backend_util.computeConv2DInfo(
+  const {
+    batchSize, inHeight, inWidth, outHeight, outWidth, strideHeight: sh, strideWidth: sw,
+    dilationHeight: dh, dilationWidth: dw, padInfo,
+  } = tf.backend_util.computeConv2DInfo(
     x.shape, filterShape, strides, dilations == null ? 1 : dilations, pad, dimRoundingMode, true);
   const [kh, kw, channels, multiplier] = filterShape;
-  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, outHeight, outWidth } = info;
-  const [bottom, right] = trailingPads(info);
-  return withScratch(tf, backend, (s) => {
-    const padded = padOrCrop(s, x, [info.padInfo.top, bottom, info.padInfo.left, right]);
-    const n = x.shape[0];
-    const dy5 = multiplier === 1 ? dy : s.reshape(dy, [n, outHeight, outWidth, channels, multiplier]);
-    const taps = [];
-    for (let a = 0; a < kh; a++) {
-      for (let b = 0; b < kw; b++) {
-        let window = s.run('StridedSlice', { x: padded }, {
-          begin: [0, a * dh, b * dw, 0],
-          end: [n, a * dh + (outHeight - 1) * sh + 1, b * dw + (outWidth - 1) * sw + 1, channels],
-          strides: [1, sh, sw, 1], beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
-        });
-        if (multiplier > 1) window = s.reshape(window, [n, outHeight, outWidth, channels, 1]);
-        const product = s.run('Multiply', { a: window, b: dy5 });
-        taps.push(s.run('Sum', { x: product }, { axis: [0, 1, 2], keepDims: false }));
+  const depth = channels * multiplier;
+  const sums = new Float64Array(kh * kw * depth);
+  const out = backend.makeOutput(filterShape, 'float32');
+  // Views on the wasm heap, taken after the last allocation (a growing heap detaches them).
+  const xs = backend.typedArrayFromHeap(x);
+  const g = backend.typedArrayFromHeap(dy);
+  let gBase = 0;
+  for (let n = 0; n < batchSize; n++) {
+    for (let i = 0; i < outHeight; i++) {
+      for (let j = 0; j < outWidth; j++, gBase += depth) {
+        for (let a = 0; a < kh; a++) {
+          const r = i * sh + a * dh - padInfo.top;
+          if (r < 0 || r >= inHeight) continue;
+          for (let b = 0; b < kw; b++) {
+            const c0 = j * sw + b * dw - padInfo.left;
+            if (c0 < 0 || c0 >= inWidth) continue;
+            const xBase = ((n * inHeight + r) * inWidth + c0) * channels;
+            const tap = (a * kw + b) * depth;
+            if (multiplier === 1) {
+              for (let c = 0; c < channels; c++) sums[tap + c] += xs[xBase + c] * g[gBase + c];
+            } else {
+              for (let c = 0; c < channels; c++) {
+                const v = xs[xBase + c];
+                for (let q = 0, k = c * multiplier; q < multiplier; q++, k++) sums[tap + k] += v * g[gBase + k];
+              }
+            }
+          }
+        }
       }
     }
-    const stacked = taps.length === 1 ? s.reshape(taps[0], [1, channels * multiplier])
-      : s.run('Concat', taps.map((t) => s.reshape(t, [1, channels * multiplier])), { axis: 0 });
-    return s.reshape(stacked, filterShape);
-  });
+  }
+  backend.typedArrayFromHeap(out).set(sums);
+  return out;
 }
 
 function unsortedSegmentSum(tf, { inputs, backend, attrs }) {
