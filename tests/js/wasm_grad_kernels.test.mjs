@@ -208,6 +208,18 @@ test('BatchMatMul with transposed operands matches cpu', async () => {
   }
 });
 
+test('Tile matches cpu for float32, int32 and bool, any axes', async () => {
+  await compare('tile', () => [
+    tf.tile(tensor([1, 1, 1, 5], 17), [2, 3, 4, 1]),
+    tf.tile(tensor([2, 3], 18), [3, 2]),
+    tf.tile(tensor([3, 1, 2], 19), [1, 7, 1]),
+    tf.tile(tf.tensor2d([[1, 2], [3, 4]], [2, 2], 'int32'), [1, 5]),
+    tf.tile(tf.tensor1d([true, false, true], 'bool'), [4]),
+    tf.tile(tensor([2, 2], 20), [1, 1]),
+    tf.tile(tf.zeros([0, 3]), [2, 2]),
+  ]);
+});
+
 test('NCHW is refused with a message that names the layout', () => {
   tf.tidy(() => {
     const x = tf.zeros([1, 2, 5, 5]);
@@ -329,6 +341,9 @@ test('no tensor or wasm buffer leaks over repeated calls', async () => {
     () => tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy: dyDw }, { ...dwAttrs, filterShape: dw.shape }),
     () => tf.unsortedSegmentSum(tensor([4, 3], 35), tf.tensor1d([0, 2, 2, 1], 'int32'), 3),
     () => tf.matMul(tensor([6, 4], 36), tensor([6, 5], 37), true, false),
+    () => tf.tile(tensor([1, 3], 38), [4, 2]),
+    () => tf.engine().runKernel('MaxPoolGrad', { dy: tensor([2, 5, 5, 3], 39), input: x, output: tensor([2, 5, 5, 3], 40) },
+      { filterSize: 2, strides: 2, pad: 'same' }),
   ];
   for (const [i, kernel] of kernels.entries()) assertNoLeak(() => tf.tidy(() => { kernel(); }), `kernel ${i}`);
   const model = withSharedWeights(convModel);
