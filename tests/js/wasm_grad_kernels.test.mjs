@@ -47,13 +47,16 @@ async function on(backend, f) {
   }
 }
 
-/** Same shapes, and every value within RTOL of the largest magnitude of the expected tensor. */
+/**
+ * Same shapes, and every value within RTOL of the largest magnitude of the expected tensor (of 0.01
+ * at least: a gradient that is zero in exact arithmetic, like a key bias's, is float32 noise).
+ */
 function assertClose(actual, expected, label) {
   assert.equal(actual.length, expected.length, label);
   actual.forEach((a, i) => {
     const e = expected[i];
     assert.deepEqual(a.shape, e.shape, `${label}: shape of output ${i}`);
-    const scale = Math.max(1e-6, ...e.data.map(Math.abs));
+    const scale = Math.max(1e-2, ...e.data.map(Math.abs));
     const worst = Math.max(0, ...a.data.map((v, j) => Math.abs(v - e.data[j])));
     assert.ok(worst <= RTOL * scale, `${label}: output ${i} differs by ${worst} (scale ${scale})`);
   });
@@ -266,6 +269,35 @@ function mobileNetBlock() {
   return tf.model({ inputs: input, outputs: L.dense({ units: 2, activation: 'softmax' }).apply(x) });
 }
 
+/** The wikitext task's GPT in miniature: token and position embeddings, one causal attention block. */
+function tinyGpt() {
+  const L = tf.layers;
+  const [T, D, V] = [6, 8, 13];
+  const tokens = tf.input({ shape: [T], dtype: 'int32' });
+  const positions = tf.input({ shape: [T], dtype: 'int32' });
+  const mask = tf.input({ shape: [T, T] });
+  let x = L.add().apply([L.embedding({ inputDim: V, outputDim: D }).apply(tokens),
+    L.embedding({ inputDim: T, outputDim: D }).apply(positions)]);
+  const h = L.layerNormalization({ epsilon: 1e-5 }).apply(x);
+  const [q, k, v] = [0, 1, 2].map(() => L.dense({ units: D }).apply(h));
+  let scores = L.rescaling({ scale: 1 / Math.sqrt(D) }).apply(L.dot({ axes: [2, 2] }).apply([q, k]));
+  scores = L.activation({ activation: 'softmax' }).apply(L.add().apply([scores, mask]));
+  x = L.add().apply([x, L.dense({ units: D }).apply(L.dot({ axes: [2, 1] }).apply([scores, v]))]);
+  x = L.add().apply([x, L.dense({ units: D }).apply(L.dense({ units: 2 * D, activation: 'gelu' }).apply(x))]);
+  const out = L.dense({ units: V, activation: 'softmax' }).apply(L.layerNormalization({ epsilon: 1e-5 }).apply(x));
+  return tf.model({ inputs: [tokens, positions, mask], outputs: out });
+}
+
+function gptBatch() {
+  const [B, T, V] = [2, 6, 13];
+  const ids = Array.from({ length: B * (T + 1) }, (_, i) => (i * 7 + 3) % V);
+  const window = (offset) => tf.tensor2d(Array.from({ length: B * T }, (_, i) => ids[Math.floor(i / T) * (T + 1) + (i % T) + offset]),
+    [B, T], 'int32');
+  const causal = tf.tensor2d(Array.from({ length: T * T }, (_, i) => ((i % T) > Math.floor(i / T) ? -1e9 : 0)), [T, T]);
+  return [[window(0), tf.tile(tf.range(0, T, 1, 'int32').expandDims(0), [B, 1]), tf.tile(causal.expandDims(0), [B, 1, 1])],
+    tf.oneHot(window(1), V)];
+}
+
 const INITIAL = new Map();
 
 /** The model built by `build`, with weights drawn once and reused on every backend. */
@@ -283,9 +315,10 @@ const MODELS = [
   ['embedding', embeddingModel, () => [tf.tensor2d([[1, 2, 3, 2, 10], [0, 0, 7, 1, 1], [5, 4, 3, 2, 1]], [3, 5], 'int32'),
     tf.oneHot(tf.tensor1d([1, 0, 1], 'int32'), 2)]],
   ['MobileNet v2 block', mobileNetBlock, () => [tensor([2, 12, 12, 3], 21), tf.oneHot(tf.tensor1d([1, 0], 'int32'), 2)]],
+  ['tiny GPT', tinyGpt, gptBatch],
 ];
 
-test('whole gradients of conv, embedding and MobileNet models match cpu', async () => {
+test('whole gradients of conv, embedding, MobileNet and GPT models match cpu', async () => {
   for (const [label, build, data] of MODELS) {
     await compare(`gradients of ${label}`, () => {
       const model = withSharedWeights(build);
