@@ -2,9 +2,12 @@
  * Gradient kernels that TF.js 4.22's wasm backend lacks, so that convolutional, depthwise and
  * embedding layers train on wasm instead of falling back to WebGL on a software rasteriser.
  *
- * Each kernel is composed from kernels the wasm backend already runs fast (forward Conv2D and
- * DepthwiseConv2dNative through XNNPACK, Transpose, Reverse, PadV2, Slice, Sum), called directly through the kernel registry: no engine, no tape. Every
- * intermediate is freed with `backend.disposeData` before the kernel returns.
+ * The convolution kernels are composed from kernels the wasm backend already runs fast (forward
+ * Conv2D and DepthwiseConv2dNative through XNNPACK, Transpose, Reverse, PadV2, Slice, Sum), called
+ * directly through the kernel registry: no engine, no tape; every intermediate is freed with
+ * `backend.disposeData` before the kernel returns. Where no composition is fast (a tiny output
+ * accumulated from a big input, a scatter), the kernel is one tight JS pass over typed-array views
+ * of the wasm heap, O(size of the data).
  *
  * - Conv2DBackpropFilter: a forward convolution with the roles swapped. With x transposed to
  *   [inC, H, W, N] (batch = inC, channels = N) and dy transposed to [outH, outW, N, outC] (the
