@@ -469,7 +469,9 @@ const MARK = 'discoWasmGradKernel';
  * fallback for what a replacement does not handle, and its setup still runs when the backend
  * starts).
  * Idempotent: a kernel already provided by this module, or a missing kernel that a later wasm
- * backend provides itself, is left alone. Works before or after the wasm backend is initialised.
+ * backend provides itself, is left alone. Call it once the wasm backend's script has run (its
+ * kernels must be registered for the replacements to find them), before or after the backend is
+ * initialised by `tf.setBackend('wasm')`.
  * @param {any} [tf] the TF.js namespace; `globalThis.tf` when omitted
  * @param {{replaceNative?: boolean}} [options]
  * @returns {string[]} the kernel names registered (or replaced) by this call
