@@ -94,6 +94,32 @@ export function backendReason(model, backend) {
 }
 
 /**
+ * How many threads the wasm backend should use: one per logical core when the page is
+ * cross-origin isolated (the threaded SIMD build needs SharedArrayBuffer), else 1.
+ * @param {{crossOriginIsolated?: boolean, navigator?: {hardwareConcurrency?: number}}} [scope] (default: globalThis)
+ * @returns {number}
+ */
+export function wasmThreadsWanted(scope = globalThis) {
+  if (!scope.crossOriginIsolated) return 1;
+  return Math.max(1, Number(scope.navigator?.hardwareConcurrency) || 1);
+}
+
+/**
+ * The wasm backend's threads, in words for the participant (call once the backend is initialised).
+ * @param {{crossOriginIsolated?: boolean}} [scope] (default: globalThis)
+ * @returns {{threads: number, text: string}}
+ */
+export function wasmThreadsInfo(scope = globalThis) {
+  const tf = tfjs();
+  let threads = 1;
+  try { threads = tf.wasm.getThreadsCount(); } catch { threads = 1; }
+  const text = scope.crossOriginIsolated
+    ? `${threads} thread${threads === 1 ? '' : 's'}`
+    : '1 thread: this page is not cross-origin isolated, so WebAssembly cannot use more';
+  return { threads, text };
+}
+
+/**
  * Switch TF.js to `name` (wasm, webgl or cpu) and wait until it is ready.
  * Tensors made on the previous backend move over when they are next used.
  * @param {string} name
@@ -101,16 +127,57 @@ export function backendReason(model, backend) {
  */
 export async function setBackend(name) {
   const tf = tfjs();
-  if (name === 'wasm' && tf.wasm && !setBackend.wasmPathSet) {
-    tf.wasm.setWasmPaths(WASM_PATH);
-    setBackend.wasmPathSet = true;
-  }
+  if (name === 'wasm') configureWasm();
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`The ${name} backend could not start in this browser; choose another one.`);
   await tf.ready();
   return tf.getBackend();
 }
-setBackend.wasmPathSet = false;
+
+/**
+ * Start the wasm backend (when its script is loaded) with `wasmThreadsWanted()` threads, and leave
+ * TF.js on it. Call it before TF.js runs anything else.
+ *
+ * TF.js 4.22 caps the threads at `navigator.hardwareConcurrency / 2` (its C++ assumes two logical
+ * cores per physical one, `emscripten_num_logical_cores() / 2`), read once as the module starts: a
+ * 2-core machine would get 1 thread whatever `setThreadsCount` says. So while the module starts, and
+ * only then, `navigator.hardwareConcurrency` reads twice the threads wanted; the real value is back
+ * (the own property removed) as soon as the backend is up.
+ * @param {any} [scope] (default: globalThis)
+ * @returns {Promise<number>} the wasm backend's threads (0 when it is not loaded or did not start)
+ */
+export async function startWasm(scope = globalThis) {
+  const tf = tfjs();
+  if (!tf.wasm || tf.findBackendFactory('wasm') == null) return 0;
+  configureWasm(scope);
+  const wanted = wasmThreadsWanted(scope);
+  const nav = scope.navigator;
+  const doubled = wanted > 1 && nav && !Object.prototype.hasOwnProperty.call(nav, 'hardwareConcurrency');
+  if (doubled) Object.defineProperty(nav, 'hardwareConcurrency', { value: wanted * 2, configurable: true });
+  try {
+    if (!await tf.setBackend('wasm')) return 0;
+    await tf.ready();
+  } finally {
+    if (doubled) delete nav.hardwareConcurrency;
+  }
+  return tf.wasm.getThreadsCount();
+}
+
+let wasmConfigured = false;
+
+/**
+ * Tell the wasm backend where its .wasm files are and how many threads to start. Call it before
+ * TF.js runs anything: the first operation initialises the best registered backend, possibly wasm,
+ * and its thread count is fixed then. Idempotent; a no-op when the wasm backend is not loaded.
+ * @param {any} [scope] (default: globalThis)
+ */
+export function configureWasm(scope = globalThis) {
+  const tf = tfjs();
+  if (wasmConfigured || !tf.wasm) return;
+  tf.wasm.setWasmPaths(WASM_PATH);
+  tf.wasm.setThreadsCount(wasmThreadsWanted(scope));
+  wasmConfigured = true;
+}
 
 /** An error the participant can act on: `message` says what went wrong, `advice` what to do. */
 export class TrainingError extends Error {

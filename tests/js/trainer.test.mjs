@@ -122,3 +122,11 @@ test('models compile as their Keras author did, from the training_config the con
     model.dispose();
   }
 });
+
+test('wasm threads: one per core when cross-origin isolated, else one', async () => {
+  const { wasmThreadsWanted } = await import('../../static/disco/trainer.js');
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: { hardwareConcurrency: 2 } }), 2);
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: { hardwareConcurrency: 12 } }), 12);
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: false, navigator: { hardwareConcurrency: 8 } }), 1);
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: {} }), 1);
+});

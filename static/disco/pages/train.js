@@ -14,7 +14,8 @@ import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
 import {
-  Trainer, backendReason, chooseBackend, compileFromTrainingConfig, ensureCompiled, explainError, setBackend,
+  Trainer, backendReason, chooseBackend, compileFromTrainingConfig, ensureCompiled, explainError, setBackend, wasmThreadsInfo,
+  startWasm,
 } from '../trainer.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
@@ -100,6 +101,8 @@ async function loadTaskModel() {
     return;
   }
   try {
+    // First of all: the wasm backend's thread count is fixed when it starts.
+    try { await startWasm(); } catch (error) { log(`The WebAssembly backend could not start: ${error.message || error}`); }
     // One request: the artifacts hold modelTopology.training_config, which TF.js does not apply.
     const artifacts = await tf.io.http(modelUrl).load();
     trainingConfig = artifacts.modelTopology?.training_config ?? null;
@@ -125,7 +128,9 @@ async function useBackend(name, automatic) {
   const active = await setBackend(name);
   page.backend = active;
   const reason = automatic ? backendReason(model, active) : `${active}: chosen by you.`;
-  setStatus('backend-info', `Backend: ${active} — ${reason}`);
+  const threads = active === 'wasm' ? wasmThreadsInfo() : null;
+  page.threads = threads ? threads.threads : null;
+  setStatus('backend-info', `Backend: ${active} — ${reason}${threads ? ` (${threads.text}.)` : ''}`);
   /** @type {HTMLSelectElement} */ ($('backend-select')).value = automatic ? 'auto' : active;
   log(`Backend ${active}${automatic ? ' (automatic)' : ''}.`);
 }
