@@ -6,9 +6,10 @@ import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 
 import {
-  Trainer, TrainingError, chooseBackend, compileFromTrainingConfig, explainError, splitIndices, seededRandom,
+  Trainer, TrainingError, compileFromTrainingConfig, explainError, splitIndices, seededRandom,
   targetEncoding,
 } from '../../static/disco/trainer.js';
+import { chooseBackend } from '../../static/disco/backends.js';
 
 const require = createRequire(import.meta.url);
 globalThis.tf = require('@tensorflow/tfjs');
@@ -124,7 +125,7 @@ test('models compile as their Keras author did, from the training_config the con
 });
 
 test('wasm threads: one per core when cross-origin isolated, else one', async () => {
-  const { wasmThreadsWanted } = await import('../../static/disco/trainer.js');
+  const { wasmThreadsWanted } = await import('../../static/disco/backends.js');
   assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: { hardwareConcurrency: 2 } }), 2);
   assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: { hardwareConcurrency: 12 } }), 12);
   assert.equal(wasmThreadsWanted({ crossOriginIsolated: false, navigator: { hardwareConcurrency: 8 } }), 1);

@@ -13,10 +13,8 @@ import { textModelInputs } from '../data.js';
 import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
-import {
-  Trainer, backendReason, chooseBackend, compileFromTrainingConfig, ensureCompiled, explainError, setBackend, wasmThreadsInfo,
-  startWasm,
-} from '../trainer.js';
+import { Trainer, compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
+import { backendReason, chooseBackend, setBackend, startWasm, wasmThreadsInfo } from '../backends.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
 } from '../trainer_ui.js';
