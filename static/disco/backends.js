@@ -149,6 +149,7 @@ export async function startWasm(scope = globalThis) {
   const nav = scope.navigator;
   const doubled = wanted > 1 && nav && !Object.prototype.hasOwnProperty.call(nav, 'hardwareConcurrency');
   if (doubled) Object.defineProperty(nav, 'hardwareConcurrency', { value: wanted * 2, configurable: true });
+  for (const register of wasmStartHooks.splice(0)) register(tf);
   try {
     if (!await tf.setBackend('wasm')) return 0;
     await tf.ready();
@@ -172,4 +173,195 @@ export function configureWasm(scope = globalThis) {
   tf.wasm.setWasmPaths(WASM_PATH);
   tf.wasm.setThreadsCount(wasmThreadsWanted(scope));
   wasmConfigured = true;
+}
+
+// ------------------------------------------------------------------------------------------
+// Optional kernels: modules that add kernels to the wasm backend (e.g. gradients it lacks) register
+// here with one call, `onWasmStart(registerWasmGradientKernels)`, and run before it is first used.
+
+/** @type {Array<(tf: any) => void>} */
+const wasmStartHooks = [];
+
+/**
+ * Run `register(tf)` before the wasm backend is first used (at once if it already started), so
+ * kernels it registers for 'wasm' count in `wasmMissingKernels` and in the probe.
+ * @param {(tf: any) => void} register e.g. wasm_grad_kernels.js's registerWasmGradientKernels
+ */
+export function onWasmStart(register) {
+  if (globalThis.tf) register(globalThis.tf);
+  else wasmStartHooks.push(register);
+}
+
+// ------------------------------------------------------------------------------------------
+// Choosing by measurement: time one training batch of the task's model on each usable backend.
+
+/**
+ * @typedef {object} ProbeFigure
+ * @property {string} backend
+ * @property {number|null} ms milliseconds of one training batch after a warm-up, null when not measured
+ * @property {number|null} warmupMs the first batch (kernels compiled, memory allocated)
+ * @property {'ok'|'timeout'|'skipped'|'unable'|'error'} status why `ms` is what it is
+ * @property {string} [reason] words for a status other than ok
+ */
+
+/**
+ * The backend with the smallest measured time, or `fallback` when none was measured.
+ * Ties go to the earlier figure.
+ * @param {ProbeFigure[]} figures
+ * @param {string} fallback the static rule's choice (chooseBackend)
+ * @returns {{backend: string, measured: boolean}}
+ */
+export function fastestBackend(figures, fallback) {
+  let best = null;
+  for (const figure of figures) {
+    if (figure.status === 'ok' && Number.isFinite(figure.ms) && (best == null || figure.ms < best.ms)) best = figure;
+  }
+  return best ? { backend: best.backend, measured: true } : { backend: fallback, measured: false };
+}
+
+/** Raised by `withTimeout` when time runs out. */
+export class TimeoutError extends Error {
+  /** @param {string} what @param {number} ms */
+  constructor(what, ms) {
+    super(`${what} took longer than ${Math.round(ms)} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/**
+ * `promise`, or a TimeoutError after `ms` milliseconds. The work behind `promise` is not stopped (TF.js
+ * cannot cancel a batch): await `settled` before starting anything that must not overlap it.
+ * @template T
+ * @param {Promise<T>} promise
+ * @param {number} ms
+ * @param {string} what named in the error
+ * @param {{setTimeout: Function, clearTimeout: Function}} [timers] (default: globalThis; tests pass fakes)
+ * @returns {{result: Promise<T>, settled: Promise<void>}}
+ */
+export function withTimeout(promise, ms, what, timers = globalThis) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = timers.setTimeout(() => reject(new TimeoutError(what, ms)), Math.max(0, ms));
+  });
+  const result = Promise.race([promise, expired]).finally(() => timers.clearTimeout(timer));
+  const settled = promise.then(() => undefined, () => undefined);
+  return { result, settled };
+}
+
+/** Milliseconds the whole probe may take (all backends, warm-ups included) before it stops measuring. */
+export const PROBE_BUDGET_MS = 1000;
+
+/**
+ * Random inputs and targets of one batch for `model`: int inputs (tokens, masks) are zeros, float
+ * inputs uniform in [0, 1); targets fit the loss (class 0 for sparse losses).
+ * @param {any} model a compiled tf.LayersModel
+ * @param {number} batchSize
+ * @returns {{xs: any, ys: any, dispose: () => void}}
+ */
+export function randomBatch(model, batchSize) {
+  const tf = tfjs();
+  const made = [];
+  const xs = model.inputs.map((input) => {
+    const shape = [batchSize, ...input.shape.slice(1).map((d) => d ?? 1)];
+    const t = input.dtype === 'int32' ? tf.zeros(shape, 'int32') : tf.randomUniform(shape);
+    made.push(t);
+    return t;
+  });
+  const out = model.outputs[0].shape.slice(1).map((d) => d ?? 1);
+  const loss = String(Array.isArray(model.loss) ? model.loss[0] : model.loss || '');
+  const units = out[out.length - 1];
+  const ys = /sparse/i.test(loss) || units === 1 ? tf.zeros([batchSize, ...out.slice(0, -1), 1])
+    : tf.tidy(() => tf.oneHot(tf.zeros([batchSize * out.slice(0, -1).reduce((a, b) => a * b, 1)], 'int32'),
+      units).reshape([batchSize, ...out]).toFloat());
+  made.push(ys);
+  return { xs: xs.length === 1 ? xs[0] : xs, ys, dispose: () => made.forEach((t) => t.dispose()) };
+}
+
+/**
+ * Time one training batch of a fresh copy of the task's model on each backend (after one warm-up
+ * batch) and pick the fastest. Backends are tried in the static rule's order, so the likely winner is
+ * measured first; once `budgetMs` is spent the rest are skipped (a batch in flight is waited for, as
+ * TF.js cannot cancel it, so nothing overlaps). wasm is skipped when it lacks a kernel the model's
+ * training needs. Whatever fails, the choice falls back to `chooseBackend`.
+ * @param {() => Promise<any>} makeModel a fresh, compiled copy of the model (the probe trains it)
+ * @param {number} batchSize the task's
+ * @param {{backends?: string[], budgetMs?: number, now?: () => number}} [options]
+ * @returns {Promise<{backend: string, measured: boolean, figures: ProbeFigure[], ms: number}>}
+ */
+export async function probeBackends(makeModel, batchSize, options = {}) {
+  const tf = tfjs();
+  const now = options.now ?? (() => performance.now());
+  const started = now();
+  const budget = options.budgetMs ?? PROBE_BUDGET_MS;
+  const reference = await makeModel();
+  const fallback = chooseBackend(reference, options.backends ?? availableBackends());
+  const missing = wasmMissingKernels(reference);
+  reference.dispose();
+  const available = options.backends ?? availableBackends();
+  const order = [fallback, ...['webgl', 'wasm', 'cpu'].filter((b) => b !== fallback)].filter((b) => available.includes(b));
+  const previous = tf.getBackend();
+  /** @type {ProbeFigure[]} */
+  const figures = [];
+  for (const backend of order) {
+    const left = budget - (now() - started);
+    if (backend === 'wasm' && missing.length) {
+      figures.push({ backend, ms: null, warmupMs: null, status: 'unable', reason: `cannot train this model (lacks ${missing.join(', ')})` });
+      continue;
+    }
+    if (left <= 0) {
+      figures.push({ backend, ms: null, warmupMs: null, status: 'skipped', reason: 'not measured: the probe\'s time was up' });
+      continue;
+    }
+    figures.push(await timeOneBatch(backend, makeModel, batchSize, left, now));
+  }
+  try { await setBackend(previous); } catch { /* the caller sets the chosen backend anyway */ }
+  return { ...fastestBackend(figures, fallback), figures, ms: now() - started };
+}
+
+/**
+ * One backend's figure: warm-up batch, then one timed batch, within `limitMs` in all.
+ * @param {string} backend
+ * @param {() => Promise<any>} makeModel
+ * @param {number} batchSize
+ * @param {number} limitMs
+ * @param {() => number} now
+ * @returns {Promise<ProbeFigure>}
+ */
+async function timeOneBatch(backend, makeModel, batchSize, limitMs, now) {
+  const t0 = now();
+  let model = null; let batch = null;
+  const run = (async () => {
+    await setBackend(backend);
+    model = await makeModel();
+    batch = randomBatch(model, batchSize);
+    const w0 = now();
+    await model.trainOnBatch(batch.xs, batch.ys);
+    const warmupMs = now() - w0;
+    const b0 = now();
+    await model.trainOnBatch(batch.xs, batch.ys);
+    return { warmupMs, ms: now() - b0 };
+  })();
+  const { result, settled } = withTimeout(run, limitMs, `${backend}: one training batch`);
+  try {
+    const { warmupMs, ms } = await result;
+    return { backend, ms, warmupMs, status: 'ok' };
+  } catch (error) {
+    await settled;
+    const timeout = error instanceof TimeoutError;
+    return { backend, ms: null, warmupMs: null, status: timeout ? 'timeout' : 'error',
+      reason: timeout ? `over ${Math.round(now() - t0)} ms, more than the probe's time`
+        : `failed (${error.message || error})` };
+  } finally {
+    if (batch) batch.dispose();
+    if (model) model.dispose();
+  }
+}
+
+/**
+ * The probe's figures in words, e.g. "webgl 12 ms, cpu 40 ms, wasm cannot train this model (…)".
+ * @param {ProbeFigure[]} figures
+ * @returns {string}
+ */
+export function describeFigures(figures) {
+  return figures.map((f) => (f.status === 'ok' ? `${f.backend} ${f.ms.toFixed(1)} ms` : `${f.backend} ${f.reason}`)).join(', ');
 }

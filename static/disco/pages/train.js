@@ -14,7 +14,9 @@ import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
 import { Trainer, compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
-import { backendReason, chooseBackend, setBackend, startWasm, wasmThreadsInfo } from '../backends.js';
+import {
+  backendReason, chooseBackend, describeFigures, probeBackends, setBackend, startWasm, wasmThreadsInfo,
+} from '../backends.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
 } from '../trainer_ui.js';
@@ -31,7 +33,7 @@ const modelUrl = app.dataset.modelUrl;
 const tf = globalThis.tf;
 
 const page = {
-  state: 'loading', backend: null, history: [], memory: [], data: null, error: null, evaluation: null,
+  state: 'loading', backend: null, probe: null, threads: null, history: [], memory: [], data: null, error: null, evaluation: null,
   predictions: null, savedKey: null, library: [],
 };
 globalThis.discoTrain = page;
@@ -106,8 +108,20 @@ async function loadTaskModel() {
     trainingConfig = artifacts.modelTopology?.training_config ?? null;
     model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     compileModel(model);
-    const backend = chooseBackend(model);
-    await useBackend(backend, true);
+    setStatus('backend-info', 'Measuring which backend trains this model fastest…');
+    const fresh = async () => {
+      const copy = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+      compileModel(copy);
+      return copy;
+    };
+    try {
+      page.probe = await probeBackends(fresh, task.trainingInformation.batchSize || 32);
+      log(`Backend probe (${Math.round(page.probe.ms)} ms): ${describeFigures(page.probe.figures)}.`);
+    } catch (error) {
+      page.probe = { backend: chooseBackend(model), measured: false, figures: [], error: String(error.message || error) };
+      log(`The backend probe failed (${page.probe.error}); choosing by rule.`);
+    }
+    await useBackend(autoBackend(), true);
     page.state = 'ready';
     log(`Model loaded: ${model.countParams().toLocaleString()} parameters.`);
   } catch (error) {
@@ -122,10 +136,25 @@ function compileModel(m) {
   if (!(trainingConfig && compileFromTrainingConfig(m, trainingConfig))) ensureCompiled(m, task);
 }
 
+/** The automatic choice: the probe's fastest backend, or the static rule's. */
+function autoBackend() {
+  return page.probe ? page.probe.backend : chooseBackend(model);
+}
+
+/** Why the automatic choice is what it is, with the probe's figures. */
+function autoReason(active) {
+  const probe = page.probe;
+  if (probe && probe.measured && probe.backend === active) {
+    return `the fastest measured here (one training batch: ${describeFigures(probe.figures)}).`;
+  }
+  const figures = probe && probe.figures.length ? ` Measured: ${describeFigures(probe.figures)}.` : '';
+  return `${backendReason(model, active)}${figures}`;
+}
+
 async function useBackend(name, automatic) {
   const active = await setBackend(name);
   page.backend = active;
-  const reason = automatic ? backendReason(model, active) : `${active}: chosen by you.`;
+  const reason = automatic ? autoReason(active) : `${active}: chosen by you.`;
   const threads = active === 'wasm' ? wasmThreadsInfo() : null;
   page.threads = threads ? threads.threads : null;
   setStatus('backend-info', `Backend: ${active} — ${reason}${threads ? ` (${threads.text}.)` : ''}`);
@@ -137,10 +166,10 @@ $('backend-select').addEventListener('change', async (event) => {
   const value = /** @type {HTMLSelectElement} */ (event.target).value;
   try {
     showError(null);
-    await useBackend(value === 'auto' ? chooseBackend(model) : value, value === 'auto');
+    await useBackend(value === 'auto' ? autoBackend() : value, value === 'auto');
   } catch (error) {
     showError(explainError(error, value));
-    await useBackend(chooseBackend(model), true);
+    await useBackend(autoBackend(), true);
   }
 });
 
