@@ -231,7 +231,8 @@ export function batchTensors(model, data, indices, encoding, textInputs) {
  * @typedef {object} TrainerCallbacks
  * @property {(epoch: number, logs: EpochLogs) => (void|Promise<void>)} [onEpochEnd]
  * @property {(info: {epoch: number, batch: number, batches: number, loss: number, acc: number|null,
- *   samplesPerSecond: number}) => (void|Promise<void>)} [onBatchEnd]
+ *   samplesPerSecond: number, started: number, ended: number}) => (void|Promise<void>)} [onBatchEnd] `started`,
+ *   `ended`: performance.now() of the batch
  * @property {(round: number, model: any) => (void|Promise<void>)} [onRoundEnd] awaited: collaborative
  *   schemes exchange weights here
  * @property {(message: string) => void} [onLog]
@@ -242,7 +243,10 @@ export class Trainer {
   /**
    * @param {any} model a tf.LayersModel (compiled here if its model.json had no training config)
    * @param {any} task the task JSON (DISCO shape)
-   * @param {TrainerCallbacks & {seed?: number, textInputs?: (tokens: any) => any[], yieldEvery?: number}} [options]
+   * @param {TrainerCallbacks & {seed?: number, textInputs?: (tokens: any) => any[], yieldMs?: number,
+   *   nextTick?: () => Promise<void>, shouldStop?: () => boolean}} [options] `yieldMs`: how often the loop
+   *   gives the event loop a turn (default 50 ms; 0: after every batch), with `nextTick` (default a
+   *   setTimeout); `shouldStop`: read after every batch besides stop() (a worker's shared stop flag)
    */
   constructor(model, task, options = {}) {
     this.model = model;
@@ -300,6 +304,8 @@ export class Trainer {
       `${roundDuration}, batches of ${batchSize}, backend ${backend}.`);
     let stopped = false;
     let lastYield = performance.now();
+    const yieldMs = this.callbacks.yieldMs ?? YIELD_MS;
+    const tick = this.callbacks.nextTick ?? nextTick;
     try {
       for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
         const round = Math.ceil(epoch / roundDuration);
@@ -331,10 +337,11 @@ export class Trainer {
           seen += indices.length;
           if (this.callbacks.onBatchEnd) {
             await this.callbacks.onBatchEnd({ epoch, batch: b + 1, batches, loss,
-              acc: accIndex >= 0 ? values[accIndex] : null, samplesPerSecond: seen / (trainMillis / 1000) });
+              acc: accIndex >= 0 ? values[accIndex] : null, samplesPerSecond: seen / (trainMillis / 1000),
+              started: t0, ended: performance.now() });
           }
-          if (this.stopRequested) { stopped = true; break; }
-          if (performance.now() - lastYield > YIELD_MS) { await nextTick(); lastYield = performance.now(); }
+          if (this.stopRequested || (this.callbacks.shouldStop && this.callbacks.shouldStop())) { stopped = true; break; }
+          if (performance.now() - lastYield >= yieldMs) { await tick(); lastYield = performance.now(); }
         }
         if (stopped) {
           this.log(`Stopped by the participant during epoch ${epoch}; the model keeps what it learned so far.`);

@@ -32,7 +32,10 @@ def test_train_page_is_isolated_and_wasm_uses_every_core(live_platform, page):
 
     assert page.evaluate("crossOriginIsolated") is True
     assert page.evaluate("window.discoTrain.backend") == "wasm"
-    threads = page.evaluate("tf.wasm.getThreadsCount()")
+    assert page.evaluate("window.discoTrain.engine") == "worker"
+    (trainer,) = [w for w in page.workers if w.url.endswith("/static/disco/train_worker.js")]
+    assert trainer.evaluate("crossOriginIsolated") is True
+    threads = trainer.evaluate("tf.wasm.getThreadsCount()")
     cores = page.evaluate("navigator.hardwareConcurrency")
     assert cores == os.cpu_count()
     if cores >= 2:

@@ -1,22 +1,24 @@
 /**
  * The training page (/tasks/<id>/train/): connect data -> train -> evaluate -> keep the model.
- * Wires data.js (loaders), trainer.js (training), evaluate.js and model_library.js to the DOM.
+ * Wires data.js (loaders), training_engine.js (training, in a worker: this thread only draws),
+ * evaluate.js and model_library.js to the DOM. Backend choice is backends.js's, the worker's
+ * messages train_worker_protocol.js's.
  *
- * For tests and the curious, `window.discoTrain` exposes the page's state: {state, backend,
+ * For tests and the curious, `window.discoTrain` exposes the page's state: {state, engine ('worker' or
+ * 'page'), backend, probe (the backend probe's figures), threads (wasm's), batches (each batch's
+ * {epoch, batch, started, ended} times), stopAt (when Stop was pressed),
  * history (epoch logs), memory (tf.memory().numTensors after each epoch), data (a summary),
  * error, evaluation, savedKey} and `window.discoCharts.series` the plotted numbers; in
  * collaborative training `window.discoFederated` holds {events, rounds, participantId}.
  * @module pages/train
  */
 
-import { textModelInputs } from '../data.js';
 import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
-import { Trainer, compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
-import {
-  backendReason, chooseBackend, describeFigures, probeBackends, setBackend, startWasm, wasmThreadsInfo,
-} from '../backends.js';
+import { compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
+import { backendReason, describeFigures } from '../backends.js';
+import { PageEngine, WorkerEngine } from '../training_engine.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
 } from '../trainer_ui.js';
@@ -33,7 +35,7 @@ const modelUrl = app.dataset.modelUrl;
 const tf = globalThis.tf;
 
 const page = {
-  state: 'loading', backend: null, probe: null, threads: null, history: [], memory: [], data: null, error: null, evaluation: null,
+  state: 'loading', engine: null, backend: null, probe: null, threads: null, batches: [], stopAt: null, history: [], memory: [], data: null, error: null, evaluation: null,
   predictions: null, savedKey: null, library: [],
 };
 globalThis.discoTrain = page;
@@ -43,7 +45,8 @@ page.weights = () => (model ? model.weights.map((w) => ({ name: w.originalName ?
 /** @type {any} */ let model = null;
 /** @type {any} */ let trainingConfig = null;
 /** @type {any} */ let trainData = null;
-/** @type {Trainer|null} */ let trainer = null;
+/** @type {WorkerEngine|PageEngine|null} */ let engine = null;
+let training = false;
 let trained = false;
 const charts = new TrainingCharts(/** @type {any} */ ($('loss-chart')), /** @type {any} */ ($('acc-chart')));
 
@@ -101,27 +104,35 @@ async function loadTaskModel() {
     return;
   }
   try {
-    // First of all: the wasm backend's thread count is fixed when it starts.
-    try { await startWasm(); } catch (error) { log(`The WebAssembly backend could not start: ${error.message || error}`); }
+    const inPage = new URLSearchParams(globalThis.location.search).get('worker') === 'off' || typeof Worker !== 'function';
+    // This thread's copy of the model is only read and written (sessions, evaluation, library): the
+    // cpu backend, so no WebGL context or wasm threads start here when a worker trains.
+    if (!inPage) await tf.setBackend('cpu');
     // One request: the artifacts hold modelTopology.training_config, which TF.js does not apply.
     const artifacts = await tf.io.http(modelUrl).load();
     trainingConfig = artifacts.modelTopology?.training_config ?? null;
     model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     compileModel(model);
     setStatus('backend-info', 'Measuring which backend trains this model fastest…');
-    const fresh = async () => {
-      const copy = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
-      compileModel(copy);
-      return copy;
-    };
-    try {
-      page.probe = await probeBackends(fresh, task.trainingInformation.batchSize || 32);
-      log(`Backend probe (${Math.round(page.probe.ms)} ms): ${describeFigures(page.probe.figures)}.`);
-    } catch (error) {
-      page.probe = { backend: chooseBackend(model), measured: false, figures: [], error: String(error.message || error) };
-      log(`The backend probe failed (${page.probe.error}); choosing by rule.`);
+    let facts = null;
+    if (!inPage) {
+      try {
+        engine = new WorkerEngine(model, task);
+        facts = await engine.load(artifacts, trainingConfig);
+      } catch (error) {
+        log(`The training worker could not start (${error.message || error}); training in this page instead.`);
+        if (engine) engine.client.terminate();
+        engine = null;
+      }
     }
-    await useBackend(autoBackend(), true);
+    if (!engine) {
+      engine = new PageEngine(model, task);
+      facts = await engine.load(artifacts, compileModel);
+    }
+    page.engine = engine.kind;
+    page.probe = facts.probe;
+    log(`Backend probe (${Math.round(page.probe.ms ?? 0)} ms): ${page.probe.error ? `failed (${page.probe.error})` : facts.probeText}.`);
+    showBackend(facts, true);
     page.state = 'ready';
     log(`Model loaded: ${model.countParams().toLocaleString()} parameters.`);
   } catch (error) {
@@ -136,11 +147,6 @@ function compileModel(m) {
   if (!(trainingConfig && compileFromTrainingConfig(m, trainingConfig))) ensureCompiled(m, task);
 }
 
-/** The automatic choice: the probe's fastest backend, or the static rule's. */
-function autoBackend() {
-  return page.probe ? page.probe.backend : chooseBackend(model);
-}
-
 /** Why the automatic choice is what it is, with the probe's figures. */
 function autoReason(active) {
   const probe = page.probe;
@@ -151,25 +157,30 @@ function autoReason(active) {
   return `${backendReason(model, active)}${figures}`;
 }
 
-async function useBackend(name, automatic) {
-  const active = await setBackend(name);
+/** Show the backend in use (facts from the engine: backend, threads, threadsText). */
+function showBackend(facts, automatic) {
+  const active = facts.backend;
   page.backend = active;
+  page.threads = facts.threads;
   const reason = automatic ? autoReason(active) : `${active}: chosen by you.`;
-  const threads = active === 'wasm' ? wasmThreadsInfo() : null;
-  page.threads = threads ? threads.threads : null;
-  setStatus('backend-info', `Backend: ${active} — ${reason}${threads ? ` (${threads.text}.)` : ''}`);
+  const where = engine && engine.kind === 'page' ? ' Training runs in this page (no worker).' : '';
+  setStatus('backend-info', `Backend: ${active} — ${reason}${facts.threadsText ? ` (${facts.threadsText}.)` : ''}${where}`);
   /** @type {HTMLSelectElement} */ ($('backend-select')).value = automatic ? 'auto' : active;
-  log(`Backend ${active}${automatic ? ' (automatic)' : ''}.`);
+  log(`Backend ${active}${automatic ? ' (automatic)' : ''}${facts.threads ? `, ${facts.threads} thread(s)` : ''}.`);
+}
+
+async function useBackend(name, automatic) {
+  showBackend(await engine.setBackend(automatic ? 'auto' : name), automatic);
 }
 
 $('backend-select').addEventListener('change', async (event) => {
   const value = /** @type {HTMLSelectElement} */ (event.target).value;
   try {
     showError(null);
-    await useBackend(value === 'auto' ? autoBackend() : value, value === 'auto');
+    await useBackend(value, value === 'auto');
   } catch (error) {
     showError(explainError(error, value));
-    await useBackend(autoBackend(), true);
+    await useBackend('auto', true);
   }
 });
 
@@ -439,11 +450,13 @@ $('start-btn').addEventListener('click', async () => {
       return;
     }
   }
-  trainer = new Trainer(model, task, {
-    textInputs: textModelInputs,
+  page.batches = []; page.stopAt = null;
+  training = true;
+  const callbacks = {
     onRoundEnd: federation ? federation.onRoundEnd : undefined,
     onLog: log,
-    onBatchEnd: ({ epoch, batch, batches, samplesPerSecond }) => {
+    onBatchEnd: ({ epoch, batch, batches, samplesPerSecond, started, ended }) => {
+      page.batches.push({ epoch, batch, started, ended });
       $('fact-epoch').textContent = `${epoch} / ${epochs}`;
       $('fact-round').textContent = `${Math.ceil(epoch / Math.max(1, info.roundDuration || 1))} / ${rounds}`;
       $('fact-batch').textContent = `${batch} / ${batches}`;
@@ -455,9 +468,9 @@ $('start-btn').addEventListener('click', async () => {
       page.memory.push(logs.numTensors);
       charts.addEpoch(logs);
     },
-  });
+  };
   try {
-    const result = await trainer.train(trainData);
+    const result = await engine.train(trainData, callbacks);
     trained = true;
     page.state = result.stopped ? 'stopped' : 'done';
     const last = result.history[result.history.length - 1];
@@ -473,13 +486,14 @@ $('start-btn').addEventListener('click', async () => {
     log(`Error: ${explained.message}`);
   }
   if (federation) federation.session.close();
-  trainer = null;
+  training = false;
   updateButtons();
 });
 
 $('stop-btn').addEventListener('click', () => {
-  if (trainer) {
-    trainer.stop();
+  if (training && engine) {
+    page.stopAt = performance.timeOrigin + performance.now();
+    engine.stop();
     setStatus('train-status', 'Stopping after the current batch…', 'busy');
   }
 });
