@@ -139,6 +139,8 @@ export class TrainWorkerClient {
     this.stopFlag = typeof SharedArrayBuffer === 'function' && globalThis.crossOriginIsolated
       ? new Int32Array(new SharedArrayBuffer(4)) : null;
     worker.addEventListener('message', (message) => this.receive(message.data));
+    /** @type {Error|null} set when the worker failed: later requests are refused at once */
+    this.broken = null;
     worker.addEventListener('error', (event) => this.failAll(new Error(event.message || 'The training worker failed.')));
   }
 
@@ -155,8 +157,9 @@ export class TrainWorkerClient {
     else waiting.reject(new WorkerError(message.error));
   }
 
-  /** @param {Error} error */
+  /** Refuse every pending and later request with `error` (the worker failed or was ended). @param {Error} error */
   failAll(error) {
+    this.broken = error;
     for (const waiting of this.pending.values()) waiting.reject(error);
     this.pending.clear();
   }
@@ -170,6 +173,7 @@ export class TrainWorkerClient {
    */
   request(type, payload = {}, transfer = []) {
     if (!REQUESTS.includes(type)) throw new Error(`Unknown request ${type}.`);
+    if (this.broken) return Promise.reject(this.broken);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });

@@ -92,7 +92,8 @@ export class WorkerEngine {
         collaborative: Boolean(callbacks.onRoundEnd) }, transfer);
     } finally {
       this.callbacks = {};
-      applyWeightEntries(this.mirror, await this.client.request('getWeights'));
+      // The model keeps what it learned, stopped or failed; a worker that died has nothing to give.
+      if (!this.client.broken) applyWeightEntries(this.mirror, await this.client.request('getWeights'));
     }
   }
 

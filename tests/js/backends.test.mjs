@@ -88,3 +88,12 @@ test('the probe times each backend it may use and skips the rest once its time i
   assert.equal(late.figures[0].status, 'skipped');
   assert.deepEqual([late.backend, late.measured], ['cpu', false]);
 });
+
+test('without cross-origin isolation the page is told wasm runs on one thread, and why', async () => {
+  const { wasmThreadsInfo, wasmThreadsWanted } = await import('../../static/disco/backends.js');
+  const scope = { crossOriginIsolated: false, navigator: { hardwareConcurrency: 8 } };
+  assert.equal(wasmThreadsWanted(scope), 1);
+  const info = wasmThreadsInfo(scope);
+  assert.equal(info.threads, 1);
+  assert.match(info.text, /^1 thread: this page is not cross-origin isolated/);
+});

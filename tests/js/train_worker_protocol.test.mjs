@@ -84,3 +84,13 @@ test('stop raises the shared flag when the page is cross-origin isolated', async
     delete globalThis.crossOriginIsolated;
   }
 });
+
+test('a failed worker refuses pending and later requests at once', async () => {
+  const worker = new FakeWorker();
+  const client = new TrainWorkerClient(/** @type {any} */ (worker));
+  const pending = client.request('train', {});
+  worker.dispatchEvent(Object.assign(new Event('error'), { message: 'out of memory' }));
+  await assert.rejects(pending, /out of memory/);
+  await assert.rejects(client.request('getWeights'), /out of memory/);
+  assert.equal(worker.posted.length, 1);
+});
