@@ -12,12 +12,15 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from disco_site.security_headers import cross_origin_isolated
+
 from .models import Task
 from .participation import request_refusal
 from .serializers import TaskSerializer
 
 
 @require_safe
+@cross_origin_isolated
 def task_train(request: HttpRequest, task_id: str) -> HttpResponse:
     """The training page of ``task_id`` (404 for unknown or hidden tasks)."""
     task = Task.objects.visible_to(request.user).select_related("current_version").filter(pk=task_id).first()

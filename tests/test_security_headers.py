@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from disco_site.security_headers import POLICY
+from disco_site.security_headers import POLICY, TRAINING_POLICY
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PAGES = ["/tasks/", "/tasks/served/", "/tasks/served/train/", "/admin/tasks/task/served/change/", "/admin/",
+PAGES = ["/tasks/", "/tasks/served/", "/admin/tasks/task/served/change/", "/admin/",
          "/api/tasks/", "/api/tasks/served/", "/tasks/served/model.json", "/tasks/does-not-exist/",
          "/static/disco/task_list.js"]
 
@@ -49,7 +49,7 @@ def test_every_response_carries_the_security_headers(admin_client, served, url):
 
 @pytest.mark.django_db
 def test_anonymous_pages_and_errors_carry_them_too(client, served):
-    for url in ("/", "/tasks/", "/tasks/served/", "/tasks/served/train/", "/accounts/login/", "/admin/login/",
+    for url in ("/", "/tasks/", "/tasks/served/", "/accounts/login/", "/admin/login/",
                 "/api/tasks/served/", "/api/tasks/nope/"):
         response = client.get(url)
         assert response["Content-Security-Policy"] == POLICY and response["X-Content-Type-Options"] == "nosniff"
@@ -79,3 +79,34 @@ def test_templates_have_no_inline_scripts_or_handlers():
         assert not re.search(r"<script>\s*\S", text), path
         assert not re.search(r"\son[a-z]+\s*=", text), path
         assert "javascript:" not in text and 'style="' not in text, path
+
+
+@pytest.mark.django_db
+def test_the_training_page_is_cross_origin_isolated_with_blob_scripts(client, served):
+    response = client.get("/tasks/served/train/")
+
+    assert response.status_code == 200
+    assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert response["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert response["Content-Security-Policy"] == TRAINING_POLICY
+    policy = directives(TRAINING_POLICY)
+    # The only difference: the wasm backend's pthread workers importScripts() a blob: URL.
+    assert policy.pop("script-src") == ["'self'", "'wasm-unsafe-eval'", "blob:"]
+    assert policy == {k: v for k, v in directives(POLICY).items() if k != "script-src"}
+    assert response["X-Content-Type-Options"] == "nosniff" and response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.django_db
+def test_other_pages_are_not_embedder_isolated(client, served):
+    for url in ("/", "/tasks/", "/tasks/served/", "/tasks/nope/train/"):
+        assert "Cross-Origin-Embedder-Policy" not in client.get(url), url
+
+
+@pytest.mark.django_db
+def test_static_files_are_same_origin_resources_and_workers_get_the_training_policy(client):
+    script = client.get("/static/disco/task_list.js")
+    assert script["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert script["Cross-Origin-Embedder-Policy"] == "require-corp"  # inert on a script, needed on a worker's
+    assert script["Content-Security-Policy"] == POLICY
+    wasm = client.get("/static/vendor/tfjs-backend-wasm/tfjs-backend-wasm-threaded-simd.wasm")
+    assert wasm.status_code == 200 and wasm["Cross-Origin-Resource-Policy"] == "same-origin"

@@ -8,6 +8,7 @@
  * shuffling, the validation split, rounds of `roundDuration` epochs (the collaborative schemes
  * plug into `onRoundEnd`), a stop that takes effect at the next batch, NaN detection and the
  * disposal of every tensor it creates (the number of live tensors stays flat across epochs).
+ * Which backend runs it is backends.js's business.
  * @module trainer
  */
 
@@ -17,100 +18,6 @@ function tfjs() {
   if (!tf) throw new Error('TensorFlow.js is not loaded: include vendor/tfjs/tf.min.js before the Disco modules.');
   return tf;
 }
-
-/** Where the wasm backend's .wasm files are served. */
-export const WASM_PATH = '/static/vendor/tfjs-backend-wasm/';
-
-/**
- * Layers whose training needs a kernel the wasm backend of TF.js 4.22 lacks: convolutions need
- * Conv2DBackpropFilter, embeddings the gradient of a gather (UnsortedSegmentSum). Checked against
- * the kernel registry, so a later wasm backend that has them is used.
- * @type {Array<[RegExp, string]>}
- */
-const WASM_TRAINING_KERNELS = [[/conv/i, 'Conv2DBackpropFilter'], [/^Embedding$/, 'UnsortedSegmentSum']];
-
-/**
- * Class names of every layer of `model`, nested models included.
- * @param {any} model a tf.LayersModel
- * @returns {string[]}
- */
-export function layerClassNames(model) {
-  const names = [];
-  const visit = (layer) => {
-    names.push(layer.getClassName());
-    if (Array.isArray(layer.layers)) layer.layers.forEach(visit);
-  };
-  (model.layers || []).forEach(visit);
-  return names;
-}
-
-/**
- * The backends TF.js has registered here (the wasm one only when its script is loaded).
- * @returns {string[]}
- */
-export function availableBackends() {
-  const tf = tfjs();
-  return ['wasm', 'webgl', 'cpu'].filter((name) => tf.findBackendFactory(name) != null);
-}
-
-/**
- * The fastest backend that can train `model` (measured, see FACTS.md): `wasm` for models
- * without convolutions, `webgl` for convolutions (wasm cannot train them), `cpu` last.
- * @param {any} model a tf.LayersModel
- * @param {string[]} [available] registered backends (default: asks TF.js)
- * @returns {'wasm'|'webgl'|'cpu'}
- */
-export function chooseBackend(model, available = availableBackends()) {
-  const order = wasmMissingKernels(model).length ? ['webgl', 'cpu'] : ['wasm', 'webgl', 'cpu'];
-  return /** @type {'wasm'|'webgl'|'cpu'} */ (order.find((name) => available.includes(name)) || 'cpu');
-}
-
-/**
- * The kernels the wasm backend would need to train `model` and does not have.
- * @param {any} model
- * @returns {string[]}
- */
-export function wasmMissingKernels(model) {
-  const tf = globalThis.tf;
-  const names = layerClassNames(model);
-  const needed = WASM_TRAINING_KERNELS.filter(([pattern]) => names.some((name) => pattern.test(name))).map(([, k]) => k);
-  return needed.filter((kernel) => !(tf && tf.getKernel && tf.getKernel(kernel, 'wasm')));
-}
-
-/**
- * Why a backend choice was made, in words for the participant.
- * @param {any} model
- * @param {string} backend
- * @returns {string}
- */
-export function backendReason(model, backend) {
-  const missing = wasmMissingKernels(model);
-  if (backend === 'wasm') return 'WebAssembly: the fastest backend for this model.';
-  if (backend === 'webgl') {
-    return missing.length ? `WebGL: the WebAssembly backend cannot train this model's layers (it lacks ${missing.join(', ')}).`
-      : 'WebGL (the WebAssembly backend is not available here).';
-  }
-  return 'CPU: the slowest backend, used because no faster one is available.';
-}
-
-/**
- * Switch TF.js to `name` (wasm, webgl or cpu) and wait until it is ready.
- * Tensors made on the previous backend move over when they are next used.
- * @param {string} name
- * @returns {Promise<string>} the backend in use afterwards
- */
-export async function setBackend(name) {
-  const tf = tfjs();
-  if (name === 'wasm' && tf.wasm && !setBackend.wasmPathSet) {
-    tf.wasm.setWasmPaths(WASM_PATH);
-    setBackend.wasmPathSet = true;
-  }
-  const ok = await tf.setBackend(name);
-  if (!ok) throw new Error(`The ${name} backend could not start in this browser; choose another one.`);
-  await tf.ready();
-  return tf.getBackend();
-}
-setBackend.wasmPathSet = false;
 
 /** An error the participant can act on: `message` says what went wrong, `advice` what to do. */
 export class TrainingError extends Error {
@@ -324,7 +231,8 @@ export function batchTensors(model, data, indices, encoding, textInputs) {
  * @typedef {object} TrainerCallbacks
  * @property {(epoch: number, logs: EpochLogs) => (void|Promise<void>)} [onEpochEnd]
  * @property {(info: {epoch: number, batch: number, batches: number, loss: number, acc: number|null,
- *   samplesPerSecond: number}) => (void|Promise<void>)} [onBatchEnd]
+ *   samplesPerSecond: number, started: number, ended: number}) => (void|Promise<void>)} [onBatchEnd] `started`,
+ *   `ended`: performance.now() of the batch
  * @property {(round: number, model: any) => (void|Promise<void>)} [onRoundEnd] awaited: collaborative
  *   schemes exchange weights here
  * @property {(message: string) => void} [onLog]
@@ -335,7 +243,10 @@ export class Trainer {
   /**
    * @param {any} model a tf.LayersModel (compiled here if its model.json had no training config)
    * @param {any} task the task JSON (DISCO shape)
-   * @param {TrainerCallbacks & {seed?: number, textInputs?: (tokens: any) => any[], yieldEvery?: number}} [options]
+   * @param {TrainerCallbacks & {seed?: number, textInputs?: (tokens: any) => any[], yieldMs?: number,
+   *   nextTick?: () => Promise<void>, shouldStop?: () => boolean}} [options] `yieldMs`: how often the loop
+   *   gives the event loop a turn (default 50 ms; 0: after every batch), with `nextTick` (default a
+   *   setTimeout); `shouldStop`: read after every batch besides stop() (a worker's shared stop flag)
    */
   constructor(model, task, options = {}) {
     this.model = model;
@@ -393,6 +304,8 @@ export class Trainer {
       `${roundDuration}, batches of ${batchSize}, backend ${backend}.`);
     let stopped = false;
     let lastYield = performance.now();
+    const yieldMs = this.callbacks.yieldMs ?? YIELD_MS;
+    const tick = this.callbacks.nextTick ?? nextTick;
     try {
       for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
         const round = Math.ceil(epoch / roundDuration);
@@ -424,10 +337,11 @@ export class Trainer {
           seen += indices.length;
           if (this.callbacks.onBatchEnd) {
             await this.callbacks.onBatchEnd({ epoch, batch: b + 1, batches, loss,
-              acc: accIndex >= 0 ? values[accIndex] : null, samplesPerSecond: seen / (trainMillis / 1000) });
+              acc: accIndex >= 0 ? values[accIndex] : null, samplesPerSecond: seen / (trainMillis / 1000),
+              started: t0, ended: performance.now() });
           }
-          if (this.stopRequested) { stopped = true; break; }
-          if (performance.now() - lastYield > YIELD_MS) { await nextTick(); lastYield = performance.now(); }
+          if (this.stopRequested || (this.callbacks.shouldStop && this.callbacks.shouldStop())) { stopped = true; break; }
+          if (performance.now() - lastYield >= yieldMs) { await tick(); lastYield = performance.now(); }
         }
         if (stopped) {
           this.log(`Stopped by the participant during epoch ${epoch}; the model keeps what it learned so far.`);

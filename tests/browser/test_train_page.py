@@ -102,8 +102,9 @@ def test_image_participant_trains_a_cnn_on_shapes(live_platform, page, tmp_path:
     assert page.evaluate("window.discoTrain.backend") == "webgl"  # convolutions: wasm cannot train them
     for label, files in groups.items():
         page.set_input_files(f"#train-connector input[data-slot='group:{label}']", files)
+    # Each group is read on its own: wait until both are (Start is enabled as soon as the first is).
+    page.wait_for_function("() => document.getElementById('data-status').textContent.includes('240 images ready')")
     page.wait_for_function("() => !document.getElementById('start-btn').disabled")
-    assert "240 images ready" in page.inner_text("#data-status")
     assert page.locator("#data-preview img").count() > 0
     result = train(page)
     assert_charts_follow_training(result, epochs=6)

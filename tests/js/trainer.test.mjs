@@ -6,9 +6,10 @@ import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 
 import {
-  Trainer, TrainingError, chooseBackend, compileFromTrainingConfig, ensureCompiled, explainError, splitIndices,
-  seededRandom, targetEncoding,
+  Trainer, TrainingError, compileFromTrainingConfig, ensureCompiled, explainError, splitIndices, seededRandom,
+  targetEncoding,
 } from '../../static/disco/trainer.js';
+import { chooseBackend } from '../../static/disco/backends.js';
 
 const require = createRequire(import.meta.url);
 globalThis.tf = require('@tensorflow/tfjs');
@@ -134,4 +135,12 @@ test('models without a training_config compile with the defaults the Python part
     assertCompiled(model, compiled, name);
     model.dispose();
   }
+});
+
+test('wasm threads: one per core when cross-origin isolated, else one', async () => {
+  const { wasmThreadsWanted } = await import('../../static/disco/backends.js');
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: { hardwareConcurrency: 2 } }), 2);
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: { hardwareConcurrency: 12 } }), 12);
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: false, navigator: { hardwareConcurrency: 8 } }), 1);
+  assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: {} }), 1);
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 
-import { chooseBackend, wasmMissingKernels } from '../../static/disco/trainer.js';
+import { chooseBackend, wasmMissingKernels } from '../../static/disco/backends.js';
 import {
   WASM_REPLACED_KERNELS, WASM_GRADIENT_KERNELS, WasmGradError, registerWasmGradientKernels,
 } from '../../static/disco/wasm_grad_kernels.js';

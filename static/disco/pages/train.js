@@ -1,28 +1,30 @@
 /**
  * The training page (/tasks/<id>/train/): connect data -> train -> evaluate -> keep the model.
- * Wires data.js (loaders), trainer.js (training), evaluate.js and model_library.js to the DOM.
+ * Wires data.js (loaders), training_engine.js (training, in a worker: this thread only draws),
+ * evaluate.js and model_library.js to the DOM. Backend choice is backends.js's, the worker's
+ * messages train_worker_protocol.js's.
  *
- * For tests and the curious, `window.discoTrain` exposes the page's state: {state, backend,
+ * For tests and the curious, `window.discoTrain` exposes the page's state: {state, engine ('worker' or
+ * 'page'), backend, probe (the backend probe's figures), threads (wasm's), batches (each batch's
+ * {epoch, batch, started, ended} times), stopAt (when Stop was pressed),
  * history (epoch logs), memory (tf.memory().numTensors after each epoch), data (a summary),
  * error, evaluation, savedKey} and `window.discoCharts.series` the plotted numbers; in
  * collaborative training `window.discoFederated` holds {events, rounds, participantId}.
  * @module pages/train
  */
 
-import { textModelInputs } from '../data.js';
 import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
-import {
-  Trainer, backendReason, chooseBackend, compileFromTrainingConfig, ensureCompiled, explainError, setBackend,
-} from '../trainer.js';
+import { compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
+import { backendReason, describeFigures } from '../backends.js';
+import { PageEngine, WorkerEngine } from '../training_engine.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
 } from '../trainer_ui.js';
 import { renderEvaluation, renderPredictions } from '../evaluate_ui.js';
 import { renderLibrary } from '../library_ui.js';
-import { FederatedSession } from '../federated.js';
-import { DecentralizedSession, privateUpdate, readWeights, writeWeights } from '../decentralized.js';
+import { collaboration } from './train_collab.js';
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const app = $('train-app');
@@ -32,7 +34,7 @@ const modelUrl = app.dataset.modelUrl;
 const tf = globalThis.tf;
 
 const page = {
-  state: 'loading', backend: null, history: [], memory: [], data: null, error: null, evaluation: null,
+  state: 'loading', engine: null, backend: null, probe: null, threads: null, batches: [], stopAt: null, history: [], memory: [], data: null, error: null, evaluation: null,
   predictions: null, savedKey: null, library: [],
 };
 globalThis.discoTrain = page;
@@ -42,7 +44,8 @@ page.weights = () => (model ? model.weights.map((w) => ({ name: w.originalName ?
 /** @type {any} */ let model = null;
 /** @type {any} */ let trainingConfig = null;
 /** @type {any} */ let trainData = null;
-/** @type {Trainer|null} */ let trainer = null;
+/** @type {WorkerEngine|PageEngine|null} */ let engine = null;
+let training = false;
 let trained = false;
 const charts = new TrainingCharts(/** @type {any} */ ($('loss-chart')), /** @type {any} */ ($('acc-chart')));
 
@@ -100,13 +103,35 @@ async function loadTaskModel() {
     return;
   }
   try {
+    const inPage = new URLSearchParams(globalThis.location.search).get('worker') === 'off' || typeof Worker !== 'function';
+    // This thread's copy of the model is only read and written (sessions, evaluation, library): the
+    // cpu backend, so no WebGL context or wasm threads start here when a worker trains.
+    if (!inPage) await tf.setBackend('cpu');
     // One request: the artifacts hold modelTopology.training_config, which TF.js does not apply.
     const artifacts = await tf.io.http(modelUrl).load();
     trainingConfig = artifacts.modelTopology?.training_config ?? null;
     model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     compileModel(model);
-    const backend = chooseBackend(model);
-    await useBackend(backend, true);
+    setStatus('backend-info', 'Measuring which backend trains this model fastest…');
+    let facts = null;
+    if (!inPage) {
+      try {
+        engine = new WorkerEngine(model, task);
+        facts = await engine.load(artifacts, trainingConfig);
+      } catch (error) {
+        log(`The training worker could not start (${error.message || error}); training in this page instead.`);
+        if (engine) engine.client.terminate();
+        engine = null;
+      }
+    }
+    if (!engine) {
+      engine = new PageEngine(model, task);
+      facts = await engine.load(artifacts, compileModel);
+    }
+    page.engine = engine.kind;
+    page.probe = facts.probe;
+    log(`Backend probe (${Math.round(page.probe.ms ?? 0)} ms): ${page.probe.error ? `failed (${page.probe.error})` : facts.probeText}.`);
+    showBackend(facts, true);
     page.state = 'ready';
     log(`Model loaded: ${model.countParams().toLocaleString()} parameters.`);
   } catch (error) {
@@ -121,23 +146,40 @@ function compileModel(m) {
   if (!(trainingConfig && compileFromTrainingConfig(m, trainingConfig))) ensureCompiled(m, task);
 }
 
-async function useBackend(name, automatic) {
-  const active = await setBackend(name);
+/** Why the automatic choice is what it is, with the probe's figures. */
+function autoReason(active) {
+  const probe = page.probe;
+  if (probe && probe.measured && probe.backend === active) {
+    return `the fastest measured here (one training batch: ${describeFigures(probe.figures)}).`;
+  }
+  const figures = probe && probe.figures.length ? ` Measured: ${describeFigures(probe.figures)}.` : '';
+  return `${backendReason(model, active)}${figures}`;
+}
+
+/** Show the backend in use (facts from the engine: backend, threads, threadsText). */
+function showBackend(facts, automatic) {
+  const active = facts.backend;
   page.backend = active;
-  const reason = automatic ? backendReason(model, active) : `${active}: chosen by you.`;
-  setStatus('backend-info', `Backend: ${active} — ${reason}`);
+  page.threads = facts.threads;
+  const reason = automatic ? autoReason(active) : `${active}: chosen by you.`;
+  const where = engine && engine.kind === 'page' ? ' Training runs in this page (no worker).' : '';
+  setStatus('backend-info', `Backend: ${active} — ${reason}${facts.threadsText ? ` (${facts.threadsText}.)` : ''}${where}`);
   /** @type {HTMLSelectElement} */ ($('backend-select')).value = automatic ? 'auto' : active;
-  log(`Backend ${active}${automatic ? ' (automatic)' : ''}.`);
+  log(`Backend ${active}${automatic ? ' (automatic)' : ''}${facts.threads ? `, ${facts.threads} thread(s)` : ''}.`);
+}
+
+async function useBackend(name, automatic) {
+  showBackend(await engine.setBackend(automatic ? 'auto' : name), automatic);
 }
 
 $('backend-select').addEventListener('change', async (event) => {
   const value = /** @type {HTMLSelectElement} */ (event.target).value;
   try {
     showError(null);
-    await useBackend(value === 'auto' ? chooseBackend(model) : value, value === 'auto');
+    await useBackend(value, value === 'auto');
   } catch (error) {
     showError(explainError(error, value));
-    await useBackend(chooseBackend(model), true);
+    await useBackend('auto', true);
   }
 });
 
@@ -213,174 +255,11 @@ $('use-sample').addEventListener('click', async () => {
 });
 
 // ------------------------------------------------------------------------------------------
-// 2. Train
+// 2. Train (alone, or with others: pages/train_collab.js)
 
-const federated = { events: [], rounds: [], participantId: null };
-globalThis.discoFederated = federated;
+const collab = collaboration({ task, getModel: () => model, samples: () => trainData.trainCount ?? trainData.count,
+  log, setStatus });
 
-function collaborative() {
-  const toggle = /** @type {HTMLInputElement|null} */ (document.getElementById('collab-toggle'));
-  return Boolean(toggle && toggle.checked && task.trainingInformation.scheme === 'federated');
-}
-
-function showFederated(message) {
-  federated.events.push(message);
-  const waiting = message.waitingFor > 0 ? ` — waiting for ${message.waitingFor} more participant${message.waitingFor === 1 ? '' : 's'}` : '';
-  if (message.type === 'welcome' || message.type === 'participants' || message.type === 'status') {
-    setStatus('fed-status', `Round ${message.round}: ${message.participants} participant${message.participants === 1 ? '' : 's'} connected${waiting}.`, message.waitingFor > 0 ? 'busy' : 'ok');
-  } else if (message.type === 'round_closed') {
-    setStatus('fed-status', `Round ${message.round} closed: ${message.contributors} participants averaged into version ${message.version}.`, 'ok');
-  } else if (message.type === 'round_failed') {
-    setStatus('fed-status', `Round ${message.round} failed: ${message.reason}, continuing from version ${message.version}.`, 'error');
-  } else if (message.type === 'error' && message.code !== 'stale_round' && message.code !== 'duplicate') {
-    setStatus('fed-status', `The server refused an update: ${message.reason}`, 'error');
-  } else if (message.type !== 'closed') {
-    const recovery = describeRecovery(message);
-    if (recovery) setStatus('fed-status', recovery.text, recovery.tone);
-  }
-  $('fed-status').hidden = false;
-}
-
-/** The words for a session's recovery events (federated.js, decentralized.js), or null. */
-function describeRecovery(message) {
-  if (message.type === 'reconnecting') {
-    return { text: `Connection lost: reconnecting… (attempt ${message.attempt} of ${message.attempts})`, tone: 'busy' };
-  }
-  if (message.type === 'reconnected') {
-    const version = message.currentVersion != null ? `, global version ${message.currentVersion}` : '';
-    return { text: `Reconnected: round ${message.round}${version}.`, tone: 'ok' };
-  }
-  if (message.type === 'sync') {
-    const why = { stale_round: 'the round had moved on', reconnected: 'the round ended while reconnecting',
-      timeout: 'the round took longer than its deadline' }[message.reason] ?? message.reason;
-    return { text: `Synced (${why}): continuing from global version ${message.version}, round ${message.nextRound}.`, tone: 'ok' };
-  }
-  return null;
-}
-
-/** Connects to the task's federated round and returns the trainer's onRoundEnd hook. */
-async function joinFederation() {
-  const session = new FederatedSession(taskId, { onEvent: showFederated,
-    deadlineSeconds: task.trainingInformation.roundDeadlineSeconds });
-  const welcome = await session.connect();
-  federated.participantId = welcome.participantId;
-  await session.syncModel(model);
-  log(`Joined round ${welcome.round} as a participant; starting from global version ${welcome.currentVersion}.`);
-  let roundStart = privacy() ? readWeights(model).vector : null;
-  return {
-    session,
-    onRoundEnd: async (round, m) => {
-      setStatus('train-status', `Round ${round} trained: sending the update and waiting for the other participants…`, 'busy');
-      if (roundStart) writeWeights(m, privateUpdate(readWeights(m).vector, roundStart, privacy()));
-      // Whatever happened to the round (closed, failed, or the page had to sync), continue from the
-      // version the session names: the round's result, the last good one, or the server's current one.
-      const outcome = await session.contribute(m, trainData.trainCount ?? trainData.count);
-      await session.applyVersion(m, outcome.version);
-      if (roundStart) roundStart = readWeights(m).vector;
-      federated.rounds.push({ round: outcome.round, version: outcome.version, contributors: outcome.contributors,
-        outcome: outcome.type, reason: outcome.reason });
-      if (outcome.type === 'round_failed') {
-        log(`Round ${outcome.round} failed: ${outcome.reason}, continuing from version ${outcome.version}.`);
-      } else if (outcome.type === 'sync') {
-        log(`Round ${outcome.round}: synced with the server (${outcome.reason}); continuing from global version ${outcome.version}.`);
-      } else {
-        log(`Round ${outcome.round}: continuing from global version ${outcome.version} (${outcome.contributors} participants).`);
-      }
-      setStatus('train-status', 'Training…', 'busy');
-      await showPrivacySpent();
-    },
-  };
-}
-
-// ------------------------------------------------------------------------------------------
-// 2b. Decentralized training (peers exchange updates over WebRTC or the relay, decentralized.js)
-//     and differential privacy (both schemes). `window.discoPeers` = {events, rounds, participantId,
-//     privacy}: each round's {round, peers, used, fellBack, samples, sent, weights} (sent = this page's
-//     update, weights = the aggregated result, as plain arrays for tests).
-
-const peers = { events: [], rounds: [], participantId: null, privacy: [] };
-globalThis.discoPeers = peers;
-
-function withPeers() {
-  const toggle = /** @type {HTMLInputElement|null} */ (document.getElementById('peers-toggle'));
-  return Boolean(toggle && toggle.checked && task.trainingInformation.scheme === 'decentralized');
-}
-
-/** The task's differential-privacy settings, or null. */
-function privacy() {
-  const settings = task.trainingInformation.privacy;
-  return settings && settings.clippingRadius != null ? settings : null;
-}
-
-/** Shows the (epsilon, delta) spent, from the server's accountant and the rounds the server recorded. */
-async function showPrivacySpent() {
-  if (!privacy() || !document.getElementById('privacy-status')) return;
-  try {
-    const response = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/privacy/`);
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
-    peers.privacy.push(body);
-    const epsilon = Number.isFinite(body.epsilon) ? body.epsilon.toPrecision(3) : '∞';
-    const rounds = body.rounds;
-    setStatus('privacy-status', `Differential privacy: (ε, δ) spent after ${rounds} round${rounds === 1 ? '' : 's'} (as the server recorded them): `
-      + `(${epsilon}, ${body.delta}) — clipping ${body.clippingRadius}, noise scale ${body.noiseScale}. `
-      + 'Smaller ε means more privacy.', 'ok');
-  } catch (error) {
-    setStatus('privacy-status', `The privacy spent could not be computed: ${error.message || error}`, 'error');
-  }
-}
-
-function showPeers(message) {
-  if (message.type === 'payload') return; // one per peer message: too many for the log
-  peers.events.push(message);
-  const waiting = message.waitingFor > 0 ? ` — waiting for ${message.waitingFor} more` : '';
-  if (['welcome', 'participants', 'status'].includes(message.type)) {
-    setStatus('peers-status', `Round ${message.round}: ${message.participants} peer${message.participants === 1 ? '' : 's'} `
-      + `connected, ${message.ready ?? 0} ready${waiting}.`, message.waitingFor > 0 ? 'busy' : 'ok');
-  } else if (message.type === 'peers') {
-    setStatus('peers-status', `Round ${message.round}: exchanging with ${message.peers.length - 1} other peer${message.peers.length === 2 ? '' : 's'}…`, 'busy');
-  } else if (message.type === 'peer_left') {
-    log(`Peer ${message.peer} left round ${message.round}: the others stop waiting for it.`);
-  } else if (message.type === 'transport') {
-    log(`Peer ${message.peer}: using the ${message.used}${message.reason ? ` (${message.reason})` : ''}.`);
-  } else if (message.type === 'reconnecting' || message.type === 'reconnected') {
-    const recovery = describeRecovery(message);
-    setStatus('peers-status', recovery.text, recovery.tone);
-    log(recovery.text);
-  } else if (message.type === 'peer_error' || message.type === 'error') {
-    log(`Peer exchange: ${message.reason}`);
-  } else if (message.type === 'exchanged') {
-    const how = { webrtc: 'direct WebRTC connections', relay: 'the server relay', mixed: 'WebRTC and the relay', none: 'no exchange' }[message.used] ?? message.used;
-    setStatus('peers-status', `Round ${message.round}: averaged with ${message.peers.length} peer${message.peers.length === 1 ? '' : 's'} over ${how}.`
-      + (message.fellBack ? ` ${message.fellBack}` : ''), message.fellBack ? 'error' : 'ok');
-  }
-  $('peers-status').hidden = false;
-}
-
-/** Connects to the task's signalling server and returns the trainer's onRoundEnd hook. */
-async function joinPeers() {
-  const forceRelay = new URLSearchParams(globalThis.location.search).get('relay') === 'force';
-  const session = new DecentralizedSession(taskId, { onEvent: showPeers, forceRelay, privacy: privacy() });
-  const welcome = await session.connect();
-  peers.participantId = welcome.participantId;
-  const mode = welcome.secure ? 'secure aggregation' : 'the sample-weighted mean';
-  log(`Joined the peers of round ${welcome.round} as ${welcome.participantId} (${mode}${forceRelay ? ', relay forced' : ''}).`);
-  let roundStart = readWeights(model).vector;
-  return {
-    session,
-    onRoundEnd: async (round, m) => {
-      setStatus('train-status', `Round ${round} trained: waiting for the other peers and exchanging updates…`, 'busy');
-      const result = await session.exchange(m, trainData.trainCount ?? trainData.count, roundStart);
-      roundStart = result.weights;
-      peers.rounds.push({ round: result.round, peers: result.peers, used: result.used, fellBack: result.fellBack,
-        samples: result.samples, sent: Array.from(result.sent), weights: Array.from(result.weights) });
-      log(`Round ${result.round}: averaged with ${result.peers.length} peer(s) over ${result.used}.`
-        + (result.fellBack ? ` ${result.fellBack}` : ''));
-      setStatus('train-status', 'Training…', 'busy');
-      if (privacy()) await showPrivacySpent();
-    },
-  };
-}
 
 $('start-btn').addEventListener('click', async () => {
   if (blocking(trainData) || !model) return;
@@ -396,9 +275,9 @@ $('start-btn').addEventListener('click', async () => {
   setStatus('train-status', 'Training…', 'busy');
   updateButtons();
   let federation = null;
-  if (collaborative() || withPeers()) {
+  if (collab.active()) {
     try {
-      federation = collaborative() ? await joinFederation() : await joinPeers();
+      federation = await collab.join();
     } catch (error) {
       page.state = 'error';
       showError(error);
@@ -407,11 +286,13 @@ $('start-btn').addEventListener('click', async () => {
       return;
     }
   }
-  trainer = new Trainer(model, task, {
-    textInputs: textModelInputs,
+  page.batches = []; page.stopAt = null;
+  training = true;
+  const callbacks = {
     onRoundEnd: federation ? federation.onRoundEnd : undefined,
     onLog: log,
-    onBatchEnd: ({ epoch, batch, batches, samplesPerSecond }) => {
+    onBatchEnd: ({ epoch, batch, batches, samplesPerSecond, started, ended }) => {
+      page.batches.push({ epoch, batch, started, ended });
       $('fact-epoch').textContent = `${epoch} / ${epochs}`;
       $('fact-round').textContent = `${Math.ceil(epoch / Math.max(1, info.roundDuration || 1))} / ${rounds}`;
       $('fact-batch').textContent = `${batch} / ${batches}`;
@@ -423,9 +304,9 @@ $('start-btn').addEventListener('click', async () => {
       page.memory.push(logs.numTensors);
       charts.addEpoch(logs);
     },
-  });
+  };
   try {
-    const result = await trainer.train(trainData);
+    const result = await engine.train(trainData, callbacks);
     trained = true;
     page.state = result.stopped ? 'stopped' : 'done';
     const last = result.history[result.history.length - 1];
@@ -441,13 +322,14 @@ $('start-btn').addEventListener('click', async () => {
     log(`Error: ${explained.message}`);
   }
   if (federation) federation.session.close();
-  trainer = null;
+  training = false;
   updateButtons();
 });
 
 $('stop-btn').addEventListener('click', () => {
-  if (trainer) {
-    trainer.stop();
+  if (training && engine) {
+    page.stopAt = performance.timeOrigin + performance.now();
+    engine.stop();
     setStatus('train-status', 'Stopping after the current batch…', 'busy');
   }
 });

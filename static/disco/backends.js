@@ -1,0 +1,373 @@
+/**
+ * TF.js backends: which are usable here, which one trains a model fastest, and starting them.
+ *
+ * No DOM code. TF.js is the global `tf`, read when a function runs, never at import time, so Node
+ * tests can provide it.
+ * @module backends
+ */
+
+import { registerWasmGradientKernels } from './wasm_grad_kernels.js';
+
+/** @returns {any} the TF.js namespace */
+function tfjs() {
+  const tf = globalThis.tf;
+  if (!tf) throw new Error('TensorFlow.js is not loaded: include vendor/tfjs/tf.min.js before the Disco modules.');
+  return tf;
+}
+
+/** Where the wasm backend's .wasm files are served. */
+export const WASM_PATH = '/static/vendor/tfjs-backend-wasm/';
+
+/**
+ * Layers whose training needs a kernel the wasm backend of TF.js 4.22 lacks: convolutions need
+ * Conv2DBackpropFilter, embeddings the gradient of a gather (UnsortedSegmentSum). wasm_grad_kernels.js
+ * registers both (below); the check against the kernel registry stays for a page that runs without it.
+ * @type {Array<[RegExp, string]>}
+ */
+const WASM_TRAINING_KERNELS = [[/conv/i, 'Conv2DBackpropFilter'], [/^Embedding$/, 'UnsortedSegmentSum']];
+
+/**
+ * Class names of every layer of `model`, nested models included.
+ * @param {any} model a tf.LayersModel
+ * @returns {string[]}
+ */
+export function layerClassNames(model) {
+  const names = [];
+  const visit = (layer) => {
+    names.push(layer.getClassName());
+    if (Array.isArray(layer.layers)) layer.layers.forEach(visit);
+  };
+  (model.layers || []).forEach(visit);
+  return names;
+}
+
+/**
+ * The backends TF.js has registered here (the wasm one only when its script is loaded).
+ * @returns {string[]}
+ */
+export function availableBackends() {
+  const tf = tfjs();
+  return ['wasm', 'webgl', 'cpu'].filter((name) => tf.findBackendFactory(name) != null);
+}
+
+/**
+ * The fastest backend that can train `model` (measured, see FACTS.md): `wasm` for models
+ * without convolutions, `webgl` for convolutions (wasm cannot train them), `cpu` last.
+ * @param {any} model a tf.LayersModel
+ * @param {string[]} [available] registered backends (default: asks TF.js)
+ * @returns {'wasm'|'webgl'|'cpu'}
+ */
+export function chooseBackend(model, available = availableBackends()) {
+  const order = wasmMissingKernels(model).length ? ['webgl', 'cpu'] : ['wasm', 'webgl', 'cpu'];
+  return /** @type {'wasm'|'webgl'|'cpu'} */ (order.find((name) => available.includes(name)) || 'cpu');
+}
+
+/**
+ * The kernels the wasm backend would need to train `model` and does not have.
+ * @param {any} model
+ * @returns {string[]}
+ */
+export function wasmMissingKernels(model) {
+  const tf = globalThis.tf;
+  const names = layerClassNames(model);
+  const needed = WASM_TRAINING_KERNELS.filter(([pattern]) => names.some((name) => pattern.test(name))).map(([, k]) => k);
+  return needed.filter((kernel) => !(tf && tf.getKernel && tf.getKernel(kernel, 'wasm')));
+}
+
+/**
+ * Why a backend choice was made, in words for the participant.
+ * @param {any} model
+ * @param {string} backend
+ * @returns {string}
+ */
+export function backendReason(model, backend) {
+  const missing = wasmMissingKernels(model);
+  if (backend === 'wasm') return 'WebAssembly: the fastest backend for this model.';
+  if (backend === 'webgl') {
+    return missing.length ? `WebGL: the WebAssembly backend cannot train this model's layers (it lacks ${missing.join(', ')}).`
+      : 'WebGL (the WebAssembly backend is not available here).';
+  }
+  return 'CPU: the slowest backend, used because no faster one is available.';
+}
+
+/**
+ * How many threads the wasm backend should use: one per logical core when the page is
+ * cross-origin isolated (the threaded SIMD build needs SharedArrayBuffer), else 1.
+ * @param {{crossOriginIsolated?: boolean, navigator?: {hardwareConcurrency?: number}}} [scope] (default: globalThis)
+ * @returns {number}
+ */
+export function wasmThreadsWanted(scope = globalThis) {
+  if (!scope.crossOriginIsolated) return 1;
+  return Math.max(1, Number(scope.navigator?.hardwareConcurrency) || 1);
+}
+
+/**
+ * The wasm backend's threads, in words for the participant (call once the backend is initialised).
+ * @param {{crossOriginIsolated?: boolean}} [scope] (default: globalThis)
+ * @returns {{threads: number, text: string}}
+ */
+export function wasmThreadsInfo(scope = globalThis) {
+  const tf = tfjs();
+  let threads = 1;
+  try { threads = tf.wasm.getThreadsCount(); } catch { threads = 1; }
+  const text = scope.crossOriginIsolated
+    ? `${threads} thread${threads === 1 ? '' : 's'}`
+    : '1 thread: this page is not cross-origin isolated, so WebAssembly cannot use more';
+  return { threads, text };
+}
+
+/**
+ * Switch TF.js to `name` (wasm, webgl or cpu) and wait until it is ready.
+ * Tensors made on the previous backend move over when they are next used.
+ * @param {string} name
+ * @returns {Promise<string>} the backend in use afterwards
+ */
+export async function setBackend(name) {
+  const tf = tfjs();
+  if (name === 'wasm') configureWasm();
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new Error(`The ${name} backend could not start in this browser; choose another one.`);
+  await tf.ready();
+  return tf.getBackend();
+}
+
+/**
+ * Start the wasm backend (when its script is loaded) with `wasmThreadsWanted()` threads, and leave
+ * TF.js on it. Call it before TF.js runs anything else.
+ *
+ * TF.js 4.22 caps the threads at `navigator.hardwareConcurrency / 2` (its C++ assumes two logical
+ * cores per physical one, `emscripten_num_logical_cores() / 2`), read once as the module starts: a
+ * 2-core machine would get 1 thread whatever `setThreadsCount` says. So while the module starts, and
+ * only then, `navigator.hardwareConcurrency` reads twice the threads wanted; the real value is back
+ * (the own property removed) as soon as the backend is up.
+ * @param {any} [scope] (default: globalThis)
+ * @returns {Promise<number>} the wasm backend's threads (0 when it is not loaded or did not start)
+ */
+export async function startWasm(scope = globalThis) {
+  const tf = tfjs();
+  if (!tf.wasm || tf.findBackendFactory('wasm') == null) return 0;
+  configureWasm(scope);
+  const wanted = wasmThreadsWanted(scope);
+  const nav = scope.navigator;
+  const doubled = wanted > 1 && nav && !Object.prototype.hasOwnProperty.call(nav, 'hardwareConcurrency');
+  if (doubled) Object.defineProperty(nav, 'hardwareConcurrency', { value: wanted * 2, configurable: true });
+  for (const register of wasmStartHooks.splice(0)) register(tf);
+  try {
+    if (!await tf.setBackend('wasm')) return 0;
+    await tf.ready();
+  } finally {
+    if (doubled) delete nav.hardwareConcurrency;
+  }
+  return tf.wasm.getThreadsCount();
+}
+
+let wasmConfigured = false;
+
+/**
+ * Tell the wasm backend where its .wasm files are and how many threads to start. Call it before
+ * TF.js runs anything: the first operation initialises the best registered backend, possibly wasm,
+ * and its thread count is fixed then. Idempotent; a no-op when the wasm backend is not loaded.
+ * @param {any} [scope] (default: globalThis)
+ */
+export function configureWasm(scope = globalThis) {
+  const tf = tfjs();
+  if (wasmConfigured || !tf.wasm) return;
+  tf.wasm.setWasmPaths(WASM_PATH);
+  tf.wasm.setThreadsCount(wasmThreadsWanted(scope));
+  wasmConfigured = true;
+}
+
+// ------------------------------------------------------------------------------------------
+// Optional kernels: modules that add kernels to the wasm backend (e.g. gradients it lacks) register
+// here with one call, `onWasmStart(registerWasmGradientKernels)`, and run before it is first used.
+
+/** @type {Array<(tf: any) => void>} */
+const wasmStartHooks = [];
+
+/**
+ * Run `register(tf)` before the wasm backend is first used (at once if it already started), so
+ * kernels it registers for 'wasm' count in `wasmMissingKernels` and in the probe.
+ * @param {(tf: any) => void} register e.g. wasm_grad_kernels.js's registerWasmGradientKernels
+ */
+export function onWasmStart(register) {
+  if (globalThis.tf) register(globalThis.tf);
+  else wasmStartHooks.push(register);
+}
+
+// The gradients TF.js 4.22's wasm backend lacks (convolutions, depthwise convolutions, pooling,
+// embeddings) and faster replacements of a few of its own: with them wasm trains every predefined model.
+onWasmStart(registerWasmGradientKernels);
+
+// ------------------------------------------------------------------------------------------
+// Choosing by measurement: time one training batch of the task's model on each usable backend.
+
+/**
+ * @typedef {object} ProbeFigure
+ * @property {string} backend
+ * @property {number|null} ms milliseconds of one training batch after a warm-up, null when not measured
+ * @property {number|null} warmupMs the first batch (kernels compiled, memory allocated)
+ * @property {'ok'|'timeout'|'skipped'|'unable'|'error'} status why `ms` is what it is
+ * @property {string} [reason] words for a status other than ok
+ */
+
+/**
+ * The backend with the smallest measured time, or `fallback` when none was measured.
+ * Ties go to the earlier figure.
+ * @param {ProbeFigure[]} figures
+ * @param {string} fallback the static rule's choice (chooseBackend)
+ * @returns {{backend: string, measured: boolean}}
+ */
+export function fastestBackend(figures, fallback) {
+  let best = null;
+  for (const figure of figures) {
+    if (figure.status === 'ok' && Number.isFinite(figure.ms) && (best == null || figure.ms < best.ms)) best = figure;
+  }
+  return best ? { backend: best.backend, measured: true } : { backend: fallback, measured: false };
+}
+
+/** Raised by `withTimeout` when time runs out. */
+export class TimeoutError extends Error {
+  /** @param {string} what @param {number} ms */
+  constructor(what, ms) {
+    super(`${what} took longer than ${Math.round(ms)} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/**
+ * `promise`, or a TimeoutError after `ms` milliseconds. The work behind `promise` is not stopped (TF.js
+ * cannot cancel a batch): await `settled` before starting anything that must not overlap it.
+ * @template T
+ * @param {Promise<T>} promise
+ * @param {number} ms
+ * @param {string} what named in the error
+ * @param {{setTimeout: Function, clearTimeout: Function}} [timers] (default: globalThis; tests pass fakes)
+ * @returns {{result: Promise<T>, settled: Promise<void>}}
+ */
+export function withTimeout(promise, ms, what, timers = globalThis) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = timers.setTimeout(() => reject(new TimeoutError(what, ms)), Math.max(0, ms));
+  });
+  const result = Promise.race([promise, expired]).finally(() => timers.clearTimeout(timer));
+  const settled = promise.then(() => undefined, () => undefined);
+  return { result, settled };
+}
+
+/** Milliseconds the whole probe may take (all backends, warm-ups included) before it stops measuring. */
+export const PROBE_BUDGET_MS = 1000;
+
+/**
+ * Random inputs and targets of one batch for `model`: int inputs (tokens, masks) are zeros, float
+ * inputs uniform in [0, 1); targets fit the loss (class 0 for sparse losses).
+ * @param {any} model a compiled tf.LayersModel
+ * @param {number} batchSize
+ * @returns {{xs: any, ys: any, dispose: () => void}}
+ */
+export function randomBatch(model, batchSize) {
+  const tf = tfjs();
+  const made = [];
+  const xs = model.inputs.map((input) => {
+    const shape = [batchSize, ...input.shape.slice(1).map((d) => d ?? 1)];
+    const t = input.dtype === 'int32' ? tf.zeros(shape, 'int32') : tf.randomUniform(shape);
+    made.push(t);
+    return t;
+  });
+  const out = model.outputs[0].shape.slice(1).map((d) => d ?? 1);
+  const loss = String(Array.isArray(model.loss) ? model.loss[0] : model.loss || '');
+  const units = out[out.length - 1];
+  const ys = /sparse/i.test(loss) || units === 1 ? tf.zeros([batchSize, ...out.slice(0, -1), 1])
+    : tf.tidy(() => tf.oneHot(tf.zeros([batchSize * out.slice(0, -1).reduce((a, b) => a * b, 1)], 'int32'),
+      units).reshape([batchSize, ...out]).toFloat());
+  made.push(ys);
+  return { xs: xs.length === 1 ? xs[0] : xs, ys, dispose: () => made.forEach((t) => t.dispose()) };
+}
+
+/**
+ * Time one training batch of a fresh copy of the task's model on each backend (after one warm-up
+ * batch) and pick the fastest. Backends are tried in the static rule's order, so the likely winner is
+ * measured first; once `budgetMs` is spent the rest are skipped (a batch in flight is waited for, as
+ * TF.js cannot cancel it, so nothing overlaps). wasm is skipped when it lacks a kernel the model's
+ * training needs. Whatever fails, the choice falls back to `chooseBackend`.
+ * @param {() => Promise<any>} makeModel a fresh, compiled copy of the model (the probe trains it)
+ * @param {number} batchSize the task's
+ * @param {{backends?: string[], budgetMs?: number, now?: () => number}} [options]
+ * @returns {Promise<{backend: string, measured: boolean, figures: ProbeFigure[], ms: number}>}
+ */
+export async function probeBackends(makeModel, batchSize, options = {}) {
+  const tf = tfjs();
+  const now = options.now ?? (() => performance.now());
+  const started = now();
+  const budget = options.budgetMs ?? PROBE_BUDGET_MS;
+  const reference = await makeModel();
+  const fallback = chooseBackend(reference, options.backends ?? availableBackends());
+  const missing = wasmMissingKernels(reference);
+  reference.dispose();
+  const available = options.backends ?? availableBackends();
+  const order = [fallback, ...['webgl', 'wasm', 'cpu'].filter((b) => b !== fallback)].filter((b) => available.includes(b));
+  const previous = tf.getBackend();
+  /** @type {ProbeFigure[]} */
+  const figures = [];
+  for (const backend of order) {
+    const left = budget - (now() - started);
+    if (backend === 'wasm' && missing.length) {
+      figures.push({ backend, ms: null, warmupMs: null, status: 'unable', reason: `cannot train this model (lacks ${missing.join(', ')})` });
+      continue;
+    }
+    if (left <= 0) {
+      figures.push({ backend, ms: null, warmupMs: null, status: 'skipped', reason: 'not measured: the probe\'s time was up' });
+      continue;
+    }
+    figures.push(await timeOneBatch(backend, makeModel, batchSize, left, now));
+  }
+  try { await setBackend(previous); } catch { /* the caller sets the chosen backend anyway */ }
+  return { ...fastestBackend(figures, fallback), figures, ms: now() - started };
+}
+
+/**
+ * One backend's figure: warm-up batch, then one timed batch, within `limitMs` in all.
+ * @param {string} backend
+ * @param {() => Promise<any>} makeModel
+ * @param {number} batchSize
+ * @param {number} limitMs
+ * @param {() => number} now
+ * @returns {Promise<ProbeFigure>}
+ */
+async function timeOneBatch(backend, makeModel, batchSize, limitMs, now) {
+  const t0 = now();
+  let model = null; let batch = null;
+  const run = (async () => {
+    await setBackend(backend);
+    model = await makeModel();
+    batch = randomBatch(model, batchSize);
+    const w0 = now();
+    await model.trainOnBatch(batch.xs, batch.ys);
+    const warmupMs = now() - w0;
+    const b0 = now();
+    await model.trainOnBatch(batch.xs, batch.ys);
+    return { warmupMs, ms: now() - b0 };
+  })();
+  const { result, settled } = withTimeout(run, limitMs, `${backend}: one training batch`);
+  try {
+    const { warmupMs, ms } = await result;
+    return { backend, ms, warmupMs, status: 'ok' };
+  } catch (error) {
+    await settled;
+    const timeout = error instanceof TimeoutError;
+    return { backend, ms: null, warmupMs: null, status: timeout ? 'timeout' : 'error',
+      reason: timeout ? `over ${Math.round(now() - t0)} ms, more than the probe's time`
+        : `failed (${error.message || error})` };
+  } finally {
+    if (batch) batch.dispose();
+    if (model) model.dispose();
+  }
+}
+
+/**
+ * The probe's figures in words, e.g. "webgl 12 ms, cpu 40 ms, wasm cannot train this model (…)".
+ * @param {ProbeFigure[]} figures
+ * @returns {string}
+ */
+export function describeFigures(figures) {
+  return figures.map((f) => (f.status === 'ok' ? `${f.backend} ${f.ms.toFixed(1)} ms` : `${f.backend} ${f.reason}`)).join(', ');
+}

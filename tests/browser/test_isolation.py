@@ -1,0 +1,81 @@
+"""The training page is cross-origin isolated, so TF.js's wasm backend runs one thread per core.
+
+The other pages are not isolated and keep working; no page logs a CSP violation or a console error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from tests.browser.train_helpers import open_train_page
+
+pytestmark = pytest.mark.browser
+
+
+def watch_console(page: Any) -> list[str]:
+    """Collect the page's console errors and CSP violations (as messages) from now on."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def test_train_page_is_isolated_and_wasm_uses_every_core(live_platform, page):
+    errors = watch_console(page)
+    response = page.goto(f"{live_platform['url']}/tasks/tiny_tabular/train/")
+    assert response.headers["cross-origin-opener-policy"] == "same-origin"
+    assert response.headers["cross-origin-embedder-policy"] == "require-corp"
+    open_train_page(page, live_platform["url"], "tiny_tabular")
+
+    assert page.evaluate("crossOriginIsolated") is True
+    assert page.evaluate("window.discoTrain.backend") == "wasm"
+    assert page.evaluate("window.discoTrain.engine") == "worker"
+    (trainer,) = [w for w in page.workers if w.url.endswith("/static/disco/train_worker.js")]
+    assert trainer.evaluate("crossOriginIsolated") is True
+    threads = trainer.evaluate("tf.wasm.getThreadsCount()")
+    cores = page.evaluate("navigator.hardwareConcurrency")
+    assert cores == os.cpu_count()
+    if cores >= 2:
+        assert threads == cores
+        assert f"{threads} threads" in page.inner_text("#backend-info")
+    assert page.evaluate("window.discoTrain.threads") == threads
+    assert not errors, errors
+
+
+def test_static_files_are_same_origin_resources(live_platform, page):
+    wasm = "/static/vendor/tfjs-backend-wasm/tfjs-backend-wasm-threaded-simd.wasm"
+    response = page.request.get(f"{live_platform['url']}{wasm}")
+    assert response.ok
+    assert response.headers["cross-origin-resource-policy"] == "same-origin"
+    assert response.headers["content-type"] == "application/wasm"
+
+
+def test_other_pages_are_not_isolated_and_keep_working(live_platform, page):
+    errors = watch_console(page)
+    for path, text in (("/tasks/", "Tiny tabular"), ("/tasks/tiny_shapes/", "Tiny shapes")):
+        response = page.goto(f"{live_platform['url']}{path}")
+        assert response.ok
+        assert "cross-origin-embedder-policy" not in response.headers
+        assert page.evaluate("crossOriginIsolated") is False
+        assert text in page.inner_text("main")
+    # A blob: image still loads on a page that is not isolated (previews, downloads use blob: URLs).
+    loaded = page.evaluate("""() => new Promise((resolve) => {
+        const canvas = document.createElement('canvas'); canvas.width = 3; canvas.height = 2;
+        canvas.toBlob((blob) => { const img = new Image(); img.onload = () => resolve(img.naturalWidth);
+          img.onerror = () => resolve(-1); img.src = URL.createObjectURL(blob); });
+    })""")
+    assert loaded == 3
+    assert not errors, errors
+
+
+def test_blob_images_load_on_the_isolated_train_page(live_platform, page):
+    open_train_page(page, live_platform["url"], "tiny_shapes")
+    loaded = page.evaluate("""() => new Promise((resolve) => {
+        const canvas = document.createElement('canvas'); canvas.width = 5; canvas.height = 4;
+        canvas.toBlob((blob) => { const img = new Image(); img.onload = () => resolve(img.naturalWidth);
+          img.onerror = () => resolve(-1); img.src = URL.createObjectURL(blob); document.body.append(img); });
+    })""")
+    assert loaded == 5
