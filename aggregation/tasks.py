@@ -23,28 +23,18 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from . import rounds
-from .aggregators import aggregate, too_few_updates
+from .aggregators import registry, too_few_updates
 from .aggregators.bounds import capped_shares
 from .models import Round
 from .weights import artifacts_from_vector, load_frame, version_vector
 
 log = logging.getLogger(__name__)
 
-_BLOCK = 1 << 17  # floats: 512 KiB, so the scratch block stays in cache
-
-
-def _add_scaled(total: np.ndarray, vector: np.ndarray, share: float, scratch: np.ndarray) -> None:
-    """``total += share * vector`` block by block: one read of ``vector`` and no temporary of its size."""
-    factor = np.float32(share)
-    for start in range(0, vector.size, scratch.size):
-        end = min(start + scratch.size, vector.size)
-        block = scratch[:end - start]
-        np.multiply(vector[start:end], factor, out=block)
-        total[start:end] += block
-
 
 def _aggregate(rnd: Round) -> np.ndarray:
+    """The round's aggregate, by the task's aggregator as the registry describes it."""
     task = rnd.task
+    spec = registry.aggregator(task.aggregator)
     specs = rounds.expected_specs(rnd)
     contributions = list(rnd.contributions.order_by("participant_id"))
     # Sample counts weigh the updates, but none more than the task's max_contribution_share of the total.
@@ -52,20 +42,17 @@ def _aggregate(rnd: Round) -> np.ndarray:
                             task.max_contribution_share)
     # The frames were checked for NaN/Inf when they arrived (consumers._submit): here only their
     # shapes are checked again, and the aggregate once at the end.
-    if task.aggregator in ("mean", "plain_mean", "secure"):
-        # Streaming mean: one memory-mapped update at a time, never the N x P matrix.
+    vectors = (load_frame(c.blob, expected=specs, allow_non_finite=True).vector for c in contributions)
+    if spec.stream is not None:
+        # Streaming (the means): one memory-mapped update at a time, never the N x P matrix.
         n = len(contributions)
-        w = weights if task.aggregator == "mean" else np.full(n, 1 / n)
-        total = np.zeros(sum(s.size for s in specs), dtype=np.float32)
-        scratch = np.empty(min(_BLOCK, total.size), dtype=np.float32)
-        for share, c in zip(w, contributions, strict=True):
-            _add_scaled(total, load_frame(c.blob, expected=specs, allow_non_finite=True).vector, share, scratch)
-        return total
-    matrix = np.stack([load_frame(c.blob, expected=specs, allow_non_finite=True).vector for c in contributions])
+        shares = weights if spec.weighted else np.full(n, 1 / n)
+        return spec.stream(vectors, shares, sum(s.size for s in specs))
+    matrix = np.stack(list(vectors))
     params = dict(task.aggregator_params)
-    if task.aggregator == "centered_clipping":
-        params.setdefault("center", version_vector(rnd.base_version))
-    return aggregate(task.aggregator, matrix, weights, **params)
+    if spec.base_param:
+        params.setdefault(spec.base_param, version_vector(rnd.base_version))
+    return spec.rule(matrix, weights, **params)
 
 
 # Read when a worker starts (Celery binds them to the task); prefork workers enforce them, the embedded
