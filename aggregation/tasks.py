@@ -22,7 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 from django.conf import settings
 
-from . import rounds
+from . import optimizer_state, rounds
 from .aggregators import registry, too_few_updates
 from .aggregators.bounds import capped_shares
 from .models import Round
@@ -91,6 +91,7 @@ def _aggregate_round(round_id: int) -> int | None:
     if problem:
         rounds.fail(round_id, f"{problem} The next round starts again from the current version.")
         return None
+    step = None
     try:
         started = time.perf_counter()
         vector = _aggregate(rnd)
@@ -98,15 +99,23 @@ def _aggregate_round(round_id: int) -> int | None:
                  time.perf_counter() - started)
         if not np.isfinite(vector).all():
             raise ValueError("The aggregate holds NaN or infinite values; the round is not applied.")
+        # The server optimizer (if any) steps from the base along the aggregate's change; its new state is
+        # stored now and recorded by finish only if the round's version becomes current.
+        vector, step = optimizer_state.server_step(task, rnd.base_version, version_vector(rnd.base_version),
+                                                   vector, rnd.number)
+        if not np.isfinite(vector).all():
+            raise ValueError("The server optimizer's step holds NaN or infinite values; the round is not applied.")
         artifacts = artifacts_from_vector(rnd.base_version, vector)
-    except SoftTimeLimitExceeded:
-        raise
-    except Exception as exc:
+    except BaseException as exc:
+        if step is not None:
+            optimizer_state.discard(step.blob)
+        if not isinstance(exc, Exception) or isinstance(exc, SoftTimeLimitExceeded):
+            raise
         log.exception("Aggregating %s failed", rnd)
         rounds.fail(round_id, f"Aggregation failed ({type(exc).__name__}: {exc}); nothing was written. The next "
                               "round starts again from the current version.")
         return None
-    return rounds.finish(round_id, artifacts).result_version_id
+    return rounds.finish(round_id, artifacts, step).result_version_id
 
 
 @shared_task
