@@ -230,9 +230,8 @@ def _check_aggregator(values: Mapping[str, Any], err) -> None:
         err("aggregator_params", message)
     scheme = values.get("scheme")
     if scheme in Scheme.values and scheme not in spec.schemes:
-        where = " or ".join(f"the {s} scheme" for s in spec.schemes)
-        err("aggregator", f"{spec.label} runs only in {where}; choose it, or another aggregator."
-            if name != "secure" else "Secure aggregation runs among peers: choose the decentralized scheme.")
+        where = " or ".join(spec.schemes)
+        err("aggregator", f"{spec.label} runs only in {where} tasks: choose that scheme, or another aggregator.")
     min_participants = values.get("min_participants")
     if _positive_int(min_participants) and isinstance(params, dict):
         for field_name, message in participant_problems(name, params, min_participants):

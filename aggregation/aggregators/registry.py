@@ -12,6 +12,7 @@ An aggregator either takes the N x P matrix (``rule``) or streams the updates on
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -108,8 +109,6 @@ class _Entry:
         return out
 
     def example(self) -> str:
-        import json
-
         return json.dumps({p.name: p.default for p in self.params})
 
     def defaults(self) -> dict[str, int | float]:
