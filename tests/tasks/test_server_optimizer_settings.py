@@ -111,3 +111,17 @@ def test_the_admin_refuses_an_out_of_range_setting_and_stores_a_valid_one(admin_
     assert response.status_code == 302
     served.refresh_from_db()
     assert (served.server_optimizer, served.server_optimizer_params) == ("fedavgm", {"lr": 2, "momentum": 0.5})
+
+
+def test_the_api_lists_the_registry(client):
+    from aggregation.aggregators.registry import registry_json
+
+    response = client.get("/api/aggregators/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == json.loads(json.dumps(registry_json()))
+    fedavgm = next(o for o in body["serverOptimizers"] if o["name"] == "fedavgm")
+    assert [(p["name"], p["default"], p["range"]) for p in fedavgm["params"]] == [
+        ("lr", 1.0, "a number in (0, 10]"), ("momentum", 0.9, "a number in [0, 1)")]
+    assert [a["name"] for a in body["aggregators"]] == ["mean", "plain_mean", "median", "trimmed_mean", "krum",
+                                                       "multi_krum", "centered_clipping", "secure"]
