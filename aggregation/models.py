@@ -158,3 +158,26 @@ class PeerTurn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant} in peer round {self.round.number}"
+
+
+class ServerOptimizerState(models.Model):
+    """A federated task's server optimizer state between rounds (FedAvgM's momentum, FedAdam's moments).
+
+    The arrays live in media storage (``blob``, a ``numpy.savez`` file read without pickle); the row
+    says which optimizer made them and which version their last step produced. Only
+    ``aggregation.rounds.finish`` writes it, in the transaction that makes that version current,
+    so a superseded or failed round never advances it; a round whose base is another version (a
+    rollback, an upload) starts the state afresh (``aggregation.optimizer_state``).
+    """
+
+    task = models.OneToOneField(Task, primary_key=True, on_delete=models.CASCADE,
+                                related_name="server_optimizer_state")
+    optimizer = models.CharField(max_length=32, help_text="The server optimizer whose state this is.")
+    version = models.ForeignKey(ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+",
+                                help_text="The version the last step produced: the next step must start from it.")
+    steps = models.PositiveIntegerField(default=0, help_text="Steps since the state was last reset.")
+    blob = models.CharField(max_length=300, help_text="Path of the state's arrays (.npz) in media storage.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.task_id} {self.optimizer} state ({self.steps} steps)"

@@ -43,11 +43,13 @@ from tasks.models import Task
 from tasks.tfjs_format import LayersModelArtifacts
 from tasks.versions import create_version, delete_files
 
+from . import optimizer_state
 from .admission import check_capacity
 from .aggregators.bounds import counted_samples, update_norm
 from .broadcast import send_to_group_on_commit
 from .codec import TensorSpec, WeightsMessage
 from .models import Contribution, Participant, Round
+from .optimizer_state import ServerStep
 from .weights import cached_version_vector
 
 log = logging.getLogger(__name__)
@@ -310,8 +312,12 @@ def _outcome(rnd: Round | None, written: bool = False) -> Outcome:
     return Outcome(rnd.status, rnd.result_version_id, rnd.message, written)
 
 
-def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
+def finish(round_id: int, artifacts: LayersModelArtifacts, server_step: ServerStep | None = None) -> Outcome:
     """Store an aggregating round's aggregate (``artifacts``, built on the round's base version) as a version.
+
+    ``server_step``: the server optimizer's new state (already in storage), recorded only if the new
+    version becomes current, in the same transaction; otherwise its file is deleted and the task's
+    state stays as it was.
 
     One transaction, under the task's row lock:
 
@@ -327,8 +333,10 @@ def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
     """
     peek = Round.objects.filter(pk=round_id).first()
     if peek is None or peek.status != Round.Status.AGGREGATING:
+        if server_step is not None:
+            optimizer_state.discard(server_step.blob)
         return _outcome(peek)
-    version = None
+    version, recorded = None, False
     try:
         with transaction.atomic():
             task = _locked_task(peek.task_id)
@@ -339,6 +347,8 @@ def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
             contributors = rnd.contributions.count()
             swap = base is not None and current is not None and current.pk == base.pk
             done = f"Aggregated {contributors} updates with {task.aggregator}"
+            if server_step is not None:
+                done = f"{done}, {server_step.note}"
             if swap:
                 note = f"{done}."
             else:
@@ -348,12 +358,19 @@ def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
                                      note=note, make_current=swap)
             if swap:
                 rnd.status, rnd.message = Round.Status.CLOSED, f"{done} into version {version.number}."
+                if server_step is not None:
+                    optimizer_state.record(task, server_step, version)
+                    recorded = True
+                    if server_step.reset:
+                        rnd.message = f"{rnd.message} {server_step.reset}"
             else:
                 rnd.status = Round.Status.SUPERSEDED
                 rnd.message = (f"Superseded: version {current.number if current else '?'} was made current while "
                                f"round {rnd.number} ran from version {base.number if base else '?'} (a rollback "
                                f"or a new model). The round's result is stored as version {version.number} but "
                                "not made current; the next round starts from the current version.")
+                if server_step is not None:
+                    rnd.message += " The server optimizer's state did not advance."
             rnd.result_version, rnd.closed_at = version, timezone.now()
             rnd.save(update_fields=["status", "message", "result_version", "closed_at"])
             if task.current_version is not None:  # None only if the current version was deleted meanwhile
@@ -371,7 +388,12 @@ def finish(round_id: int, artifacts: LayersModelArtifacts) -> Outcome:
         # Rolled back (a soft time limit may land anywhere): the version's files would be left without a row.
         if version is not None:
             delete_files([version.storage_path(name) for name in version.file_names()])
+        if server_step is not None:
+            optimizer_state.discard(server_step.blob)
         raise
+    finally:
+        if server_step is not None and not recorded:
+            optimizer_state.discard(server_step.blob)
     return _outcome(rnd, written=True)
 
 

@@ -22,29 +22,19 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 from django.conf import settings
 
-from . import rounds
-from .aggregators import aggregate, too_few_updates
+from . import optimizer_state, rounds
+from .aggregators import registry, too_few_updates
 from .aggregators.bounds import capped_shares
 from .models import Round
 from .weights import artifacts_from_vector, load_frame, version_vector
 
 log = logging.getLogger(__name__)
 
-_BLOCK = 1 << 17  # floats: 512 KiB, so the scratch block stays in cache
-
-
-def _add_scaled(total: np.ndarray, vector: np.ndarray, share: float, scratch: np.ndarray) -> None:
-    """``total += share * vector`` block by block: one read of ``vector`` and no temporary of its size."""
-    factor = np.float32(share)
-    for start in range(0, vector.size, scratch.size):
-        end = min(start + scratch.size, vector.size)
-        block = scratch[:end - start]
-        np.multiply(vector[start:end], factor, out=block)
-        total[start:end] += block
-
 
 def _aggregate(rnd: Round) -> np.ndarray:
+    """The round's aggregate, by the task's aggregator as the registry describes it."""
     task = rnd.task
+    spec = registry.aggregator(task.aggregator)
     specs = rounds.expected_specs(rnd)
     contributions = list(rnd.contributions.order_by("participant_id"))
     # Sample counts weigh the updates, but none more than the task's max_contribution_share of the total.
@@ -52,20 +42,17 @@ def _aggregate(rnd: Round) -> np.ndarray:
                             task.max_contribution_share)
     # The frames were checked for NaN/Inf when they arrived (consumers._submit): here only their
     # shapes are checked again, and the aggregate once at the end.
-    if task.aggregator in ("mean", "plain_mean", "secure"):
-        # Streaming mean: one memory-mapped update at a time, never the N x P matrix.
+    vectors = (load_frame(c.blob, expected=specs, allow_non_finite=True).vector for c in contributions)
+    if spec.stream is not None:
+        # Streaming (the means): one memory-mapped update at a time, never the N x P matrix.
         n = len(contributions)
-        w = weights if task.aggregator == "mean" else np.full(n, 1 / n)
-        total = np.zeros(sum(s.size for s in specs), dtype=np.float32)
-        scratch = np.empty(min(_BLOCK, total.size), dtype=np.float32)
-        for share, c in zip(w, contributions, strict=True):
-            _add_scaled(total, load_frame(c.blob, expected=specs, allow_non_finite=True).vector, share, scratch)
-        return total
-    matrix = np.stack([load_frame(c.blob, expected=specs, allow_non_finite=True).vector for c in contributions])
+        shares = weights if spec.weighted else np.full(n, 1 / n)
+        return spec.stream(vectors, shares, sum(s.size for s in specs))
+    matrix = np.stack(list(vectors))
     params = dict(task.aggregator_params)
-    if task.aggregator == "centered_clipping":
-        params.setdefault("center", version_vector(rnd.base_version))
-    return aggregate(task.aggregator, matrix, weights, **params)
+    if spec.base_param:
+        params.setdefault(spec.base_param, version_vector(rnd.base_version))
+    return spec.rule(matrix, weights, **params)
 
 
 # Read when a worker starts (Celery binds them to the task); prefork workers enforce them, the embedded
@@ -104,6 +91,7 @@ def _aggregate_round(round_id: int) -> int | None:
     if problem:
         rounds.fail(round_id, f"{problem} The next round starts again from the current version.")
         return None
+    step = None
     try:
         started = time.perf_counter()
         vector = _aggregate(rnd)
@@ -111,15 +99,23 @@ def _aggregate_round(round_id: int) -> int | None:
                  time.perf_counter() - started)
         if not np.isfinite(vector).all():
             raise ValueError("The aggregate holds NaN or infinite values; the round is not applied.")
+        # The server optimizer (if any) steps from the base along the aggregate's change; its new state is
+        # stored now and recorded by finish only if the round's version becomes current.
+        vector, step = optimizer_state.server_step(task, rnd.base_version, version_vector(rnd.base_version),
+                                                   vector, rnd.number)
+        if not np.isfinite(vector).all():
+            raise ValueError("The server optimizer's step holds NaN or infinite values; the round is not applied.")
         artifacts = artifacts_from_vector(rnd.base_version, vector)
-    except SoftTimeLimitExceeded:
-        raise
-    except Exception as exc:
+    except BaseException as exc:
+        if step is not None:
+            optimizer_state.discard(step.blob)
+        if not isinstance(exc, Exception) or isinstance(exc, SoftTimeLimitExceeded):
+            raise
         log.exception("Aggregating %s failed", rnd)
         rounds.fail(round_id, f"Aggregation failed ({type(exc).__name__}: {exc}); nothing was written. The next "
                               "round starts again from the current version.")
         return None
-    return rounds.finish(round_id, artifacts).result_version_id
+    return rounds.finish(round_id, artifacts, step).result_version_id
 
 
 @shared_task

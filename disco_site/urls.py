@@ -4,10 +4,11 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import TokenView
 from tasks import views as task_views
-from tasks.api import TaskViewSet
+from tasks.api import AggregationRegistryViewSet, TaskViewSet
 
 router = DefaultRouter()
 router.register("tasks", TaskViewSet, basename="task")
+router.register("aggregators", AggregationRegistryViewSet, basename="aggregators")
 
 urlpatterns = [
     path("", task_views.home, name="home"),

@@ -14,6 +14,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from aggregation.aggregators.registry import AGGREGATORS, SERVER_OPTIMIZERS
+
 from .models import ConversionJob, ModelVersion, Task
 from .participation import invitation_path, rotate_invitation
 from .versions import VersionError, set_current_version
@@ -25,6 +27,15 @@ class TaskAdminForm(forms.ModelForm):
     class Meta:
         model = Task
         fields = "__all__"  # noqa: DJ007 - TaskAdmin.fieldsets choose and order the fields
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # What each choice takes, from the registry the validation uses.
+        for name, entries in (("aggregator_params", AGGREGATORS), ("server_optimizer_params", SERVER_OPTIMIZERS)):
+            if name in self.fields:
+                self.fields[name].help_text = "A JSON object. " + "; ".join(
+                    f"{e.name}: " + ", ".join(f"{p.name} ({p.range_text()}, e.g. {p.default})" for p in e.params)
+                    for e in entries.values() if e.params) + "; the others take {}."
 
     def _update_errors(self, errors: ValidationError) -> None:
         # Model.clean() names fields the form may not show (e.g. read-only ones): those
@@ -95,7 +106,7 @@ class TaskAdmin(admin.ModelAdmin):
     change_form_template = "admin/tasks/task/change_form.html"
     list_display = ["id", "title", "scheme", "data_type", "published", "awaiting_review", "current_version_number",
                     "owner"]
-    list_filter = [ReviewFilter, "scheme", "data_type", "published", "aggregator"]
+    list_filter = [ReviewFilter, "scheme", "data_type", "published", "aggregator", "server_optimizer"]
     search_fields = ["id", "title", "summary_preview"]
     actions = ["publish", "unpublish", "rotate_invitation"]
     readonly_fields = ["current_version", "provider", "review_requested_at", "invitation_link", "created_at",
@@ -112,7 +123,8 @@ class TaskAdmin(admin.ModelAdmin):
         ("Images", {"fields": ["image_height", "image_width", "image_channels", "labels"]}),
         ("Tabular", {"fields": ["input_columns", "output_columns"]}),
         ("Text", {"fields": ["tokenizer", "max_sequence_length"]}),
-        ("Aggregation and privacy", {"fields": ["aggregator", "aggregator_params", "round_deadline_seconds",
+        ("Aggregation and privacy", {"fields": ["aggregator", "aggregator_params", "server_optimizer",
+                                                "server_optimizer_params", "round_deadline_seconds",
                                                 "allow_relay", "clipping_radius", "noise_scale",
                                                 "max_share_value"]}),
         ("Participation", {"fields": ["participation", "invitation_link", "max_samples_per_update",

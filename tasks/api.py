@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from aggregation.accountant import DEFAULT_DELTA, NEIGHBOURING_RELATION, privacy_spent, rounds_recorded
+from aggregation.aggregators.registry import registry_json
 from disco_site.throttling import TaskCreationThrottle, ThrottledTokenAuthentication
 
 from .contributor_views import job_as_json
@@ -205,3 +206,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if not math.isfinite(epsilon):
             body["note"] = "The noise scale is 0: updates are clipped but not noised, so there is no privacy guarantee."
         return Response(body)
+
+
+class AggregationRegistryViewSet(viewsets.ViewSet):
+    """``GET /api/aggregators/``: every aggregator and server optimizer a task can choose, with its parameters
+    (type, default, bounds, help), from the registry the validation uses (``aggregation.aggregators.registry``)."""
+
+    permission_classes = [AllowAny]
+
+    def list(self, request: Request) -> Response:
+        return Response(registry_json())

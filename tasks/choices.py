@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from aggregation.aggregators.registry import AGGREGATORS, SERVER_OPTIMIZERS, choices
+
 
 class Scheme(models.TextChoices):
     FEDERATED = "federated", "Federated"
@@ -15,15 +17,12 @@ class DataType(models.TextChoices):
     TEXT = "text", "Text"
 
 
-class Aggregator(models.TextChoices):
-    MEAN = "mean", "Sample-weighted mean (FedAvg)"
-    PLAIN_MEAN = "plain_mean", "Plain mean"
-    MEDIAN = "median", "Coordinate-wise median"
-    TRIMMED_MEAN = "trimmed_mean", "Trimmed mean"
-    KRUM = "krum", "Krum"
-    MULTI_KRUM = "multi_krum", "Multi-Krum"
-    CENTERED_CLIPPING = "centered_clipping", "Centered clipping"
-    SECURE = "secure", "Secure aggregation (mean)"
+# Derived from the registry of aggregation rules (aggregation/aggregators/registry.py), in its order:
+# ``Aggregator.MEAN == "mean"`` and so on.
+Aggregator = models.TextChoices("Aggregator", [(name.upper(), (name, label))
+                                               for name, label in choices(AGGREGATORS)])
+ServerOptimizer = models.TextChoices("ServerOptimizer", [(name.upper(), (name, label))
+                                                         for name, label in choices(SERVER_OPTIMIZERS)])
 
 
 class Participation(models.TextChoices):

@@ -15,19 +15,21 @@ from django import forms
 from django.conf import settings
 from django.utils.safestring import mark_safe
 
-from .choices import Aggregator, Compression, DataType, Participation, Scheme, Tokenizer
+from aggregation.aggregators.registry import AGGREGATORS, SERVER_OPTIMIZERS, Param, field_names, registry_json
+
+from .choices import Aggregator, Compression, DataType, Participation, Scheme, ServerOptimizer, Tokenizer
 from .models import Task
 from .preprocessing import preprocessing_steps
 from .spec import SPEC_FIELDS
 
-# The parameters each aggregator takes, as form fields (``agg_<name>``), with their types.
-AGGREGATOR_PARAMS: dict[str, tuple[str, ...]] = {
-    Aggregator.TRIMMED_MEAN: ("beta",),
-    Aggregator.KRUM: ("f",),
-    Aggregator.MULTI_KRUM: ("f", "m"),
-    Aggregator.CENTERED_CLIPPING: ("tau", "iterations"),
-}
-INT_PARAMS = frozenset({"f", "m", "iterations"})
+# The registry's families of choices with parameters: (choice field, parameters' spec field, form field prefix,
+# entries). Each parameter is a form field named by ``registry.field_names`` (``agg_beta``, ``opt_momentum``).
+FAMILIES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("aggregator", "aggregator_params", "agg", AGGREGATORS),
+    ("server_optimizer", "server_optimizer_params", "opt", SERVER_OPTIMIZERS),
+)
+PARAM_FIELDS: dict[str, dict[tuple[str, str], str]] = {choice: field_names(entries, prefix)
+                                                       for choice, _, prefix, entries in FAMILIES}
 DEFAULT_CLIPPING_RADIUS = 1.0
 DEFAULT_NOISE_SCALE = 1.0
 MODEL_ACCEPT = ".json,.bin,.zip,.h5,.keras"
@@ -113,6 +115,13 @@ def _float(label: str, help_text: str = "", **kwargs: Any) -> forms.FloatField:
     return forms.FloatField(label=label, help_text=help_text, required=False, **kwargs)
 
 
+def param_field(param: Param) -> forms.Field:
+    """The form field of a registry parameter; its bounds are the service's to check (one message for all)."""
+    build = _int if param.type == "int" else _float
+    return build(param.label, f"{param.help} Accepted: {param.range_text()}.".strip(),
+                 initial=param.coerce(param.default))
+
+
 def _text(label: str, help_text: str = "", rows: int = 3, **kwargs: Any) -> forms.CharField:
     return forms.CharField(label=label, help_text=help_text, required=False,
                            widget=forms.Textarea(attrs={"rows": rows}), **kwargs)
@@ -193,12 +202,12 @@ class TaskForm(forms.Form):
                                    initial=Aggregator.MEAN,
                                    help_text="The mean suits trusted participants. The median, trimmed mean, "
                                              "Krum and centered clipping resist a few faulty or malicious ones.")
-    agg_beta = _float("Share trimmed at each end (beta)", "From 0 to just under 0.5; 0.1 drops the highest and "
-                                                          "lowest 10% of values.", initial=0.1)
-    agg_f = _int("Faulty participants tolerated (f)", "Krum needs at least 2f+3 participants.", initial=1)
-    agg_m = _int("Updates averaged (m)", "Multi-Krum averages the m most trustworthy updates.", initial=2)
-    agg_tau = _float("Clipping radius (tau)", "How far an update may pull the model in one step.", initial=1.0)
-    agg_iterations = _int("Iterations", "Clipping passes per round; 1 to 3 is typical.", initial=1)
+    # The parameters of every aggregator and server optimizer are added by __init__, from the registry.
+    server_optimizer = forms.ChoiceField(
+        label="Server optimizer", choices=ServerOptimizer.choices, initial=ServerOptimizer.NONE, required=False,
+        help_text="Federated tasks: after each round the server can step from the round's model along the "
+                  "change the participants agreed on, with momentum (FedAvgM) or adaptively (FedAdam). None: the "
+                  "aggregate becomes the new model.")
     allow_relay = forms.BooleanField(
         label="Allow the server to pass peers' encrypted/opaque messages along when they cannot connect directly",
         required=False, initial=True,
@@ -245,6 +254,10 @@ class TaskForm(forms.Form):
             self.fields[f"preprocessing_{data_type}"] = forms.MultipleChoiceField(
                 label="Preprocessing", required=False, widget=forms.CheckboxSelectMultiple,
                 choices=list(steps.items()))
+        for choice, _, _, entries in FAMILIES:
+            for (entry, param), name in PARAM_FIELDS[choice].items():
+                if name not in self.fields:
+                    self.fields[name] = param_field(entries[entry].param(param))
         if task is not None:
             self.fields["id"].disabled = True
             self.fields["model_files"].help_text = "Leave empty to keep the current model; a new model becomes a " \
@@ -256,6 +269,25 @@ class TaskForm(forms.Form):
 
     def preprocessing_fields(self) -> list[tuple[str, str, forms.BoundField]]:
         return [(value, label, self[f"preprocessing_{value}"]) for value, label in DataType.choices]
+
+    def param_fields(self, choice: str) -> list[forms.BoundField]:
+        """The parameters' fields of ``choice`` ("aggregator" or "server_optimizer"), each once."""
+        return [self[name] for name in dict.fromkeys(PARAM_FIELDS[choice].values())]
+
+    def aggregator_param_fields(self) -> list[forms.BoundField]:
+        return self.param_fields("aggregator")
+
+    def server_optimizer_param_fields(self) -> list[forms.BoundField]:
+        return self.param_fields("server_optimizer")
+
+    def registry_json(self) -> dict[str, Any]:
+        """The registry as the page's script reads it, with the form field of every parameter."""
+        data = registry_json()
+        for key, choice in (("aggregators", "aggregator"), ("serverOptimizers", "server_optimizer")):
+            for entry in data[key]:
+                for param in entry["params"]:
+                    param["field"] = PARAM_FIELDS[choice][entry["name"], param["name"]]
+        return data
 
     def _value(self, name: str) -> Any:
         if hasattr(self, "cleaned_data") and name in self.cleaned_data:
@@ -275,7 +307,8 @@ class TaskForm(forms.Form):
             if isinstance(values.get(name), str):
                 values[name] = values[name].strip()
         # Left empty (or absent from an older form): keep the task's setting, or the default.
-        for name in ("participation", "max_samples_per_update", "max_contribution_share", "compression"):
+        for name in ("participation", "max_samples_per_update", "max_contribution_share", "compression",
+                     "server_optimizer"):
             if values.get(name) in (None, ""):
                 values.pop(name, None)
         # Settings of the other data types are hidden in the form: drop them rather than keep stale values.
@@ -290,10 +323,13 @@ class TaskForm(forms.Form):
         if f"preprocessing_{data_type}" in data:
             chosen = set(data[f"preprocessing_{data_type}"])
             values["preprocessing"] = [s for s in preprocessing_steps(str(data_type)) if s in chosen]
-        aggregator = data.get("aggregator")
-        params = AGGREGATOR_PARAMS.get(aggregator, ())
-        if all(f"agg_{p}" in data for p in params):
-            values["aggregator_params"] = {p: data[f"agg_{p}"] for p in params if data[f"agg_{p}"] is not None}
+        for choice, params_name, _, entries in FAMILIES:
+            chosen = values.get(choice)
+            if chosen not in entries:
+                continue
+            fields = {p.name: PARAM_FIELDS[choice][chosen, p.name] for p in entries[chosen].params}
+            if all(f in data for f in fields.values()):
+                values[params_name] = {p: data[f] for p, f in fields.items() if data[f] is not None}
         if "dp_enabled" in data:
             if data["dp_enabled"]:
                 for name in ("clipping_radius", "noise_scale"):
@@ -319,12 +355,14 @@ class TaskForm(forms.Form):
             return "model_files"
         if name == "preprocessing":
             return f"preprocessing_{self._value('data_type')}"
-        if name == "aggregator_params":
-            params = AGGREGATOR_PARAMS.get(self._value("aggregator"), ())
-            match = re.search(r"needs (\w+)", message)
-            if match and match.group(1) in params:
-                return f"agg_{match.group(1)}"
-            return f"agg_{params[0]}" if params else "aggregator"
+        for choice, params_name, _, _ in FAMILIES:
+            if name == params_name:
+                chosen = self._value(choice) or (ServerOptimizer.NONE if choice == "server_optimizer" else "")
+                fields = {p: f for (entry, p), f in PARAM_FIELDS[choice].items() if entry == chosen}
+                match = re.search(r"needs (\w+)", message)
+                if match and match.group(1) in fields:
+                    return fields[match.group(1)]
+                return next(iter(fields.values()), choice)
         return name if name in self.fields else "id"
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
@@ -342,8 +380,11 @@ def initial_from_task(task: Task) -> dict[str, Any]:
     """The form's initial values for editing ``task``."""
     initial: dict[str, Any] = task.spec_values()
     initial[f"preprocessing_{task.data_type}"] = list(task.preprocessing)
-    for name, value in (task.aggregator_params or {}).items():
-        initial[f"agg_{name}"] = value
+    for choice, params_name, _, _ in FAMILIES:
+        for name, value in (getattr(task, params_name) or {}).items():
+            field = PARAM_FIELDS[choice].get((getattr(task, choice), name))
+            if field:
+                initial[field] = value
     initial["dp_enabled"] = task.clipping_radius is not None
     if task.clipping_radius is None:
         initial.update(clipping_radius=DEFAULT_CLIPPING_RADIUS, noise_scale=DEFAULT_NOISE_SCALE)

@@ -9,7 +9,16 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
-from .choices import Aggregator, Compression, DataType, Origin, Participation, Scheme, Tokenizer
+from .choices import (
+    Aggregator,
+    Compression,
+    DataType,
+    Origin,
+    Participation,
+    Scheme,
+    ServerOptimizer,
+    Tokenizer,
+)
 from .rich_text import RICH_TEXT_FIELDS, sanitize_html
 from .spec import SPEC_FIELDS
 from .validation import validate_task_fields
@@ -67,6 +76,12 @@ class Task(models.Model):
     max_share_value = models.FloatField(default=100.0, help_text="Secure aggregation: range of the shared values.")
     aggregator = models.CharField(max_length=32, choices=Aggregator.choices, default=Aggregator.MEAN)
     aggregator_params = models.JSONField(default=dict, blank=True)
+    server_optimizer = models.CharField(
+        max_length=32, choices=ServerOptimizer.choices, default=ServerOptimizer.NONE,
+        help_text="Federated rounds: a step the server takes from the round's base model along the aggregate's "
+                  "change (none: the aggregate becomes the new model).")
+    server_optimizer_params = models.JSONField(
+        default=dict, blank=True, help_text='The server optimizer\'s parameters, e.g. {"lr": 1.0, "momentum": 0.9}.')
     round_deadline_seconds = models.PositiveIntegerField(
         default=120, help_text="Federated rounds close this many seconds after they open once the minimum "
                                "number of participants has contributed, without waiting for slower ones.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .choices import Aggregator, DataType, Participation, Scheme
+from .choices import Aggregator, DataType, Participation, Scheme, ServerOptimizer
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class TaskSpec:
     max_share_value: float = 100.0
     aggregator: str = Aggregator.MEAN
     aggregator_params: dict[str, Any] = field(default_factory=dict)
+    server_optimizer: str = ServerOptimizer.NONE
+    server_optimizer_params: dict[str, Any] = field(default_factory=dict)
     round_deadline_seconds: int = 120
     allow_relay: bool = True
     # Participation and the bounds on what one participant can do to a round

@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .choices import Aggregator, Compression, DataType, Participation, Scheme, Tokenizer
+from aggregation.aggregators.registry import AGGREGATORS, NO_SERVER_OPTIMIZER, SERVER_OPTIMIZERS
+from aggregation.aggregators.requirements import participant_problems
+
+from .choices import Compression, DataType, Participation, Scheme, Tokenizer
 from .preprocessing import preprocessing_steps
 
 TASK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_IMAGE_SIDE = 1024
-MIN_SECURE_PARTICIPANTS = 3
 # Task fields holding a web address that pages and clients follow or load.
 URL_FIELDS: dict[str, str] = {"sample_dataset_link": "The sample dataset link",
                               "data_example_image": "The example image address"}
@@ -47,6 +49,7 @@ def validate_task_fields(values: Mapping[str, Any]) -> Errors:
     _check_preprocessing(values, err)
     _check_privacy(values, err)
     _check_aggregator(values, err)
+    _check_server_optimizer(values, err)
     _check_participation(values, err)
     return errors
 
@@ -213,69 +216,42 @@ def _check_privacy(values: Mapping[str, Any], err) -> None:
         err("max_share_value", "The maximum share value for secure aggregation is a positive number.")
 
 
-def _number(params: Mapping[str, Any], key: str) -> float | None:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def _check_aggregator(values: Mapping[str, Any], err) -> None:
-    aggregator = values.get("aggregator")
+    """The aggregator and its parameters, as the registry describes them, and whether they can work with
+    the task's scheme and minimum number of participants."""
+    name = values.get("aggregator")
     params = values.get("aggregator_params") or {}
-    if aggregator not in Aggregator.values:
-        err("aggregator", f"Aggregator must be one of: {', '.join(Aggregator.values)}.")
+    spec = AGGREGATORS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        err("aggregator", f"Aggregator must be one of: {', '.join(AGGREGATORS)}.")
         return
-    if not isinstance(params, dict):
-        err("aggregator_params", "Aggregator parameters are a JSON object, e.g. {\"beta\": 0.1}.")
-        return
-    allowed = {
-        Aggregator.TRIMMED_MEAN: {"beta"},
-        Aggregator.KRUM: {"f"},
-        Aggregator.MULTI_KRUM: {"f", "m"},
-        Aggregator.CENTERED_CLIPPING: {"tau", "iterations"},
-    }.get(aggregator, set())
-    extra = sorted(set(params) - allowed)
-    if extra:
-        err("aggregator_params", f"{aggregator} takes {', '.join(sorted(allowed)) or 'no parameters'}; "
-            f"unexpected: {', '.join(extra)}.")
+    problems = spec.problems(params)
+    for message in problems:
+        err("aggregator_params", message)
+    scheme = values.get("scheme")
+    if scheme in Scheme.values and scheme not in spec.schemes:
+        where = " or ".join(spec.schemes)
+        err("aggregator", f"{spec.label} runs only in {where} tasks: choose that scheme, or another aggregator.")
     min_participants = values.get("min_participants")
-    if aggregator == Aggregator.TRIMMED_MEAN:
-        beta = _number(params, "beta")
-        if beta is None or not 0 <= beta < 0.5:
-            err("aggregator_params", "Trimmed mean needs beta, the fraction trimmed at each end, in [0, 0.5).")
-    elif aggregator in (Aggregator.KRUM, Aggregator.MULTI_KRUM):
-        f = _number(params, "f")
-        if f is None or f < 0 or f != int(f):
-            err("aggregator_params",
-                "Krum needs f, the number of Byzantine participants tolerated (a whole number >= 0).")
-        elif _positive_int(min_participants) and min_participants < 2 * f + 3:
-            most_f = (min_participants - 3) // 2
-            lower = (f"lower f to {most_f}" if most_f >= 0
-                     else "choose another aggregator (Krum needs at least 3)")
-            err("min_participants", f"Krum with f={int(f)} needs at least 2f+3 = {2 * int(f) + 3} participants: a "
-                f"round may close with only {min_participants} (the minimum number of participants). Raise the "
-                f"minimum to {2 * int(f) + 3}, or {lower}.")
-        if aggregator == Aggregator.MULTI_KRUM:
-            m = _number(params, "m")
-            if m is None or m < 1 or m != int(m):
-                err("aggregator_params", "Multi-Krum needs m, the number of updates averaged (a whole number >= 1).")
-            elif _positive_int(min_participants) and m > min_participants:
-                err("aggregator_params", f"Multi-Krum averages the m={int(m)} best updates, but a round may close "
-                    f"with only {min_participants} (the minimum number of participants). Lower m to at most "
-                    f"{min_participants}, or raise the minimum number of participants to {int(m)}.")
-    elif aggregator == Aggregator.CENTERED_CLIPPING:
-        tau, iterations = _number(params, "tau"), _number(params, "iterations")
-        if tau is None or tau <= 0:
-            err("aggregator_params", "Centered clipping needs tau, the clipping radius (a positive number).")
-        if iterations is None or iterations < 1 or iterations != int(iterations):
-            err("aggregator_params", "Centered clipping needs iterations (a whole number >= 1).")
-    elif aggregator == Aggregator.SECURE:
-        if values.get("scheme") != Scheme.DECENTRALIZED:
-            err("aggregator", "Secure aggregation runs among peers: choose the decentralized scheme.")
-        if _positive_int(min_participants) and min_participants < MIN_SECURE_PARTICIPANTS:
-            err("min_participants", f"Secure aggregation needs at least {MIN_SECURE_PARTICIPANTS} participants "
-                "so that no peer can deduce another's update.")
+    if _positive_int(min_participants) and isinstance(params, dict):
+        for field_name, message in participant_problems(name, params, min_participants):
+            err(field_name, message)
+
+
+def _check_server_optimizer(values: Mapping[str, Any], err) -> None:
+    """The server optimizer and its parameters (federated tasks only: nothing else has a server step)."""
+    name = values.get("server_optimizer", NO_SERVER_OPTIMIZER)
+    params = values.get("server_optimizer_params") or {}
+    spec = SERVER_OPTIMIZERS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        err("server_optimizer", f"The server optimizer must be one of: {', '.join(SERVER_OPTIMIZERS)}.")
+        return
+    for message in spec.problems(params):
+        err("server_optimizer_params", message)
+    if name != NO_SERVER_OPTIMIZER and values.get("scheme") in (Scheme.DECENTRALIZED, Scheme.LOCAL):
+        err("server_optimizer", f"{spec.label.split(' (')[0]} is a step the server takes after a federated round; "
+            f"{values.get('scheme')} tasks have no server step. Choose the federated scheme, or no server "
+            "optimizer.")
 
 
 def _check_participation(values: Mapping[str, Any], err) -> None:

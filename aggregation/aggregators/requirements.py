@@ -48,3 +48,31 @@ def too_few_updates(name: str, params: Mapping[str, Any] | None, n: int) -> str 
     if n == 0:
         return "The round has no updates to aggregate."
     return f"{name} needs at least {need} updates; the round has {n}."
+
+
+MIN_SECURE_PARTICIPANTS = 3
+
+
+def participant_problems(name: str, params: Mapping[str, Any] | None,
+                         min_participants: int) -> list[tuple[str, str]]:
+    """Why rule ``name`` with ``params`` cannot work when a round may close with ``min_participants`` updates:
+    ``[(task field at fault, message)]``, empty when it can. Malformed parameters are not reported here."""
+    params = params or {}
+    out: list[tuple[str, str]] = []
+    if name in ("krum", "multi_krum"):
+        f = _whole(params, "f")
+        if f is not None and f >= 0 and min_participants < 2 * f + 3:
+            most_f = (min_participants - 3) // 2
+            lower = f"lower f to {most_f}" if most_f >= 0 else "choose another aggregator (Krum needs at least 3)"
+            out.append(("min_participants", f"Krum with f={f} needs at least 2f+3 = {2 * f + 3} participants: a "
+                        f"round may close with only {min_participants} (the minimum number of participants). Raise "
+                        f"the minimum to {2 * f + 3}, or {lower}."))
+        m = _whole(params, "m") if name == "multi_krum" else None
+        if m is not None and m >= 1 and m > min_participants:
+            out.append(("aggregator_params", f"Multi-Krum averages the m={m} best updates, but a round may close "
+                        f"with only {min_participants} (the minimum number of participants). Lower m to at most "
+                        f"{min_participants}, or raise the minimum number of participants to {m}."))
+    elif name == "secure" and min_participants < MIN_SECURE_PARTICIPANTS:
+        out.append(("min_participants", f"Secure aggregation needs at least {MIN_SECURE_PARTICIPANTS} participants "
+                    "so that no peer can deduce another's update."))
+    return out

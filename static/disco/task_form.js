@@ -2,8 +2,10 @@
  * Progressive enhancement of the task form (templates/tasks/task_form.html).
  *
  * Without JavaScript every field is shown and the server ignores the ones that do not
- * apply. With it, only the fields of the chosen data type, scheme, aggregator and
- * privacy choice are shown, and an upload over the size limit is refused before it is sent.
+ * apply. With it, only the fields of the chosen data type, scheme, aggregator, server
+ * optimizer and privacy choice are shown, and an upload over the size limit is refused before it is sent.
+ * Which parameters each aggregator and server optimizer takes is read from the registry the page
+ * embeds (`aggregation-registry`, from aggregation/aggregators/registry.py), never written here.
  */
 
 /**
@@ -20,6 +22,22 @@ function showMatching(root, attribute, value) {
 }
 
 /**
+ * The form fields of the chosen entries' parameters, from the embedded registry.
+ * @param {{aggregators: Array<{name: string, params: Array<{field: string}>}>,
+ *          serverOptimizers: Array<{name: string, params: Array<{field: string}>}>}} registry
+ * @param {Record<string, string>} chosen e.g. {aggregators: "krum", serverOptimizers: "none"}
+ * @returns {Set<string>}
+ */
+export function paramFieldsFor(registry, chosen) {
+  const fields = new Set();
+  for (const [family, name] of Object.entries(chosen)) {
+    const entry = (registry[family] || []).find((e) => e.name === name);
+    for (const param of entry ? entry.params : []) fields.add(param.field);
+  }
+  return fields;
+}
+
+/**
  * @param {HTMLFormElement} form
  */
 function enhance(form) {
@@ -27,10 +45,17 @@ function enhance(form) {
   const dataType = /** @type {HTMLSelectElement} */ (form.elements.namedItem("data_type"));
   const aggregator = /** @type {HTMLSelectElement} */ (form.elements.namedItem("aggregator"));
   const scheme = /** @type {HTMLSelectElement} */ (form.elements.namedItem("scheme"));
+  const optimizer = /** @type {HTMLSelectElement} */ (form.elements.namedItem("server_optimizer"));
+  const embedded = document.getElementById("aggregation-registry");
+  const registry = embedded ? JSON.parse(embedded.textContent) : {aggregators: [], serverOptimizers: []};
   const update = () => {
     showMatching(form, "data-show-for-type", dataType.value);
     showMatching(form, "data-show-for-scheme", scheme.value);
     showMatching(form, "data-show-for-aggregator", aggregator.value);
+    const shown = paramFieldsFor(registry, {aggregators: aggregator.value, serverOptimizers: optimizer.value});
+    for (const el of form.querySelectorAll("[data-param-field]")) {
+      el.hidden = !shown.has(el.getAttribute("data-param-field"));
+    }
     for (const el of form.querySelectorAll("[data-show-if-checked]")) {
       const box = /** @type {HTMLInputElement|null} */ (document.getElementById(el.getAttribute("data-show-if-checked")));
       el.hidden = !(box && box.checked);
@@ -62,5 +87,6 @@ function enhance(form) {
   });
 }
 
-const form = /** @type {HTMLFormElement|null} */ (document.getElementById("task-form"));
+const form = typeof document === "undefined" ? null
+  : /** @type {HTMLFormElement|null} */ (document.getElementById("task-form"));
 if (form) enhance(form);

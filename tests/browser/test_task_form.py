@@ -69,6 +69,16 @@ def create_task_as_contributor(page, base: str, model_file: Path, task_id: str) 
     assert page.input_value("#id_clipping_radius") == "1.0" and page.input_value("#id_noise_scale") == "1.0"
     page.uncheck("#id_dp_enabled")
     assert not page.is_visible("#id_agg_beta")
+    # The parameters shown are the chosen aggregator's and server optimizer's, as the embedded registry says.
+    page.select_option("#id_aggregator", "multi_krum")
+    assert page.is_visible("#id_agg_f") and page.is_visible("#id_agg_m") and not page.is_visible("#id_agg_beta")
+    assert not page.is_visible("#id_opt_momentum")
+    page.select_option("#id_server_optimizer", "fedavgm")
+    assert page.is_visible("#id_opt_fedavgm_lr") and page.is_visible("#id_opt_momentum")
+    assert not page.is_visible("#id_opt_fedadam_lr") and page.input_value("#id_opt_momentum") == "0.9"
+    page.select_option("#id_server_optimizer", "none")
+    page.select_option("#id_aggregator", "mean")
+    assert not page.is_visible("#id_agg_f") and not page.is_visible("#id_opt_fedavgm_lr")
 
     # Fill it, with a mistake: 5 epochs cannot be split into rounds of 2.
     page.fill("#id_title", title)

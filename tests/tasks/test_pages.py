@@ -186,6 +186,7 @@ def test_detail_shows_settings_and_the_current_model(client):
         epochs=12, round_duration=3, batch_size=30, validation_split=0.25, min_participants=4,
         input_columns=["Age", "Fare"], output_columns=["Survived"], preprocessing=["sanitize"],
         aggregator="trimmed_mean", aggregator_params={"beta": 0.1}, clipping_radius=1.5, noise_scale=0.3,
+        server_optimizer="fedavgm", server_optimizer_params={"lr": 0.5, "momentum": 0.9},
         summary_overview="<p>About <strong>Titanic</strong>.</p>", model_description="A small MLP.",
         data_format="A CSV file.", sample_dataset_instructions="Download train.csv.",
         data_example=[{"columnName": "Age", "columnData": ["22", "38"]},
@@ -200,7 +201,8 @@ def test_detail_shows_settings_and_the_current_model(client):
     assert "Training settings" in html
     for text in ("Epochs</th><td>12", "3 epochs", "Batch size</th><td>30", "0.25", "Min. participants</th><td>4",
                  "<code>Age</code>", "<code>Fare</code>", "<code>Survived</code>", "sanitize", "Trimmed mean",
-                 "<code>beta</code> = 0.1", "clipping radius 1.5, noise scale 0.3"):
+                 "<code>beta</code> = 0.1", "clipping radius 1.5, noise scale 0.3", "FedAvgM (server momentum)",
+                 "<code>momentum</code> = 0.9"):
         assert text in html, text
     assert "<strong>Titanic</strong>" in html  # curated HTML, not escaped
     assert "A small MLP." in html and "A CSV file." in html and "Download train.csv." in html

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0007_durable_deadlines'),
+        ('tasks', '0008_server_optimizer'),
     ]
 
     operations = [
