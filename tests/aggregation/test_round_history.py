@@ -9,7 +9,8 @@ import json
 import pytest
 from django.contrib.auth import get_user_model
 
-from aggregation.round_history import CSV_COLUMNS
+from aggregation.round_history import CSV_COLUMNS, round_rows
+from tasks.versions import create_version
 from tests.aggregation.round_fixtures import FAILED_REASON, SUPERSEDED_REASON, federated_history, peer_history
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
@@ -180,3 +181,33 @@ def test_the_task_page_of_a_task_without_rounds_says_so(client, make_task):
     make_task("fresh")
     html = client.get("/tasks/fresh/").content.decode()
     assert '<td id="rounds-count">0</td>' in html and "rounds-last" not in html and "rounds-accuracy" not in html
+
+
+def test_a_round_keeps_its_tally_once_it_takes_no_more_updates(make_task, tiny_artifacts):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from aggregation import rounds
+    from aggregation.models import Contribution, Participant, Round
+
+    task = make_task("tally", min_participants=2)
+    version = create_version(task, tiny_artifacts, origin="initial")
+    people = [Participant.objects.create(task=task, resume_token=f"t{i}") for i in range(2)]
+    closing, failing = (Round.objects.create(task=task, number=n, base_version=version, status=status,
+                                             deadline=timezone.now() + timedelta(minutes=1))
+                        for n, status in ((1, "open"), (2, "failed")))
+    for person, nbytes in zip(people, (1000, 234), strict=True):
+        Contribution.objects.create(round=closing, participant=person, samples=5, blob="b", nbytes=nbytes)
+    assert rounds.maybe_close(closing.pk)  # every connected participant contributed
+    closing.refresh_from_db()
+    assert (closing.status, closing.contributors, closing.bytes_received) == ("aggregating", 2, 1234)
+    Round.objects.filter(pk=closing.pk).update(status="closed")  # one active round per task
+    Round.objects.filter(pk=failing.pk).update(status="open", deadline=timezone.now())
+    Contribution.objects.create(round=failing, participant=people[0], samples=5, blob="c", nbytes=99)
+    assert rounds.fail(failing.pk, "Too few updates by the deadline.", expected_status="open")
+    failing.refresh_from_db()
+    assert (failing.status, failing.contributors, failing.bytes_received) == ("failed", 1, 99)
+    Contribution.objects.all().delete()  # pruned: the rows say the same
+    assert [(r["number"], r["contributors"], r["bytesReceived"]) for r in round_rows(task) if r["number"] < 3] == \
+        [(2, 1, 99), (1, 2, 1234)]
