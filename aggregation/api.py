@@ -15,10 +15,10 @@ from typing import Any
 from rest_framework import renderers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
-from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from disco_site.throttling import ThrottledTokenAuthentication
 from tasks.creation import can_edit
@@ -65,10 +65,9 @@ def task_for_owner(user: Any, task_id: str) -> Task:
     return task
 
 
-class TaskRoundsView(GenericAPIView):
+class TaskRoundsView(APIView):
     authentication_classes = [ThrottledTokenAuthentication, SessionAuthentication]
     renderer_classes = [renderers.JSONRenderer, renderers.BrowsableAPIRenderer, CSVRenderer]
-    pagination_class = RoundPagination
 
     def get(self, request: Request, task_id: str, format: str | None = None) -> Response:  # noqa: A002 - DRF's name
         task = task_for_owner(request.user, task_id)
@@ -76,5 +75,6 @@ class TaskRoundsView(GenericAPIView):
         if request.accepted_renderer.format == "csv":
             return Response(rows, headers={
                 "Content-Disposition": f'attachment; filename="{task.pk}-rounds.csv"', "Cache-Control": "no-store"})
-        page = self.paginate_queryset(rows)
-        return self.get_paginated_response(page)
+        paginator = RoundPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(page)

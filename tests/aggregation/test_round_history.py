@@ -211,3 +211,8 @@ def test_a_round_keeps_its_tally_once_it_takes_no_more_updates(make_task, tiny_a
     Contribution.objects.all().delete()  # pruned: the rows say the same
     assert [(r["number"], r["contributors"], r["bytesReceived"]) for r in round_rows(task) if r["number"] < 3] == \
         [(2, 1, 99), (1, 2, 1234)]
+
+
+def test_the_browsable_api_renders_the_rounds(client, watched, people):
+    response = _as(client, people["owner"]).get("/api/tasks/watched/rounds/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and "Superseded: version 4 was made current" in response.content.decode()

@@ -1,0 +1,79 @@
+"""The round dashboard in Chromium: the owner watches a federated round close, live, without a reload."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aggregation.participant import FederatedClient
+from tasks.sample_data import learnable_tabular_csv
+
+pytestmark = pytest.mark.browser
+TASK = "tiny_federated"  # three participants a round (tests/browser/tiny_tasks.py)
+ADMIN_PASSWORD = "browser-test-admin-pw"  # conftest.py's live_platform
+
+
+def _log_in(page, base: str, next_path: str) -> None:
+    page.goto(f"{base}/accounts/login/?next={next_path}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(re.escape(next_path) + "$"))
+
+
+async def _three_participants(base: str) -> list:
+    rows = learnable_tabular_csv(150, seed=9).strip().splitlines()[1:]
+    data = np.array([[float(v) for v in line.split(",")] for line in rows], dtype=np.float32)
+    clients = [FederatedClient(base, TASK, log=lambda _: None) for _ in range(3)]
+    parts = [data[i * 50:(i + 1) * 50] for i in range(3)]
+    return await asyncio.gather(*(c.run(p[:, :4], p[:, 4:5], rounds=1) for c, p in zip(clients, parts, strict=True)))
+
+
+def test_the_owner_sees_a_round_close_live(live_platform, page, tmp_path: Path):
+    base = live_platform["url"]
+    before = json.loads(urllib.request.urlopen(f"{base}/api/tasks/{TASK}/").read())["currentVersion"]
+    path = f"/tasks/{TASK}/rounds/"
+    _log_in(page, base, path)
+    page.wait_for_function("() => window.discoRounds && window.discoRounds.socket === 'live'", timeout=30_000)
+    assert page.inner_text("#live-status") == "Live"
+    page.evaluate("() => { window.notReloaded = true; }")  # gone if the page reloads
+    closed_before = page.evaluate("() => window.discoRounds.rows.filter((r) => r.status === 'closed').length")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        results = pool.submit(asyncio.run, _three_participants(base)).result(timeout=180)
+    number = results[0][0].round
+    assert all(r[0].outcome == "round_closed" and r[0].version == before + 1 for r in results)
+
+    page.wait_for_function("(n) => window.discoRounds.rows.some((r) => r.number === n && r.status === 'closed')",
+                           arg=number, timeout=30_000)
+    assert page.evaluate("() => window.notReloaded") is True
+    row = page.evaluate("(n) => window.discoRounds.rows.find((r) => r.number === n)", number)
+    assert row["contributors"] == 3 and row["bytesReceived"] > 0
+    assert row["resultVersion"]["number"] == before + 1
+    assert row["resultVersion"]["modelUrl"].endswith(f"/tasks/{TASK}/versions/{before + 1}/model.json")
+    assert page.evaluate("() => window.discoRounds.events.some((e) => e.event === 'round_closed')")
+    # the table has the row, with its link, and each chart a point for the round
+    cells = page.locator(f"#rounds-table tr[data-round='{number}'] td")
+    assert cells.nth(1).inner_text() == "Closed" and cells.nth(4).inner_text() == "3"
+    link = page.locator(f"#rounds-table tr[data-round='{number}'] a", has_text=f"v{before + 1}")
+    assert link.get_attribute("href").endswith(f"/versions/{before + 1}/model.json")
+    for chart in ("participants-chart", "duration-chart", "bytes-chart"):
+        labels = page.evaluate("(id) => Chart.getChart(id).data.labels", chart)
+        assert str(number) in labels, (chart, labels)
+    participants = page.evaluate("() => Chart.getChart('participants-chart').data.datasets[0].data")
+    labels = page.evaluate("() => Chart.getChart('participants-chart').data.labels")
+    assert participants[labels.index(str(number))] == 3
+    assert int(page.inner_text("#fact-finished")) == closed_before + 1 + page.evaluate(
+        "() => window.discoRounds.rows.filter((r) => ['failed', 'superseded'].includes(r.status)).length")
+
+    folder = Path(os.environ.get("DISCO_SHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / "round-dashboard.png"), full_page=True)
