@@ -34,7 +34,7 @@ from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Sum
+from django.db.models import BigIntegerField, Count, Max, PositiveIntegerField, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -386,7 +386,8 @@ def fail(round_id: int, reason: str, *, expected_status: str = Round.Status.AGGR
         contributors, nbytes = _tally(round_id)  # an open round failed by the sweeper has no tally yet
         changed = Round.objects.filter(pk=round_id, status=expected_status).update(
             status=Round.Status.FAILED, message=reason, closed_at=timezone.now(),
-            contributors=Coalesce("contributors", contributors), bytes_received=Coalesce("bytes_received", nbytes))
+            contributors=Coalesce("contributors", Value(contributors), output_field=PositiveIntegerField()),
+            bytes_received=Coalesce("bytes_received", Value(nbytes), output_field=BigIntegerField()))
         if not changed:
             return False
         rnd = Round.objects.get(pk=round_id)
