@@ -32,7 +32,8 @@ def _log_in(page, base: str, next_path: str) -> None:
 async def _three_participants(base: str) -> list:
     rows = learnable_tabular_csv(150, seed=9).strip().splitlines()[1:]
     data = np.array([[float(v) for v in line.split(",")] for line in rows], dtype=np.float32)
-    clients = [FederatedClient(base, TASK, log=lambda _: None) for _ in range(3)]
+    # A loaded test machine can take longer than the default quarter deadline to open a socket.
+    clients = [FederatedClient(base, TASK, log=lambda _: None, waits={"open": 60}) for _ in range(3)]
     parts = [data[i * 50:(i + 1) * 50] for i in range(3)]
     return await asyncio.gather(*(c.run(p[:, :4], p[:, 4:5], rounds=1) for c, p in zip(clients, parts, strict=True)))
 
@@ -71,9 +72,17 @@ def test_the_owner_sees_a_round_close_live(live_platform, page, tmp_path: Path):
     participants = page.evaluate("() => Chart.getChart('participants-chart').data.datasets[0].data")
     labels = page.evaluate("() => Chart.getChart('participants-chart').data.labels")
     assert participants[labels.index(str(number))] == 3
-    assert int(page.inner_text("#fact-finished")) == closed_before + 1 + page.evaluate(
-        "() => window.discoRounds.rows.filter((r) => ['failed', 'superseded'].includes(r.status)).length")
+    page_rows = page.evaluate("() => window.discoRounds.rows")
+    others = len([r for r in page_rows if r["status"] in ("failed", "superseded")])
+    assert int(page.inner_text("#fact-finished")) == closed_before + 1 + others
 
     folder = Path(os.environ.get("DISCO_SHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / "round-dashboard.png"), full_page=True)
+
+    # The task page's public summary, with the owner's link to the dashboard.
+    page.goto(f"{base}/tasks/{TASK}/")
+    assert int(page.inner_text("#rounds-count")) == closed_before + 1 + others  # the same count as the dashboard
+    assert page.inner_text("#rounds-last").startswith(f"Round {number}: closed")
+    assert page.get_attribute("#rounds-dashboard-link", "href") == path
+    page.locator("#rounds-summary").screenshot(path=str(folder / "task-page-rounds-summary.png"))
