@@ -19,6 +19,8 @@ const STATUS_WORDS = {
   open: 'Open', aggregating: 'Aggregating', exchanging: 'Exchanging', closed: 'Closed', superseded: 'Superseded', failed: 'Failed',
 };
 
+const PEERS = config.scheme === 'decentralized';
+
 const state = {
   /** @type {import('../round_history.js').RoundRow[]} */
   rows: JSON.parse($('rounds-initial').textContent),
@@ -55,10 +57,10 @@ const charts = {
     acc: { position: 'left', min: 0, max: 1, title: { display: true, text: 'accuracy' } },
     loss: { position: 'right', beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: 'loss' } },
   }),
-  participants: makeChart('participants-chart', 'bar', [
-    dataset(config.scheme === 'decentralized' ? 'Selected peers' : 'Contributors', COLORS.participants),
-    dataset('Dropouts', COLORS.dropouts),
-  ], { y: { beginAtZero: true, ticks: { precision: 0 } } }),
+  // The server knows dropouts only of decentralized rounds (peers that left the exchange).
+  participants: makeChart('participants-chart', 'bar', PEERS
+    ? [dataset('Selected peers', COLORS.participants), dataset('Dropouts', COLORS.dropouts)]
+    : [dataset('Contributors', COLORS.participants)], { y: { beginAtZero: true, ticks: { precision: 0 } } }),
   duration: makeChart('duration-chart', 'bar', [dataset('Seconds', COLORS.duration)], { y: { beginAtZero: true } }),
   bytes: makeChart('bytes-chart', 'bar', [dataset('Bytes received', COLORS.bytes)], {
     y: { beginAtZero: true, ticks: { callback: (/** @type {number} */ v) => formatBytes(v) } },
@@ -74,7 +76,7 @@ function drawCharts() {
     chart.update('none');
   };
   put(charts.metrics, s.valAccuracy, s.valLoss);
-  put(charts.participants, s.participants, s.dropouts);
+  put(charts.participants, s.participants, ...(PEERS ? [s.dropouts] : []));
   put(charts.duration, s.duration);
   put(charts.bytes, s.bytes);
   $('metrics-empty').hidden = s.hasMetrics;
@@ -88,32 +90,36 @@ function el(tag, props = {}, children = []) {
   return node;
 }
 
-function versionLink(version, label) {
-  return version ? el('a', { href: version.modelUrl, title: `model.json of version ${version.number}` }, [`${label}v${version.number}`]) : '';
+function versionLink(version) {
+  return version ? el('a', { href: version.modelUrl, title: `model.json of version ${version.number}` }, [`v${version.number}`]) : '';
 }
+
+const pad = (/** @type {number} */ n) => `${n}`.padStart(2, '0');
 
 function when(iso) {
   if (!iso) return '–';
-  const date = new Date(iso);
-  return el('time', { dateTime: iso, title: date.toISOString() }, [date.toLocaleString()]);
+  const d = new Date(iso);
+  const text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return el('time', { dateTime: iso, title: d.toString() }, [text]);
 }
 
 function rowElement(row) {
   const participants = row.scheme === 'decentralized' ? row.selectedPeers : row.contributors;
-  const versions = el('td', {}, [versionLink(row.baseVersion, ''), row.baseVersion && row.resultVersion ? ' → ' : '',
-    versionLink(row.resultVersion, '')]);
-  if (!row.baseVersion && !row.resultVersion) versions.textContent = '–';
+  const versions = el('td', {}, row.resultVersion
+    ? [versionLink(row.baseVersion), row.baseVersion ? ' → ' : '', versionLink(row.resultVersion)]
+    : [row.baseVersion ? 'from ' : '–', versionLink(row.baseVersion)]);
+  if (row.aggregator) versions.append(el('small', { className: 'muted aggregator' }, [row.aggregator]));
   const tr = el('tr', { className: `is-${row.status}` }, [
     el('td', {}, [`${row.number}`]),
     el('td', {}, [el('span', { className: `badge status-badge status-${row.status}` }, [STATUS_WORDS[row.status] ?? row.status])]),
     el('td', {}, [when(row.openedAt)]),
     el('td', { className: 'num' }, [formatDuration(row.durationSeconds)]),
     el('td', { className: 'num' }, [participants == null ? '–' : `${participants}`]),
-    el('td', { className: 'num' }, [row.dropouts == null ? '–' : `${row.dropouts}`]),
+    ...(PEERS ? [el('td', { className: 'num' }, [row.dropouts == null ? '–' : `${row.dropouts}`])] : []),
     el('td', { className: 'num' }, [formatBytes(row.bytesReceived)]),
     versions,
-    el('td', { className: 'num' }, [row.valAccuracy == null ? '–' : `${(100 * row.valAccuracy).toFixed(1)} %`]),
-    el('td', { className: 'num' }, [formatNumber(row.valLoss)]),
+    el('td', { className: 'num' }, [row.valAccuracy == null && row.valLoss == null ? '–'
+      : `${row.valAccuracy == null ? '–' : `${(100 * row.valAccuracy).toFixed(1)} %`} · ${formatNumber(row.valLoss)}`]),
     el('td', { className: 'outcome' }, [row.message || (row.status === 'open' ? 'Taking updates…' : '–')]),
   ]);
   tr.dataset.round = `${row.number}`;
@@ -130,6 +136,9 @@ function drawTable() {
   $('fact-failed').textContent = `${f.failed}`;
   $('fact-last').textContent = f.last ? `${f.last.number}: ${STATUS_WORDS[f.last.status] ?? f.last.status}` : '–';
   $('fact-accuracy').textContent = f.accuracy == null ? '–' : `${(100 * f.accuracy).toFixed(1)} %`;
+  // The open round starts from the current version (federated); a new one is current as soon as a round closes.
+  const active = state.rows.find((r) => r.baseVersion && ['open', 'aggregating'].includes(r.status));
+  if (active) $('fact-current').textContent = `v${active.baseVersion.number}`;
 }
 
 function draw() {
