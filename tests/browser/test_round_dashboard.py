@@ -86,3 +86,40 @@ def test_the_owner_sees_a_round_close_live(live_platform, page, tmp_path: Path):
     assert page.inner_text("#rounds-last").startswith(f"Round {number}: closed")
     assert page.get_attribute("#rounds-dashboard-link", "href") == path
     page.locator("#rounds-summary").screenshot(path=str(folder / "task-page-rounds-summary.png"))
+
+
+# It builds its rounds with the ORM in the test process, whose thread runs Playwright's event loop: Django
+# refuses that unless DJANGO_ALLOW_ASYNC_UNSAFE is set, which must not leak into the other tests of a session.
+@pytest.mark.skipif(not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"),
+                    reason="run on its own with DJANGO_ALLOW_ASYNC_UNSAFE=1 (the ORM in Playwright's thread)")
+@pytest.mark.django_db(transaction=True)
+def test_failed_and_superseded_rounds_show_their_reasons_and_metrics_are_charted(
+        live_server, page, make_task, tiny_artifacts, other_tiny_artifacts, tmp_path: Path):
+    """Rounds in every status (made with the model layer) as the owner sees them; the page is served by
+    Django's live server (no WebSocket there: the page says it is not live and still shows everything)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from tests.aggregation.round_fixtures import FAILED_REASON, SUPERSEDED_REASON, federated_history
+
+    owner = get_user_model().objects.create_user("owner", password="pw-long-enough-1")
+    task = make_task("watched", owner=owner, aggregator="median")
+    federated_history(task, tiny_artifacts, other_tiny_artifacts)
+    client = Client()
+    client.force_login(owner)
+    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                               "url": live_server.url}])
+    page.goto(f"{live_server.url}/tasks/watched/rounds/")
+    page.wait_for_function("() => document.querySelectorAll('#rounds-table tr[data-round]').length === 4")
+    failed = page.locator("#rounds-table tr[data-round='2']")
+    assert failed.get_attribute("class") == "is-failed"
+    assert failed.locator(".outcome").inner_text() == FAILED_REASON
+    assert page.locator("#rounds-table tr[data-round='3'] .outcome").inner_text() == SUPERSEDED_REASON
+    assert page.locator("#rounds-table tr[data-round='1'] td").nth(7).inner_text() == "85.0 % · 0.410"
+    assert page.is_hidden("#metrics-empty")
+    accuracy = page.evaluate("() => Chart.getChart('metrics-chart').data.datasets[0].data")
+    assert accuracy == [0.85, None, None, None]
+    assert page.inner_text("#fact-failed") == "1" and page.inner_text("#fact-accuracy") == "85.0 %"
+    folder = Path(os.environ.get("DISCO_SHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / "round-dashboard-statuses.png"), full_page=True)
