@@ -67,6 +67,15 @@ class Round(models.Model):
     # DISCO_AGGREGATION_STUCK_AFTER seconds from here, re-queues it once, then fails the round.
     aggregating_since = models.DateTimeField(null=True, blank=True)
     aggregation_attempts = models.PositiveSmallIntegerField(default=0, help_text="Re-queues by the sweeper.")
+    # Recorded when the round stops taking updates (aggregating, or failed while open): the stored updates
+    # of old rounds are pruned (DISCO_KEEP_CONTRIBUTION_ROUNDS), their tally stays. Null: still open.
+    contributors = models.PositiveIntegerField(null=True, blank=True, help_text="Updates the round took.")
+    bytes_received = models.BigIntegerField(null=True, blank=True, help_text="Bytes of the updates the round took.")
+    aggregator = models.CharField(max_length=64, blank=True, help_text="The aggregator that produced the result.")
+    # Federated evaluation: the sample-weighted validation metrics participants report on the result.
+    val_loss = models.FloatField(null=True, blank=True)
+    val_accuracy = models.FloatField(null=True, blank=True)
+    val_samples = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["task", "-number"]
@@ -124,6 +133,10 @@ class PeerRound(models.Model):
     agreed = models.JSONField(null=True, blank=True, help_text="The peers whose updates every remaining peer holds: "
                                                                "the round's mean is theirs (peer ids only).")
     message = models.TextField(blank=True)
+    # Federated evaluation: the sample-weighted validation metrics the peers report after the round.
+    val_loss = models.FloatField(null=True, blank=True)
+    val_accuracy = models.FloatField(null=True, blank=True)
+    val_samples = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["task", "-number"]

@@ -34,7 +34,8 @@ from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import BigIntegerField, Count, Max, PositiveIntegerField, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from disco_site.jobs import enqueue_named_on_commit
@@ -282,9 +283,17 @@ def maybe_close(round_id: int, *, now=None) -> bool:
             return False
         # aggregating_since starts the clock of DISCO_AGGREGATION_STUCK_AFTER (aggregation.sweeper).
         rnd.status, rnd.aggregating_since = Round.Status.AGGREGATING, now
-        rnd.save(update_fields=["status", "aggregating_since"])
+        rnd.contributors, rnd.bytes_received = _tally(rnd.pk)
+        rnd.save(update_fields=["status", "aggregating_since", "contributors", "bytes_received"])
         enqueue_named_on_commit(AGGREGATE_ROUND, rnd.pk)
     return True
+
+
+def _tally(round_id: int) -> tuple[int, int]:
+    """The number and total size of the updates a round holds, kept on the round once it takes no more
+    (the stored updates of old rounds are pruned, the round dashboard still shows them)."""
+    tally = Contribution.objects.filter(round_id=round_id).aggregate(n=Count("pk"), nbytes=Sum("nbytes"))
+    return tally["n"], tally["nbytes"] or 0
 
 
 def close_if_due(round_id: int, *, now=None) -> bool:
@@ -371,8 +380,8 @@ def finish(round_id: int, artifacts: LayersModelArtifacts, server_step: ServerSt
                                "not made current; the next round starts from the current version.")
                 if server_step is not None:
                     rnd.message += " The server optimizer's state did not advance."
-            rnd.result_version, rnd.closed_at = version, timezone.now()
-            rnd.save(update_fields=["status", "message", "result_version", "closed_at"])
+            rnd.result_version, rnd.closed_at, rnd.aggregator = version, timezone.now(), task.aggregator
+            rnd.save(update_fields=["status", "message", "result_version", "closed_at", "aggregator"])
             if task.current_version is not None:  # None only if the current version was deleted meanwhile
                 _open_round(task, rnd.number + 1)
             event = {"type": "round.closed", "round": rnd.number, "result_version": version.number,
@@ -411,8 +420,11 @@ def fail(round_id: int, reason: str, *, expected_status: str = Round.Status.AGGR
         return False
     with transaction.atomic():
         task = _locked_task(task_id)  # the task's lock first, as in finish: the same order everywhere
+        contributors, nbytes = _tally(round_id)  # an open round failed by the sweeper has no tally yet
         changed = Round.objects.filter(pk=round_id, status=expected_status).update(
-            status=Round.Status.FAILED, message=reason, closed_at=timezone.now())
+            status=Round.Status.FAILED, message=reason, closed_at=timezone.now(),
+            contributors=Coalesce("contributors", Value(contributors), output_field=PositiveIntegerField()),
+            bytes_received=Coalesce("bytes_received", Value(nbytes), output_field=BigIntegerField()))
         if not changed:
             return False
         rnd = Round.objects.get(pk=round_id)

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from aggregation.views import rounds_dashboard
+
 from . import contributor_views, sample_views, train_views, views
 
 app_name = "tasks"
@@ -16,6 +18,7 @@ urlpatterns = [
     path("<str:task_id>/train/", train_views.task_train, name="train"),
     path("<str:task_id>/join/<str:secret>/", views.join, name="join"),
     path("<str:task_id>/invitation/", views.rotate_invitation_view, name="rotate-invitation"),
+    path("<str:task_id>/rounds/", rounds_dashboard, name="rounds"),
     path("<str:task_id>/", views.task_detail, name="detail"),
     path("<str:task_id>/model.json", views.current_model_json, name="model-json"),
     path("<str:task_id>/versions/<int:number>/<str:name>", views.version_file, name="version-file"),

@@ -10,6 +10,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
+from aggregation.round_history import summary as round_summary
+
 from .choices import DataType, Participation, Scheme
 from .creation import can_edit
 from .models import ModelVersion, Task
@@ -74,6 +76,8 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
         "task": task, "versions": task.versions.all()[:10],
         "invitation_path": invitation_path(task) if can_edit(request.user, task) else "",
         "active_job": task.conversion_jobs.filter(status__in=["queued", "running"]).first(),
+        "rounds": round_summary(task) if task.scheme != Scheme.LOCAL else None,
+        "can_watch": can_edit(request.user, task),
     })
 
 
