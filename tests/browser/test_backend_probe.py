@@ -35,9 +35,16 @@ def test_the_probe_times_the_backends_and_shows_the_figures(live_platform, page)
     assert "fastest measured here" in page.inner_text("#backend-info")
 
 
-def test_the_probe_leaves_out_wasm_for_convolutions(live_platform, page):
+def test_the_probe_measures_wasm_on_convolutions_with_the_gradient_kernels(live_platform, page):
     open_train_page(page, live_platform["url"], "tiny_shapes")
     figures = {f["backend"]: f for f in page.evaluate("window.discoTrain.probe.figures")}
-    assert figures["wasm"]["status"] == "unable" and "Conv2DBackpropFilter" in figures["wasm"]["reason"]
-    assert page.evaluate("window.discoTrain.backend") in ("webgl", "cpu")
-    assert "wasm cannot train this model" in page.inner_text("#backend-info")
+    # wasm_grad_kernels.js gives wasm the convolution gradients TF.js 4.22 lacks: it is timed, not left out.
+    assert figures["wasm"]["status"] == "ok" and figures["wasm"]["ms"] > 0, figures["wasm"]
+    assert "wasm cannot train this model" not in page.inner_text("#backend-info")
+    missing = page.evaluate("""async () => {
+        const { wasmMissingKernels } = await import('/static/disco/backends.js');
+        const model = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 2, kernelSize: 3 }),
+            tf.layers.maxPooling2d({ poolSize: 2 }), tf.layers.flatten(), tf.layers.dense({ units: 2 })] });
+        return wasmMissingKernels(model);
+    }""")
+    assert missing == []

@@ -88,28 +88,27 @@ def test_the_owner_sees_a_round_close_live(live_platform, page, tmp_path: Path):
     page.locator("#rounds-summary").screenshot(path=str(folder / "task-page-rounds-summary.png"))
 
 
-# It builds its rounds with the ORM in the test process, whose thread runs Playwright's event loop: Django
-# refuses that unless DJANGO_ALLOW_ASYNC_UNSAFE is set, which must not leak into the other tests of a session.
-@pytest.mark.skipif(not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"),
-                    reason="run on its own with DJANGO_ALLOW_ASYNC_UNSAFE=1 (the ORM in Playwright's thread)")
-@pytest.mark.django_db(transaction=True)
-def test_failed_and_superseded_rounds_show_their_reasons_and_metrics_are_charted(
-        live_server, page, make_task, tiny_artifacts, other_tiny_artifacts, tmp_path: Path):
-    """Rounds in every status (made with the model layer) as the owner sees them; the page is served by
-    Django's live server (no WebSocket there: the page says it is not live and still shows everything)."""
-    from django.contrib.auth import get_user_model
-    from django.test import Client
+# Rounds in every status, made with the model layer in a process of the platform's own (its database).
+HISTORY = """
+from tasks.conversion import keras_model_to_tfjs
+from tasks.models import Task
+from tests.aggregation.round_fixtures import federated_history
+from tests.conftest import TABULAR_TASK, build_tiny_keras_model
+task = Task(id="watched", **{**TABULAR_TASK, "aggregator": "median"})
+task.full_clean()
+task.save()
+federated_history(task, keras_model_to_tfjs(build_tiny_keras_model()),
+                  keras_model_to_tfjs(build_tiny_keras_model(seed=1)))
+"""
 
-    from tests.aggregation.round_fixtures import FAILED_REASON, SUPERSEDED_REASON, federated_history
 
-    owner = get_user_model().objects.create_user("owner", password="pw-long-enough-1")
-    task = make_task("watched", owner=owner, aggregator="median")
-    federated_history(task, tiny_artifacts, other_tiny_artifacts)
-    client = Client()
-    client.force_login(owner)
-    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                               "url": live_server.url}])
-    page.goto(f"{live_server.url}/tasks/watched/rounds/")
+def test_failed_and_superseded_rounds_show_their_reasons_and_metrics_are_charted(live_platform, page,
+                                                                                 tmp_path: Path):
+    """Rounds in every status as staff see them (the owner sees the same page)."""
+    from tests.aggregation.round_fixtures import FAILED_REASON, SUPERSEDED_REASON
+
+    live_platform["platform"].manage("shell", "-c", HISTORY)
+    _log_in(page, live_platform["url"], "/tasks/watched/rounds/")
     page.wait_for_function("() => document.querySelectorAll('#rounds-table tr[data-round]').length === 4")
     failed = page.locator("#rounds-table tr[data-round='2']")
     assert failed.get_attribute("class") == "is-failed"

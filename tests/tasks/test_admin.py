@@ -39,6 +39,7 @@ def _form_data(task: Task, **changes) -> dict:
         "min_participants": task.min_participants, "input_columns": '["a", "b", "c", "d"]',
         "output_columns": '["label"]', "labels": "[]", "preprocessing": "[]", "data_example": "[]",
         "aggregator": "mean", "aggregator_params": "{}", "server_optimizer": "none", "server_optimizer_params": "{}",
+        "compression": "float32",
         "max_share_value": 100, "published": "on",
         "round_deadline_seconds": 120, "allow_relay": "on", "participation": "open",
         "max_samples_per_update": 100000, "max_contribution_share": 0.25,

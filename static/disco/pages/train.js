@@ -17,7 +17,7 @@ import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
 import { compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
-import { backendReason, describeFigures } from '../backends.js';
+import { backendReason, describeFigures, startWasm } from '../backends.js';
 import { PageEngine, WorkerEngine } from '../training_engine.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
@@ -104,9 +104,9 @@ async function loadTaskModel() {
   }
   try {
     const inPage = new URLSearchParams(globalThis.location.search).get('worker') === 'off' || typeof Worker !== 'function';
-    // This thread's copy of the model is only read and written (sessions, evaluation, library): the
-    // cpu backend, so no WebGL context or wasm threads start here when a worker trains.
-    if (!inPage) await tf.setBackend('cpu');
+    // This thread's copy of the model is read and written (sessions, library) and runs evaluation and
+    // predictions: on wasm (XNNPACK's fast inference, no WebGL context), else on the cpu backend.
+    if (!inPage && !(await startWasm().catch(() => 0))) await tf.setBackend('cpu');
     // One request: the artifacts hold modelTopology.training_config, which TF.js does not apply.
     const artifacts = await tf.io.http(modelUrl).load();
     trainingConfig = artifacts.modelTopology?.training_config ?? null;
