@@ -389,7 +389,9 @@ function maxPoolGrad(tf, { inputs, backend, attrs }) {
 function tile(tf, native, { inputs, backend, attrs }) {
   const { x } = inputs;
   const { reps } = attrs;
-  if (x.dtype === 'string') return native.kernelFunc({ inputs, backend, attrs });
+  if (x.dtype === 'string' || tf.util.sizeFromShape(x.shape) * reps.reduce((p, r) => p * r, 1) < SMALL) {
+    return native.kernelFunc({ inputs, backend, attrs });
+  }
   const shape = x.shape.slice();
   const out = backend.makeOutput(shape.map((d, i) => d * reps[i]), x.dtype);
   if (tf.util.sizeFromShape(out.shape) === 0) return out;
@@ -416,6 +418,13 @@ function tile(tf, native, { inputs, backend, attrs }) {
 }
 
 /**
+ * Below this many values the native BatchMatMul and Tile are faster than a transpose or a copy made
+ * from JavaScript (a dense model's small products: measured on the titanic MLP, 2,257 samples/s
+ * with every product replaced against 3,278 with the native ones).
+ */
+const SMALL = 1 << 16;
+
+/**
  * BatchMatMul that reaches XNNPACK when it can: the native kernel runs XNNPACK only for a single
  * untransposed product and a naive loop otherwise, which is what every dense layer's gradient asks
  * for (x^T dy, dy W^T). Transposing the operand first is a copy, several times cheaper.
@@ -424,7 +433,8 @@ function batchMatMul(tf, native, { inputs, backend, attrs }) {
   const { a, b } = inputs;
   const { transposeA, transposeB } = attrs;
   const single = (t) => tf.util.sizeFromShape(t.shape.slice(0, -2)) === 1;
-  if (!(transposeA || transposeB) || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32') {
+  if (!(transposeA || transposeB) || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32'
+      || tf.util.sizeFromShape(a.shape) + tf.util.sizeFromShape(b.shape) < SMALL) {
     return native.kernelFunc({ inputs, backend, attrs });
   }
   return withScratch(tf, backend, (s) => {
