@@ -101,11 +101,79 @@ def sample_data(task: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         return images_from_folder(Path(tmp), training)
 
 
-def split(x: np.ndarray, y: np.ndarray, parts: int, *, non_iid: bool = False,
+PARTITIONS = "iid, shards:S or dirichlet:ALPHA"
+
+
+def parse_partition(text: str) -> tuple[str, float]:
+    """``iid`` -> ("iid", 0); ``shards:S`` -> ("shards", S), S a whole number >= 1;
+    ``dirichlet:ALPHA`` -> ("dirichlet", ALPHA), ALPHA > 0."""
+    kind, _, value = text.strip().partition(":")
+    try:
+        if kind == "iid" and not value:
+            return "iid", 0.0
+        if kind == "shards" and int(value) >= 1 and str(int(value)) == value:
+            return "shards", float(int(value))
+        if kind == "dirichlet" and float(value) > 0 and np.isfinite(float(value)):
+            return "dirichlet", float(value)
+    except ValueError:
+        pass
+    raise DataError(f"Unknown partition {text!r}: give {PARTITIONS} (S a whole number >= 1, ALPHA > 0).")
+
+
+def labels_of(y: np.ndarray) -> np.ndarray:
+    """One integer class per sample: the index of a one-hot row, else the (rounded) first output column."""
+    flat = np.asarray(y).reshape(len(y), -1)
+    return flat.argmax(axis=1) if flat.shape[1] > 1 else np.rint(flat[:, 0]).astype(np.int64)
+
+
+def split(x: np.ndarray, y: np.ndarray, parts: int, *, partition: str = "iid", non_iid: bool = False,
           seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split (x, y) among ``parts`` participants: shuffled (IID), or sorted by label (non-IID)."""
-    if parts < 1 or len(y) < parts:
-        raise DataError(f"Cannot split {len(y)} samples among {parts} participants.")
-    order = np.argsort(y.reshape(len(y), -1)[:, 0], kind="stable") if non_iid else \
-        np.random.default_rng(seed).permutation(len(y))
-    return [(x[idx], y[idx]) for idx in np.array_split(order, parts)]
+    """Split (x, y) among ``parts`` participants as ``partition`` says (seeded; see ``partition_indices``).
+
+    ``non_iid`` is the old option: label-sorted slices, one per participant, i.e. ``shards:1``.
+    """
+    return [(x[idx], y[idx]) for idx in partition_indices(y, parts, "shards:1" if non_iid else partition, seed=seed)]
+
+
+def partition_indices(y: np.ndarray, parts: int, partition: str = "iid", *, seed: int = 0) -> list[np.ndarray]:
+    """Which samples each of ``parts`` participants holds.
+
+    - ``iid``: a seeded shuffle cut into equal parts.
+    - ``shards:S`` (McMahan et al., AISTATS 2017): samples sorted by label (ties in a seeded random order),
+      cut into parts * S equal shards, S random shards per participant; ``shards:1`` gives each
+      participant one label-sorted slice (with 10 participants and 10 labels, about one label each).
+    - ``dirichlet:ALPHA`` (Hsu, Qi & Brown 2019): each label's samples shared among the participants in
+      proportions drawn from Dirichlet(ALPHA, ..., ALPHA); small ALPHA, few labels each. Drawn again
+      (up to 100 times) until every participant holds at least one sample.
+    """
+    kind, value = parse_partition(partition)
+    n = len(y)
+    if parts < 1 or n < parts:
+        raise DataError(f"Cannot split {n} samples among {parts} participants.")
+    rng = np.random.default_rng(seed)
+    if kind == "iid":
+        return list(np.array_split(rng.permutation(n), parts))
+    labels = labels_of(y)
+    if kind == "shards":
+        per = int(value)
+        if n < parts * per:
+            raise DataError(f"Cannot cut {n} samples into {parts} x {per} shards.")
+        shuffled = rng.permutation(n)
+        order = shuffled[np.argsort(labels[shuffled], kind="stable")]
+        shards = np.array_split(order, parts * per)
+        owners = rng.permutation(parts * per)
+        return [np.sort(np.concatenate([shards[s] for s in owners[i * per:(i + 1) * per]])) for i in range(parts)]
+    classes = np.unique(labels)
+    for _ in range(100):
+        owned: list[list[np.ndarray]] = [[] for _ in range(parts)]
+        for c in classes:
+            members = rng.permutation(np.flatnonzero(labels == c))
+            proportions = rng.dirichlet(np.full(parts, value))
+            cuts = (np.cumsum(proportions)[:-1] * len(members)).astype(int)
+            for i, chunk in enumerate(np.split(members, cuts)):
+                owned[i].append(chunk)
+        result = [np.sort(np.concatenate(chunks)) for chunks in owned]
+        if all(len(r) for r in result):
+            return result
+    raise DataError(f"dirichlet:{value:g} left a participant without data in 100 draws; use a larger ALPHA "
+                    f"or fewer participants.")
