@@ -70,13 +70,67 @@ def images_from_folder(folder: Path, training: dict[str, Any]) -> tuple[np.ndarr
     return x, y
 
 
-def load_local_data(path: Path, task: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) from ``path``: a CSV for tabular tasks, an image folder, or an .npz holding ``x`` and ``y``."""
+def text_windows(text: str, training: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Next-token windows of a text task, as the browser cuts them (``windows`` in preprocessing.js).
+
+    The text is encoded with the task's tokenizer (shipped, nothing downloaded) and cut into windows of
+    ``maxSequenceLength + 1`` ids starting every ``maxSequenceLength`` ids, the last one left-padded. x is the
+    GPT model's three named inputs (``tasks/default_tasks/wikitext.py``): ``tokens`` (int32, n x L),
+    ``positions`` and ``causal_mask`` (the same for every window: broadcast views, no copies); y the
+    next-token targets, float32 n x L x 1.
+    """
+    from tasks.tokenizers import get_tokenizer
+
+    length = int(training.get("maxSequenceLength") or 128)
+    try:
+        tokenizer = get_tokenizer(training.get("tokenizer") or "bytes")
+    except KeyError as exc:
+        raise DataError(str(exc.args[0])) from None
+    ids = tokenizer.encode(text)
+    if not ids:
+        raise DataError("The text is empty: nothing to train on.")
+    if len(ids) <= length + 1:
+        windows = [tokenizer.left_pad(ids, length + 1)]
+    else:
+        starts = range(0, len(ids) - length, length)
+        windows = [ids[s:s + length + 1] for s in starts]
+        rest = starts[-1] + length
+        if rest + 1 < len(ids):
+            windows.append(tokenizer.left_pad(ids[rest:], length + 1))
+    ids_array = np.array(windows, dtype=np.int32)
+    return text_inputs(ids_array[:, :-1]), ids_array[:, 1:, None].astype(np.float32)
+
+
+def text_inputs(tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """The GPT model's inputs for ``tokens`` (n x L): positions 0..L-1 and the causal mask (0 on and below the
+    diagonal, -1e9 above), broadcast over the n windows."""
+    n, length = tokens.shape
+    above = np.triu(np.ones((length, length), dtype=bool), k=1)
+    mask = np.where(above, np.float32(-1e9), np.float32(0.0)).astype(np.float32)
+    return {"tokens": tokens, "positions": np.broadcast_to(np.arange(length, dtype=np.int32), (n, length)),
+            "causal_mask": np.broadcast_to(mask, (n, length, length))}
+
+
+def take(x: Any, idx: np.ndarray) -> Any:
+    """Samples ``idx`` of x: an array, or a text task's inputs (``text_inputs``)."""
+    if isinstance(x, dict):
+        return text_inputs(x["tokens"][idx])
+    return x[idx]
+
+
+def load_local_data(path: Path, task: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    """(x, y) from ``path``: a CSV for tabular tasks, an image folder, text files (a file, or a folder of .txt
+    files) for text tasks, or an .npz holding ``x`` and ``y``."""
     training = task["trainingInformation"]
     path = Path(path)
     if path.suffix == ".npz":
         with np.load(path) as data:
             return data["x"].astype(np.float32), data["y"].astype(np.float32)
+    if training["dataType"] == "text":
+        files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+        if not files:
+            raise DataError(f"{path} holds no .txt file.")
+        return text_windows("\n".join(f.read_text(encoding="utf-8") for f in files), training)
     if path.is_dir():
         return images_from_folder(path, training)
     if training["dataType"] == "tabular":
@@ -95,6 +149,9 @@ def sample_data(task: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     if training["dataType"] == "tabular":
         (text,) = [data.decode() for name, data in files.items() if name.endswith(".csv")]
         return tabular_from_csv(text, training)
+    if training["dataType"] == "text":
+        return text_windows("\n".join(data.decode() for name, data in sorted(files.items())
+                                       if name.endswith(".txt")), training)
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in files.items():
             (Path(tmp) / name).write_bytes(data)
@@ -132,7 +189,10 @@ def split(x: np.ndarray, y: np.ndarray, parts: int, *, partition: str = "iid", n
 
     ``non_iid`` is the old option: label-sorted slices, one per participant, i.e. ``shards:1``.
     """
-    return [(x[idx], y[idx]) for idx in partition_indices(y, parts, "shards:1" if non_iid else partition, seed=seed)]
+    partition = "shards:1" if non_iid else partition
+    if isinstance(x, dict) and parse_partition(partition)[0] != "iid":
+        raise DataError(f"Text tasks are split iid: {partition} deals out labels, and a text window has none.")
+    return [(take(x, idx), y[idx]) for idx in partition_indices(y, parts, partition, seed=seed)]
 
 
 def partition_indices(y: np.ndarray, parts: int, partition: str = "iid", *, seed: int = 0) -> list[np.ndarray]:

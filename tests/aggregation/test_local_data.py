@@ -125,3 +125,32 @@ def test_splits_are_deterministic_per_seed():
 def test_too_few_samples_for_the_shards_is_refused():
     with pytest.raises(DataError, match="Cannot cut 6 samples into 4 x 2 shards"):
         partition_indices(np.zeros(6), 4, "shards:2")
+
+
+def test_text_is_cut_into_next_token_windows_as_the_browser_cuts_it():
+    from aggregation.local_data import text_windows
+
+    training = {"dataType": "text", "tokenizer": "bytes", "maxSequenceLength": 4}
+    x, y = text_windows("abcdefghij", training)  # 10 ids: windows at 0 and 4 (5 ids each), then "ij" padded
+    assert x["tokens"].tolist() == [[97, 98, 99, 100], [101, 102, 103, 104], [256, 256, 256, 105]]
+    assert y[..., 0].tolist() == [[98, 99, 100, 101], [102, 103, 104, 105], [256, 256, 105, 106]]
+    assert y.shape == (3, 4, 1) and y.dtype == np.float32 and x["tokens"].dtype == np.int32
+    assert x["positions"].tolist() == [[0, 1, 2, 3]] * 3
+    np.testing.assert_array_equal(x["causal_mask"][2], np.triu(np.full((4, 4), -1e9, dtype=np.float32), k=1))
+    short_x, short_y = text_windows("ab", training)
+    assert short_x["tokens"].tolist() == [[256, 256, 256, 97]] and short_y[..., 0].tolist() == [[256, 256, 97, 98]]
+    with pytest.raises(DataError, match="The text is empty"):
+        text_windows("", training)
+
+
+def test_text_splits_iid_only():
+    from aggregation.local_data import text_windows
+
+    x, y = text_windows("abcdefghijklmnopqrstuvwxyz" * 4, {"dataType": "text", "maxSequenceLength": 8})
+    parts = split(x, y, 3, seed=0)
+    assert sum(len(py) for _, py in parts) == len(y)
+    for px, py in parts:
+        assert px["tokens"].shape == (len(py), 8) and px["causal_mask"].shape == (len(py), 8, 8)
+        np.testing.assert_array_equal(px["tokens"][:, 1:], py[:, :-1, 0])  # targets are the inputs shifted
+    with pytest.raises(DataError, match="Text tasks are split iid: shards:2 deals out labels"):
+        split(x, y, 3, partition="shards:2")
