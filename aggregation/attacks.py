@@ -11,7 +11,7 @@ do not read it), ``strength`` the attack's one knob (``None``: its default, ``DE
 The result is a full weight vector: attackers send it through the same protocol as anyone, so the
 server's checks and bounds apply to it as to an honest update. No Django, no TensorFlow.
 
-- ``noise``: base + Gaussian noise, ``strength`` times the RMS of the attacker's own update.
+- ``noise``: base + Gaussian noise, ``strength`` (default 100) times the RMS of the attacker's own update.
 - ``sign_flip``: base - strength * (update - base).
 - ``scale``: base + strength * (update - base) (a boosted update, "model replacement").
 - ``alie``: "A little is enough" (Baruch, Baruch & Goldberg, NeurIPS 2019): per coordinate, the
@@ -32,7 +32,7 @@ import numpy as np
 Attack = Callable[..., np.ndarray]
 
 DEFAULT_STRENGTH: dict[str, float | None] = {
-    "noise": 10.0,
+    "noise": 100.0,
     "sign_flip": 4.0,
     "scale": 10.0,
     "alie": None,  # z_max of the paper, from the round's numbers (alie_z)
