@@ -79,6 +79,7 @@ class Command(BaseCommand):
             raise CommandError("--byzantine needs --attack (one of " + ", ".join(ATTACKS) + ").")
         if not 0 <= byzantine < participants:
             raise CommandError(f"--byzantine must leave at least one honest participant: 0 <= K < {participants}.")
+        report: Report | None = None
         try:
             probe = FederatedClient(server, task, log=quiet, token=token)
             info = probe.fetch_task()
@@ -111,7 +112,7 @@ class Command(BaseCommand):
         except (DataError, ParticipantError, OSError, KeyError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
-            if "report" in locals():
+            if report is not None:
                 report.close()
         last = [r[-1] for r in results]
         first = report.per_round[min(report.per_round)]
