@@ -17,7 +17,7 @@ people who want to join from a script use it::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -51,6 +51,10 @@ class FederatedClient(TaskServerClient):
 
     last_update: np.ndarray | None = None
     part_bytes: int = PART_BYTES
+    # For simulations (``manage.py simulate --byzantine``): called after local training with (trained weights,
+    # the round's base weights, round number) as flat manifest-order vectors; what it returns is sent instead,
+    # through the same protocol, so the server checks it as any update. None (the default): send what trained.
+    replace_update: Callable[[np.ndarray, np.ndarray, int], Awaitable[np.ndarray]] | None = None
 
     def _frame(self, model: Any, *, round_number: int, base_version: int, samples: int, encoding: str) -> bytes:
         by_name = {_weight_name(v): v for v in model.weights}
@@ -141,7 +145,11 @@ class FederatedClient(TaskServerClient):
         results = []
         try:
             for _ in range(rounds):
+                base = self.model_vector(model) if self.replace_update else None
                 train_loss = await self.train_local_round(x, y, info, epochs_per_round)
+                if self.replace_update:
+                    self.set_model_vector(model, await self.replace_update(self.model_vector(model), base,
+                                                                           round_number))
                 outcome = await self.contribute(model, round_number=round_number, base_version=version,
                                                 samples=len(y))
                 if outcome["type"] == "round_failed":

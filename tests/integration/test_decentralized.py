@@ -184,6 +184,6 @@ def test_simulate_covers_the_decentralized_scheme(platform, tmp_path):
     result = platform.manage("simulate", "--task", "peer-secure", "--participants", "3", "--rounds", "2",
                     "--server", platform.url, "--data", str(data), timeout=300)
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("Simulating 3 decentralized participants on peer-secure (180 samples, IID)")
+    assert lines[0].startswith("Simulating 3 decentralized participants on peer-secure (180 samples, iid)")
     assert "3 peers over the relay" in lines[1] and "3 peers over the relay" in lines[2]
     assert lines[-1].startswith("summary: 3 participants x 2 rounds on peer-secure: 3 peers in the last round")

@@ -220,7 +220,8 @@ def test_simulate_prints_each_round_and_a_summary(platform, tmp_path):
     result = manage(platform.env, "simulate", "--task", "fed-tabular", "--participants", "3", "--rounds", "2",
                     "--server", platform.url, "--data", str(data), "--non-iid", timeout=300)
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("Simulating 3 federated participants on fed-tabular (240 samples, non-IID) for 2 rounds")
+    assert lines[0].startswith("Simulating 3 federated participants on fed-tabular (240 samples, shards:1) for 2 "
+                               "rounds")
     assert lines[1].startswith(f"round {before}: version {before + 1}, global loss ")
     assert lines[2].startswith(f"round {before + 1}: version {before + 2}, global loss ")
     assert lines[-1].startswith(f"summary: 3 participants x 2 rounds on fed-tabular: final version {before + 2}")
