@@ -91,6 +91,20 @@ class AdmittingConsumer(AsyncWebsocketConsumer):
     task: Task | None = None
     participant: Participant | None = None
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Send, unless the socket is already closing: then the message is dropped instead of raising.
+
+        Under daphne a send that races the client's close raises autobahn's ``Disconnected``; raised
+        from a broadcast handler it would end this consumer before its ``websocket.disconnect`` runs,
+        leaving the participant counted as connected until the sweeper notices (many participants
+        leaving at once made that happen). The disconnect that follows does the bookkeeping.
+        """
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Exception as exc:
+            if type(exc).__name__ != "Disconnected":
+                raise
+
     def find_task(self, task_id: str) -> Task | None:  # pragma: no cover - subclasses provide it
         raise NotImplementedError
 

@@ -192,3 +192,27 @@ async def test_a_joined_connection_is_not_closed_by_the_join_timeout(task, setti
         if message["type"] in ("status", "participants", "error"):
             break
     await ws.disconnect()
+
+
+async def test_a_send_racing_the_clients_close_is_dropped_not_raised():
+    from autobahn.exception import Disconnected  # what daphne raises for a send on a closing socket
+
+    from aggregation.admission import AdmittingConsumer
+
+    sent = []
+
+    async def closing_socket(message):
+        sent.append(message)
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    consumer = AdmittingConsumer()
+    consumer.base_send = closing_socket
+    await consumer.send(text_data='{"type": "participants"}')  # no exception: the disconnect follows
+    assert sent == [{"type": "websocket.send", "text": '{"type": "participants"}'}]
+
+    async def broken(message):
+        raise ValueError("a real bug")
+
+    consumer.base_send = broken
+    with pytest.raises(ValueError, match="a real bug"):
+        await consumer.send(text_data="{}")
