@@ -51,8 +51,8 @@ export function availableBackends() {
 }
 
 /**
- * The fastest backend that can train `model` (measured, see FACTS.md): `wasm` for models
- * without convolutions, `webgl` for convolutions (wasm cannot train them), `cpu` last.
+ * The backend the static rule gives when nothing could be measured: `wasm` when it can train
+ * `model` (with wasm_grad_kernels.js, every predefined model), else `webgl`, `cpu` last.
  * @param {any} model a tf.LayersModel
  * @param {string[]} [available] registered backends (default: asks TF.js)
  * @returns {'wasm'|'webgl'|'cpu'}
