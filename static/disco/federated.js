@@ -200,6 +200,9 @@ export class FederatedSession {
 
   /** The next message of one of `types` (an error message rejects). */
   next(...types) {
+    // A socket that closed before this wait began (say, right after `accepted`) already told its
+    // waiters; a new wait would hear nothing until its time limit: it fails at once instead.
+    if (!this.ws) return Promise.reject(new FederatedError('closed', 'The connection to the server is closed.'));
     return new Promise((resolve, reject) => this.waiters.push({ types, resolve, reject }));
   }
 
