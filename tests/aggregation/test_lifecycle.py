@@ -241,9 +241,9 @@ def test_two_deliveries_at_once_write_one_version(two_versions, held, monkeypatc
     barrier = threading.Barrier(2)
     finish = rounds.finish
 
-    def synchronised_finish(round_id, artifacts):
+    def synchronised_finish(round_id, artifacts, server_step=None):
         barrier.wait(timeout=10)  # both have computed the aggregate before either writes
-        return finish(round_id, artifacts)
+        return finish(round_id, artifacts, server_step)
 
     def deliver(_) -> int | None:
         try:

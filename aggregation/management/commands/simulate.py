@@ -142,8 +142,7 @@ class Evaluator:
     def score(self, version: int) -> tuple[float, float | None]:
         if self.model is None:
             self.model = self.client.load_keras_model(version)
-            loss = self.client.loss_name()
-            self.model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+            loss = self.client.compile_for_training(self.model)  # as participants compile it: same loss
             self._y = _targets(self._y, loss, self.model.output_shape[-1])
         self.client.set_version_weights(self.model, version)
         scores = self.model.evaluate(self.x, self._y, verbose=0, return_dict=True, batch_size=256)
