@@ -26,12 +26,12 @@ def test_omniscient_attackers_wait_for_the_rounds_honest_updates():
     board = Board("ipm", attackers=1, honest_count=2, strength=2.0, seed=0, wait=30)
 
     async def round_of_three():
-        attacker = board.attacker(0)
-        sent = asyncio.create_task(attacker(np.ones(3, dtype=np.float32), base, 5))
-        await asyncio.sleep(0)
-        assert not sent.done()  # it waits for both honest participants of round 5
-        honest = [await board.honest(np.array(v, dtype=np.float32), base, 5) for v in ([1, 2, 3], [3, 2, 1])]
-        return honest, await sent
+        # Tasks start in the order they are made: the attacker runs first and finds nothing posted, so its
+        # result can hold both honest updates only if it waited for them.
+        sent = asyncio.create_task(board.attacker(0)(np.ones(3, dtype=np.float32), base, 5))
+        posts = [asyncio.create_task(board.honest(np.array(v, dtype=np.float32), base, 5))
+                 for v in ([1, 2, 3], [3, 2, 1])]
+        return [await p for p in posts], await sent
 
     honest, sent = asyncio.run(round_of_three())
     np.testing.assert_array_equal(honest[0], [1, 2, 3])  # honest participants send what they trained
