@@ -30,10 +30,12 @@ ROBUST_FLOOR = 0.67
 HURT_BY = 0.08
 LOSS_FACTOR = 3.0
 # Where the default does not break the mean on this task (README's table: 3 rounds, defaults), a stronger attack:
-# noise of 1000 times the update's RMS instead of 100; ALIE's z_max (0.25 for 10 and 2) is built to hide inside
-# the honest spread, not to move the mean (z = 10 moved it by 0.3 points), so z = 100, which the trimmed mean
-# drops as the lowest values of every coordinate.
-STRENGTH = {"noise": 1000.0, "alie": 100.0}
+# noise of 1000 times the update's RMS instead of 100; sign flips stretched 10 times instead of 4 (with 8 honest
+# updates and 2 flipped at 4, the mean's step is about zero, so the mean merely stays put, at the initial
+# version's accuracy, which one CI run found only 4.5 points below the trimmed mean's); ALIE's z_max (0.25 for
+# 10 and 2) is built to hide inside the honest spread, not to move the mean (z = 10 moved it by 0.3 points), so
+# z = 100, which the trimmed mean drops as the lowest values of every coordinate.
+STRENGTH = {"noise": 1000.0, "sign_flip": 10.0, "alie": 100.0}
 ATTACKS = ["noise", "sign_flip", "scale", "alie", "ipm"]
 
 RESET = """
