@@ -229,7 +229,12 @@ def _check_aggregator(values: Mapping[str, Any], err) -> None:
     for message in problems:
         err("aggregator_params", message)
     scheme = values.get("scheme")
-    if scheme in Scheme.values and scheme not in spec.schemes:
+    if scheme == Scheme.DECENTRALIZED and scheme not in spec.schemes:
+        peers = " or ".join(a.label for a in AGGREGATORS.values() if scheme in a.schemes)
+        err("aggregator", f"{spec.label} cannot run in a decentralized task: the peers aggregate among themselves "
+            f"with {peers}; {spec.label} needs every update in one place, which only the federated scheme's "
+            f"server has. Choose the federated scheme to use {spec.label}, or one of the peers' rules.")
+    elif scheme in Scheme.values and scheme not in spec.schemes:
         where = " or ".join(spec.schemes)
         err("aggregator", f"{spec.label} runs only in {where} tasks: choose that scheme, or another aggregator.")
     min_participants = values.get("min_participants")

@@ -125,7 +125,9 @@ class AggregatorSpec(_Entry):
 
     ``weighted``: the rule weighs updates by their (capped) sample counts; ``base_param`` names the
     keyword that receives the round's base model (centered clipping's ``center``); ``schemes`` lists
-    where the rule can run.
+    where the rule can run. Decentralized peers run only the sample-weighted mean and secure aggregation
+    (``static/disco/decentralized.js``, ``aggregation/peer.py``): every other rule is ``CENTRAL`` and the task's
+    validation refuses it there, rather than the peers silently averaging instead.
     """
 
     rule: Rule | None = None
@@ -133,6 +135,10 @@ class AggregatorSpec(_Entry):
     weighted: bool = False
     base_param: str | None = None
     schemes: tuple[str, ...] = ("federated", "decentralized", "local")
+
+
+# Where a rule that needs every update in one place can run: the server (federated) or the one participant (local).
+CENTRAL = ("federated", "local")
 
 
 @dataclass(frozen=True)
@@ -167,27 +173,28 @@ _aggregators = [
                    "(McMahan et al. 2017); suits trusted participants.", (), rule=mean, stream=streamed_mean,
                    weighted=True),
     AggregatorSpec("plain_mean", "Plain mean", "The unweighted mean of the updates (what DISCO does).", (),
-                   rule=plain_mean, stream=streamed_mean),
+                   rule=plain_mean, stream=streamed_mean, schemes=CENTRAL),
     AggregatorSpec("median", "Coordinate-wise median", "The median of each parameter (Yin et al. 2018).", (),
-                   rule=median),
+                   rule=median, schemes=CENTRAL),
     AggregatorSpec("trimmed_mean", "Trimmed mean", "Per parameter, the mean after dropping the highest and lowest "
                    "values (Yin et al. 2018).",
                    (Param("beta", "float", 0.1, "Share trimmed at each end (beta)",
                           "the fraction trimmed at each end", "From 0 to just under 0.5; 0.1 drops the highest "
                           "and lowest 10% of values.", min=0, max=0.5, max_exclusive=True),),
-                   rule=trimmed_mean),
+                   rule=trimmed_mean, schemes=CENTRAL),
     AggregatorSpec("krum", "Krum", "The one update closest to its neighbours (Blanchard et al. 2017).", (_F,),
-                   rule=krum),
+                   rule=krum, schemes=CENTRAL),
     AggregatorSpec("multi_krum", "Multi-Krum", "The mean of the m updates closest to their neighbours.",
                    (_F, Param("m", "int", 2, "Updates averaged (m)", "the number of updates averaged",
-                              "Multi-Krum averages the m most trustworthy updates.", min=1)), rule=multi_krum),
+                              "Multi-Krum averages the m most trustworthy updates.", min=1)),
+                   rule=multi_krum, schemes=CENTRAL),
     AggregatorSpec("centered_clipping", "Centered clipping", "A mean in which each update's pull from the current "
                    "model is clipped (Karimireddy, He & Jaggi 2021).",
                    (Param("tau", "float", 1.0, "Clipping radius (tau)", "the clipping radius",
                           "How far an update may pull the model in one step.", min=0, min_exclusive=True),
                     Param("iterations", "int", 1, "Iterations", "the clipping passes per round",
                           "Clipping passes per round; 1 to 3 is typical.", min=1)),
-                   rule=centered_clipping, base_param="center"),
+                   rule=centered_clipping, base_param="center", schemes=CENTRAL),
     AggregatorSpec("secure", "Secure aggregation (mean)", "The plain mean, computed by the peers on secret shares "
                    "so that nobody sees another's update.", (), stream=streamed_mean, schemes=("decentralized",)),
 ]

@@ -38,6 +38,17 @@ export function paramFieldsFor(registry, chosen) {
 }
 
 /**
+ * The aggregators a task of `scheme` can run (the registry's `schemes`): decentralized peers run only the
+ * sample-weighted mean and secure aggregation, so the form offers only those there.
+ * @param {{aggregators: Array<{name: string, schemes?: string[]}>}} registry
+ * @param {string} scheme
+ * @returns {Set<string>}
+ */
+export function aggregatorsFor(registry, scheme) {
+  return new Set(registry.aggregators.filter((a) => !a.schemes || a.schemes.includes(scheme)).map((a) => a.name));
+}
+
+/**
  * @param {HTMLFormElement} form
  */
 function enhance(form) {
@@ -49,6 +60,8 @@ function enhance(form) {
   const embedded = document.getElementById("aggregation-registry");
   const registry = embedded ? JSON.parse(embedded.textContent) : {aggregators: [], serverOptimizers: []};
   const update = () => {
+    const usable = aggregatorsFor(registry, scheme.value);
+    for (const option of aggregator.options) option.disabled = registry.aggregators.length > 0 && !usable.has(option.value);
     showMatching(form, "data-show-for-type", dataType.value);
     showMatching(form, "data-show-for-scheme", scheme.value);
     showMatching(form, "data-show-for-aggregator", aggregator.value);

@@ -145,3 +145,21 @@ def test_the_form_page_embeds_the_registry_for_its_script(client, django_user_mo
     assert json.loads(embedded.group(1)) == TaskForm().registry_json()
     assert 'data-param-field="agg_f"' in html and 'data-param-field="opt_fedadam_lr"' in html
     assert 'name="server_optimizer"' in html
+
+
+def test_a_decentralized_task_is_refused_every_rule_its_peers_do_not_run_and_told_why():
+    """Peers aggregate with the sample-weighted mean or secure aggregation (decentralized.js, peer.py); any other
+    rule chosen for a decentralized task used to be replaced by the mean in silence."""
+    peers_run = {"mean", "secure"}
+    for spec in AGGREGATORS.values():
+        values = {**VALID, "scheme": "decentralized", "aggregator": spec.name, "aggregator_params": spec.defaults(),
+                  "min_participants": 7}
+        errors = validate_task_fields(values)
+        if spec.name in peers_run:
+            assert "aggregator" not in errors, (spec.name, errors)
+            continue
+        [message] = errors["aggregator"]
+        assert message.startswith(f"{spec.label} cannot run in a decentralized task"), message
+        assert "Sample-weighted mean (FedAvg) or Secure aggregation (mean)" in message
+        assert "Choose the federated scheme" in message
+        assert validate_task_fields({**values, "scheme": "federated"}) == {}, spec.name

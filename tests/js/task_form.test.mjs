@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
-import {paramFieldsFor} from '../../static/disco/task_form.js';
+import {aggregatorsFor, paramFieldsFor} from '../../static/disco/task_form.js';
 
 const registry = {
   aggregators: [
@@ -24,4 +24,14 @@ test('the chosen entries of both families show exactly their fields', () => {
 
 test('an unknown choice shows no parameter field', () => {
   assert.deepEqual([...paramFieldsFor(registry, {aggregators: 'best', serverOptimizers: 'sgd'})], []);
+});
+
+test('a decentralized task is offered only the rules its peers run', () => {
+  const withSchemes = {aggregators: [
+    {name: 'mean', schemes: ['federated', 'decentralized', 'local']},
+    {name: 'median', schemes: ['federated', 'local']},
+    {name: 'secure', schemes: ['decentralized']},
+  ]};
+  assert.deepEqual([...aggregatorsFor(withSchemes, 'decentralized')], ['mean', 'secure']);
+  assert.deepEqual([...aggregatorsFor(withSchemes, 'federated')], ['mean', 'median']);
 });
