@@ -161,6 +161,9 @@ def fill_invitations(task_id: str) -> list[str]:
     """Invite connected participants to the task's open round while it has fewer than K invitations in use
     (invited participants still connected, or who already contributed): a joiner is invited at once when
     there is room, and one who leaves before contributing frees a place. Returns the ids invited now."""
+    sampled = Round.objects.filter(task_id=task_id, status=Round.Status.OPEN, invited__isnull=False)
+    if not sampled.exists():  # no lock for tasks that invite everyone
+        return []
     with transaction.atomic():
         rnd = (Round.objects.select_for_update(of=("self",)).select_related("task")
                .filter(task_id=task_id, status=Round.Status.OPEN).first())
@@ -291,8 +294,9 @@ def check_encoding(task: Task, encoding: Any) -> None:
 def check_invited(participant: Participant, rnd: Round) -> None:
     """Refuse an update to a round that did not invite its sender (the task's ``participants_per_round``)."""
     if not is_invited(rnd.invited, participant.pk):
+        per_round = participant.task.participants_per_round or len(rnd.invited)
         raise RoundError("not_invited", f"You are not invited to round {rnd.number}: this task takes updates from "
-                                        f"{participant.task.participants_per_round} participants per round. Keep "
+                                        f"{per_round} participants per round. Keep "
                                         "training locally and wait for the next round_closed (or round_failed): "
                                         "you will be invited in turn, those who waited longest first.")
 
