@@ -40,7 +40,8 @@ def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> t
     participant, resumed, state = rounds.enter(task, resume_token=resume_token, kind=kind, address=address)
     return participant, {"type": "welcome", "participantId": str(participant.pk),
                          "resumeToken": participant.resume_token, "resumed": resumed,
-                         "compression": task.compression, **state.fields()}
+                         "compression": task.compression, **state.fields(),
+                         "invited": state.invited_for(participant.pk)}
 
 
 def _update_limit(task: Task) -> int:
@@ -126,7 +127,8 @@ class FederatedConsumer(AdmittingConsumer):
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "status":
             state = await database_sync_to_async(rounds.status)(self.task)
-            await self.send(text_data=json.dumps({"type": "status", **state.fields()}))
+            await self.send(text_data=json.dumps({"type": "status", **state.fields(),
+                                                  "invited": state.invited_for(self.participant.pk)}))
         elif kind == "update_begin":
             self._drop_incoming()  # one update in flight per connection
             announced = message.get("bytes")
@@ -168,6 +170,11 @@ class FederatedConsumer(AdmittingConsumer):
         await self.send(text_data=json.dumps(reply))
 
     # Group events
+    def _invited(self, event: dict[str, Any]) -> bool:
+        """Whether this connection's participant is invited to the round the event names: the event carries
+        the invited ids (None: everyone), and only this yes or no leaves the server."""
+        return rounds.is_invited(event.get("invited"), self.participant.pk)
+
     async def round_closed(self, event: dict[str, Any]) -> None:
         """``version`` is what the next round starts from: the round's result, or, when the round was
         superseded (another version became current during it), the current version."""
@@ -176,6 +183,7 @@ class FederatedConsumer(AdmittingConsumer):
             "nextRound": event["next_round"], "contributors": event["contributors"],
             "modelUrl": f"/tasks/{self.task.pk}/versions/{event['version']}/model.json",
             "resultVersion": event.get("result_version", event["version"]),
+            "invited": self._invited(event),  # to the next round
         }
         if event.get("superseded"):
             message.update(superseded=True, reason=event["reason"])
@@ -188,8 +196,9 @@ class FederatedConsumer(AdmittingConsumer):
             "type": "round_failed", "round": event["round"], "reason": event["reason"],
             "nextRound": event["next_round"], "version": version,
             "modelUrl": f"/tasks/{self.task.pk}/versions/{version}/model.json" if version is not None else None,
+            "invited": self._invited(event),  # to the next round
         }))
 
     async def participants_changed(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps({**{k: v for k, v in event.items() if k != "type"},
-                                              "type": "participants"}))
+        await self.send(text_data=json.dumps({**{k: v for k, v in event.items() if k not in ("type", "invited")},
+                                              "type": "participants", "invited": self._invited(event)}))

@@ -25,6 +25,9 @@ class Participant(models.Model):
                                                                            "last (for the per-address cap).")
     joined_at = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(auto_now=True)
+    # Participant sampling (the task's participants_per_round): those invited least recently go first.
+    last_invited_round = models.PositiveIntegerField(null=True, blank=True, help_text="The last federated round it "
+                                                     "was invited to (sampled tasks); empty: never invited.")
 
     class Meta:
         indexes = [models.Index(fields=["task", "connected"]),
@@ -72,6 +75,10 @@ class Round(models.Model):
     contributors = models.PositiveIntegerField(null=True, blank=True, help_text="Updates the round took.")
     bytes_received = models.BigIntegerField(null=True, blank=True, help_text="Bytes of the updates the round took.")
     aggregator = models.CharField(max_length=64, blank=True, help_text="The aggregator that produced the result.")
+    # Participant sampling: the ids of the participants invited to send an update (chosen when the round opens,
+    # then late joiners while there is room). Null: everyone is invited (the task samples no one).
+    invited = models.JSONField(null=True, blank=True, help_text="Participant ids invited to the round; empty: "
+                                                                "everyone (no participants-per-round setting).")
     # Federated evaluation: the sample-weighted validation metrics participants report on the result.
     val_loss = models.FloatField(null=True, blank=True)
     val_accuracy = models.FloatField(null=True, blank=True)

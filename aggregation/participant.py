@@ -43,6 +43,7 @@ class RoundResult:
     global_accuracy: float | None
     samples: int
     outcome: str = "round_closed"  # or round_failed, or sync (stale_round, reconnected, timeout)
+    contributed: bool = True  # False: not invited to the round (participantsPerRound), so nothing was sent
 
 
 @dataclass
@@ -82,17 +83,20 @@ class FederatedClient(TaskServerClient):
         a closed connection is reopened (and the update sent again while its round is open; a
         ``duplicate`` refusal then means it already counts); ``stale_round``, a round that ended while
         reconnecting and a round still open after ``recovery.probes`` status probes give ``sync``.
+        Not invited to the round (the task's participantsPerRound): nothing is sent (unless a ``participants``
+        message invites it before the round ends); it waits for the round's end, marked ``contributed: False``.
         """
         frame = self._frame(model, round_number=round_number, base_version=base_version, samples=samples,
                             encoding=encoding or self.compression)
-        accepted, probes = False, 0
+        accepted, uninvited, probes = False, False, 0
         while True:
             try:
                 if self._ws is None:
                     await self.reconnect()
                     if self.seen.get("round") != round_number:
-                        return self._ended(round_number, "reconnected")
-                if not accepted:
+                        return self._ended(round_number, "reconnected", uninvited)
+                uninvited = not accepted and not self.invited_to(round_number)
+                if not accepted and not uninvited:
                     try:
                         await send_weight_message(self._ws, frame, self.part_bytes)
                     except websockets.ConnectionClosed:
@@ -105,20 +109,24 @@ class FederatedClient(TaskServerClient):
                             raise
                     accepted = True
                 if not self._has_ended(round_number):
-                    await self.next_event("round_closed", "round_failed", timeout=self.limits()["round"])
+                    # Not invited: a participants message may invite it in place of one who left.
+                    ends = ("round_closed", "round_failed") + (("participants",) if uninvited else ())
+                    await self.next_event(*ends, timeout=self.limits()["round"])
                 if self._has_ended(round_number):
-                    return self._ended(round_number)
+                    return self._ended(round_number, uninvited=uninvited)
             except ParticipantError as exc:
-                if exc.code == "stale_round":
+                if exc.code == "not_invited":  # the server knows better: wait for the round's end
+                    self.invitation, uninvited = {"round": round_number, "invited": False}, True
+                elif exc.code == "stale_round":
                     state = await self.probe()
                     if state is not None or self._has_ended(round_number):
-                        return self._ended(round_number, "stale_round")
+                        return self._ended(round_number, "stale_round", uninvited)
                 elif exc.code == "timeout":
                     probes += 1
                     state = await self.probe()
                     if (self._has_ended(round_number) or (state is not None and state["round"] != round_number)
                             or probes >= self.recovery.probes):
-                        return self._ended(round_number, "timeout")
+                        return self._ended(round_number, "timeout", uninvited)
                 elif exc.code != "closed":
                     raise
                 # closed, or a probe that found the socket dead: the loop reconnects
@@ -126,13 +134,19 @@ class FederatedClient(TaskServerClient):
     def _has_ended(self, round_number: int) -> bool:
         return self.last_end is not None and self.last_end.get("round") == round_number
 
-    def _ended(self, round_number: int, reason: str | None = None) -> dict[str, Any]:
+    def _ended(self, round_number: int, reason: str | None = None, uninvited: bool = False) -> dict[str, Any]:
         if self._has_ended(round_number):
-            return dict(self.last_end)
-        outcome = {"type": "sync", "reason": reason, "round": round_number, "version": self.seen.get("version"),
-                   "nextRound": self.seen.get("round")}
-        self.log(f"Round {round_number}: synced with the server ({reason}); continuing from global version "
-                 f"{outcome['version']}, round {outcome['nextRound']}.")
+            outcome = dict(self.last_end)
+        else:
+            outcome = {"type": "sync", "reason": reason, "round": round_number, "version": self.seen.get("version"),
+                       "nextRound": self.seen.get("round")}
+            self.log(f"Round {round_number}: synced with the server ({reason}); continuing from global version "
+                     f"{outcome['version']}, round {outcome['nextRound']}.")
+        if uninvited:
+            per = self.participants_per_round
+            self.log(f"Not invited to round {round_number}" + (f" ({per} participants per round)" if per else "")
+                     + f"; trained locally, continuing from global version {outcome['version']}.")
+            outcome["contributed"] = False
         return outcome
 
     # --- Training loop ------------------------------------------------------------------
@@ -142,6 +156,9 @@ class FederatedClient(TaskServerClient):
         info, welcome, y = await self.join_with_model(y)
         model = self.model
         round_number, version = welcome["round"], welcome["currentVersion"]
+        if welcome.get("invited") is False:
+            self.log(f"Not invited to round {round_number} ({welcome.get('participantsPerRound')} participants per "
+                     "round); training locally until invited.")
         results = []
         try:
             for _ in range(rounds):
@@ -159,7 +176,8 @@ class FederatedClient(TaskServerClient):
                 self.set_version_weights(model, version)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
                 result = RoundResult(outcome["round"], version, train_loss, float(scores["loss"]),
-                                     scores.get("accuracy"), len(y), outcome["type"])
+                                     scores.get("accuracy"), len(y), outcome["type"],
+                                     contributed=outcome.get("contributed", True))
                 results.append(result)
                 if on_round:
                     on_round(result)

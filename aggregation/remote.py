@@ -134,6 +134,10 @@ class TaskServerClient:
     waits: dict[str, float] = field(default_factory=dict)  # fixed limits in seconds: open, accepted, round, status
     seen: dict[str, Any] = field(default_factory=dict)  # round, version, deadline: what the server said last
     last_end: dict[str, Any] | None = None  # the last round_closed / round_failed seen
+    # Participant sampling: {"round", "invited"} as the server said last (round_closed / round_failed speak of
+    # the next round), and the task's participantsPerRound (None: everyone, every round).
+    invitation: dict[str, Any] | None = None
+    participants_per_round: int | None = None
     _ws: Any = None
     _events: asyncio.Queue | None = None
 
@@ -333,9 +337,21 @@ class TaskServerClient:
         if kind in ("welcome", "status", "participants"):
             self.seen = {"round": event.get("round"), "version": event.get("currentVersion", self.seen.get("version")),
                          "deadline": event.get("deadline", self.seen.get("deadline"))}
+            if "participantsPerRound" in event:
+                self.participants_per_round = event["participantsPerRound"]
+            if "invited" in event:
+                self.invitation = {"round": event.get("round"), "invited": event["invited"] is not False}
         elif kind in ("round_closed", "round_failed"):
             self.seen = {"round": event.get("nextRound"), "version": event.get("version"), "deadline": None}
             self.last_end = event
+            if "invited" in event:
+                self.invitation = {"round": event.get("nextRound"), "invited": event["invited"] is not False}
+
+    def invited_to(self, round_number: int) -> bool:
+        """Whether this participant may send an update to ``round_number``: yes unless the server said it is not
+        invited to it (the task's participantsPerRound)."""
+        known = self.invitation
+        return not (known is not None and known["round"] == round_number and not known["invited"])
 
     async def next_event(self, *types: str, timeout: float = 300) -> dict[str, Any]:
         """The next message of one of ``types``, within ``timeout`` seconds in all.

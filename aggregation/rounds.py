@@ -13,11 +13,14 @@ broadcast to the task's channel group goes out after that transaction commits:
 - ``fail`` marks the round ``failed`` only if it is still in the status it leaves, announces
   ``round_failed`` and opens the next round from the last good version.
 
-A round closes when every connected participant has contributed, or when at least
+A round closes when every connected participant it invited has contributed, or when at least
 ``min_participants`` have and the round's deadline has passed; participants who leave
-simply stop counting. The Celery tasks (``aggregation.tasks``) only read the stored updates
-and compute; they call ``finish`` or ``fail``. This module queues them by name through
-``disco_site.jobs`` and never imports them.
+simply stop counting. Without ``participants_per_round`` (K) everyone is invited; with it, ``_open_round``
+invites K of the connected participants (``choose_invited``: those invited least recently first, ties
+in an order seeded by the task and round number), a joiner is invited while the round has room, and
+an update from anyone else is refused (``not_invited``). The Celery tasks (``aggregation.tasks``) only
+read the stored updates and compute; they call ``finish`` or ``fail``. This module queues them by name
+through ``disco_site.jobs`` and never imports them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -75,12 +80,25 @@ class RoundStatus:
     waiting_for: int
     min_participants: int
     deadline: str
+    participants_per_round: int | None = None
+    # The round's invited participant ids; None: everyone. Never sent as such: each connection hears
+    # only whether it is invited (``invited_for``).
+    invited_ids: tuple[str, ...] | None = None
 
     def fields(self) -> dict[str, Any]:
         """The wire names (``welcome``, ``status``, ``participants`` messages)."""
         return {"round": self.round, "currentVersion": self.base_version, "participants": self.participants,
                 "contributed": self.contributed, "waitingFor": self.waiting_for,
-                "minParticipants": self.min_participants, "deadline": self.deadline}
+                "minParticipants": self.min_participants, "deadline": self.deadline,
+                "participantsPerRound": self.participants_per_round}
+
+    def invited_for(self, participant_id: Any) -> bool:
+        return is_invited(self.invited_ids, participant_id)
+
+
+def is_invited(invited_ids: Iterable[str] | None, participant_id: Any) -> bool:
+    """Whether ``participant_id`` is among a round's invited ids (None: the round invites everyone)."""
+    return invited_ids is None or str(participant_id) in invited_ids
 
 
 def round_deadline_seconds(task: Task) -> float:
@@ -100,11 +118,67 @@ def _locked_task(task_id: str) -> Task:
     return Task.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=task_id)
 
 
+def choose_invited(task_id: str, number: int, candidates: Iterable[tuple[Any, int | None]], k: int) -> list[str]:
+    """The ids of the ``k`` participants to invite to round ``number`` among ``candidates`` (id, last round
+    invited to): those invited least recently first (never invited counts as round 0), ties broken by a
+    shuffle seeded by the task and round number, so the same inputs always give the same choice."""
+    last = {str(pk): last_round or 0 for pk, last_round in candidates}
+    order = sorted(last)
+    # Not for security: a fair, reproducible order (a str seed is hashed the same way in every process).
+    random.Random(f"{task_id}/{number}").shuffle(order)
+    order.sort(key=last.__getitem__)  # stable: equal waits keep the seeded order
+    return order[:max(0, k)]
+
+
+def _invite(rnd: Round, k: int) -> list[str]:
+    """Invite up to ``k`` more connected, not yet invited participants of ``rnd``'s task to it (the caller
+    holds the round's row lock, or is creating it); record their ``last_invited_round``. Returns their ids."""
+    taken = set(rnd.invited or [])
+    candidates = (Participant.objects.filter(task_id=rnd.task_id, connected=True).exclude(pk__in=taken)
+                  .values_list("pk", "last_invited_round"))
+    chosen = choose_invited(rnd.task_id, rnd.number, candidates, k)
+    if chosen:
+        Participant.objects.filter(pk__in=chosen).update(last_invited_round=rnd.number)
+    rnd.invited = [*(rnd.invited or []), *chosen]
+    return chosen
+
+
 def _open_round(locked: Task, number: int) -> Round:
-    """Open round ``number`` from ``locked``'s current version; ``locked`` comes from ``_locked_task``."""
+    """Open round ``number`` from ``locked``'s current version; ``locked`` comes from ``_locked_task``.
+
+    A task with ``participants_per_round`` (K) invites K of its connected participants in the same
+    transaction (``choose_invited``); without it the round invites everyone (``invited`` is null)."""
     deadline = timezone.now() + timedelta(seconds=round_deadline_seconds(locked))
     # The deadline is a column: aggregation.sweeper closes the round once it has passed.
-    return Round.objects.create(task=locked, number=number, base_version=locked.current_version, deadline=deadline)
+    rnd = Round(task=locked, number=number, base_version=locked.current_version, deadline=deadline)
+    if locked.participants_per_round:
+        _invite(rnd, locked.participants_per_round)
+    rnd.save(force_insert=True)
+    return rnd
+
+
+def fill_invitations(task_id: str) -> list[str]:
+    """Invite connected participants to the task's open round while it has fewer than K invitations in use
+    (invited participants still connected, or who already contributed): a joiner is invited at once when
+    there is room, and one who leaves before contributing frees a place. Returns the ids invited now."""
+    sampled = Round.objects.filter(task_id=task_id, status=Round.Status.OPEN, invited__isnull=False)
+    if not sampled.exists():  # no lock for tasks that invite everyone
+        return []
+    with transaction.atomic():
+        rnd = (Round.objects.select_for_update(of=("self",)).select_related("task")
+               .filter(task_id=task_id, status=Round.Status.OPEN).first())
+        if rnd is None or rnd.invited is None or not rnd.task.participants_per_round:
+            return []
+        connected = Participant.objects.filter(task_id=task_id, connected=True, pk__in=rnd.invited)
+        in_use = {str(pk) for pk in connected.values_list("pk", flat=True)}
+        in_use |= {str(pk) for pk in rnd.contributions.values_list("participant_id", flat=True)}
+        room = rnd.task.participants_per_round - len(in_use)
+        if room <= 0:
+            return []
+        chosen = _invite(rnd, room)
+        if chosen:
+            rnd.save(update_fields=["invited"])
+        return chosen
 
 
 def active_round(task: Task) -> Round:
@@ -166,9 +240,18 @@ def enter(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BR
     """A federated participant joins (``join``); returns (participant, resumed, the round's status) and tells
     the task's group how many take part now."""
     participant, resumed = join(task, resume_token=resume_token, kind=kind, address=address)
+    active_round(task)  # a first participant opens round 1 (and is invited to it)
+    fill_invitations(task.pk)
     state = status(task)
-    _notify_on_commit(task.pk, {"type": "participants.changed", **state.fields()})
+    _notify_participants(task.pk, state)
     return participant, resumed, state
+
+
+def _notify_participants(task_id: str, state: RoundStatus) -> None:
+    """``participants.changed`` with the round's status; the invited ids go to the consumers, which tell each
+    connection only whether it is invited."""
+    invited = list(state.invited_ids) if state.invited_ids is not None else None
+    _notify_on_commit(task_id, {"type": "participants.changed", **state.fields(), "invited": invited})
 
 
 def leave(participant: Participant) -> None:
@@ -177,8 +260,9 @@ def leave(participant: Participant) -> None:
     Participant.objects.filter(pk=participant.pk).update(connected=False)
     rnd = Round.objects.filter(task_id=participant.task_id, status=Round.Status.OPEN).first()
     if rnd is not None:
+        fill_invitations(participant.task_id)  # an invited participant who left frees its place
         maybe_close(rnd.pk)
-    _notify_on_commit(participant.task_id, {"type": "participants.changed", **status(participant.task).fields()})
+    _notify_participants(participant.task_id, status(participant.task))
 
 
 def status(task: Task) -> RoundStatus:
@@ -188,6 +272,8 @@ def status(task: Task) -> RoundStatus:
         round=rnd.number, base_version=rnd.base_version.number, participants=connected,
         contributed=rnd.contributions.count(), waiting_for=max(0, task.min_participants - connected),
         min_participants=task.min_participants, deadline=rnd.deadline.isoformat(),
+        participants_per_round=task.participants_per_round or None,
+        invited_ids=tuple(rnd.invited) if rnd.invited is not None else None,
     )
 
 
@@ -203,6 +289,16 @@ def check_encoding(task: Task, encoding: Any) -> None:
         raise RoundError("compression", f"This task takes updates as {allowed} (its compression setting); this one "
                                         f"is {encoding}, which loses precision the task's owner did not accept. "
                                         f"Send it as {allowed}: the welcome message says which.")
+
+
+def check_invited(participant: Participant, rnd: Round) -> None:
+    """Refuse an update to a round that did not invite its sender (the task's ``participants_per_round``)."""
+    if not is_invited(rnd.invited, participant.pk):
+        per_round = participant.task.participants_per_round or len(rnd.invited)
+        raise RoundError("not_invited", f"You are not invited to round {rnd.number}: this task takes updates from "
+                                        f"{per_round} participants per round. Keep "
+                                        "training locally and wait for the next round_closed (or round_failed): "
+                                        "you will be invited in turn, those who waited longest first.")
 
 
 def check_update_norm(task: Task, rnd: Round, message: WeightsMessage) -> None:
@@ -241,6 +337,7 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
     if header.get("baseVersion") != rnd.base_version.number:
         raise RoundError("stale_round", f"The update was trained from version {header.get('baseVersion')!r}, but "
                                         f"round {rnd.number} starts from version {rnd.base_version.number}.")
+    check_invited(participant, rnd)
     check_encoding(task, header.get("encoding"))
     samples = header.get("samples")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
@@ -254,6 +351,7 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
             locked = Round.objects.select_for_update().get(pk=rnd.pk)
             if locked.status != Round.Status.OPEN:
                 raise RoundError("stale_round", f"Round {locked.number} closed while the update arrived.")
+            check_invited(participant, locked)
             contribution = Contribution.objects.create(round=locked, participant=participant, samples=samples,
                                                        blob=saved, nbytes=content.size)
     except IntegrityError:
@@ -276,9 +374,12 @@ def maybe_close(round_id: int, *, now=None) -> bool:
         if rnd is None or rnd.status != Round.Status.OPEN:
             return False
         contributors = set(rnd.contributions.values_list("participant_id", flat=True))
-        connected = set(Participant.objects.filter(task=rnd.task, connected=True).values_list("pk", flat=True))
+        connected = Participant.objects.filter(task=rnd.task, connected=True)
+        if rnd.invited is not None:  # a sampled round waits only for those it invited
+            connected = connected.filter(pk__in=rnd.invited)
+        expected = set(connected.values_list("pk", flat=True))
         enough = len(contributors) >= rnd.task.min_participants
-        everyone = bool(contributors) and connected <= contributors
+        everyone = bool(contributors) and expected <= contributors
         if not enough or not (everyone or now >= rnd.deadline):
             return False
         # aggregating_since starts the clock of DISCO_AGGREGATION_STUCK_AFTER (aggregation.sweeper).
@@ -382,11 +483,14 @@ def finish(round_id: int, artifacts: LayersModelArtifacts, server_step: ServerSt
                     rnd.message += " The server optimizer's state did not advance."
             rnd.result_version, rnd.closed_at, rnd.aggregator = version, timezone.now(), task.aggregator
             rnd.save(update_fields=["status", "message", "result_version", "closed_at", "aggregator"])
+            invited = None
             if task.current_version is not None:  # None only if the current version was deleted meanwhile
-                _open_round(task, rnd.number + 1)
+                invited = _open_round(task, rnd.number + 1).invited
+            # "invited": the next round's invited ids (None: everyone); each consumer tells its connection only
+            # whether it is one of them.
             event = {"type": "round.closed", "round": rnd.number, "result_version": version.number,
                      "version": task.current_version.number if task.current_version else version.number,
-                     "next_round": rnd.number + 1, "contributors": contributors}
+                     "next_round": rnd.number + 1, "contributors": contributors, "invited": invited}
             if not swap:
                 event.update(superseded=True, reason=rnd.message)
             _notify_on_commit(task.pk, event)
@@ -429,9 +533,10 @@ def fail(round_id: int, reason: str, *, expected_status: str = Round.Status.AGGR
             return False
         rnd = Round.objects.get(pk=round_id)
         event = {"type": "round.failed", "round": rnd.number, "reason": reason, "next_round": rnd.number + 1,
-                 "version": task.current_version.number if task.current_version else None}
+                 "version": task.current_version.number if task.current_version else None, "invited": None}
         if task.current_version is not None:
-            event["next_round"] = _open_round(task, rnd.number + 1).number
+            following = _open_round(task, rnd.number + 1)
+            event.update(next_round=following.number, invited=following.invited)
         _notify_on_commit(task.pk, event)
     log.warning("Round %s of task %s failed: %s", rnd.number, task_id, reason)
     return True

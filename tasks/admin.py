@@ -128,7 +128,8 @@ class TaskAdmin(admin.ModelAdmin):
                                                 "allow_relay", "clipping_radius", "noise_scale",
                                                 "max_share_value"]}),
         ("Participation", {"fields": ["participation", "invitation_link", "max_samples_per_update",
-                                      "max_contribution_share", "max_update_norm", "compression"]}),
+                                      "max_contribution_share", "max_update_norm", "compression",
+                                      "participants_per_round"]}),
         ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

@@ -227,6 +227,10 @@ class TaskForm(forms.Form):
         label="Update compression", choices=Compression.choices, initial=Compression.FLOAT32, required=False,
         help_text="Federated rounds: participants send their updates this way. 16-bit floats halve the bytes, "
                   "8-bit integers quarter them, each a little less precisely.")
+    participants_per_round = _int("Participants per round", "Federated rounds: invite this many of the connected "
+                                                            "participants to each round, chosen at random, those "
+                                                            "who waited longest first; the others train locally "
+                                                            "until invited. Empty: everyone, every round.")
     max_share_value = _float("Largest shared value", "Secure aggregation: updates are encoded within ± this "
                                                      "value; 100 is safe for most models.", initial=100.0)
     # Privacy
@@ -311,6 +315,9 @@ class TaskForm(forms.Form):
                      "server_optimizer"):
             if values.get(name) in (None, ""):
                 values.pop(name, None)
+        # Sampling is hidden in the form for the other schemes (which refuse it): drop it rather than keep it.
+        if data.get("scheme") not in (None, "", Scheme.FEDERATED):
+            values["participants_per_round"] = None
         # Settings of the other data types are hidden in the form: drop them rather than keep stale values.
         if data_type != DataType.IMAGE:
             values.update(image_height=None, image_width=None, image_channels=None)

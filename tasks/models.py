@@ -107,6 +107,9 @@ class Task(models.Model):
         max_length=8, choices=Compression.choices, default=Compression.FLOAT32,
         help_text="Federated rounds: how participants encode their updates. Smaller updates lose precision; the "
                   "server accepts this encoding or a more exact one.")
+    participants_per_round = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Federated rounds: invite this many of the connected participants to each "
+                                         "round (random, those who waited longest first); empty: everyone.")
     # Catalogue bookkeeping
     published = models.BooleanField(default=False)
     review_requested_at = models.DateTimeField(

@@ -67,6 +67,7 @@ class TaskSerializer(serializers.BaseSerializer):
             "maxContributionShare": task.max_contribution_share,
             "maxUpdateNorm": task.max_update_norm,
             "compression": task.compression,
+            "participantsPerRound": task.participants_per_round,
         }
         if task.data_type == "image":
             training.update(IMAGE_H=task.image_height, IMAGE_W=task.image_width, imageChannels=task.image_channels,
@@ -117,7 +118,7 @@ _TRAINING_KEYS = {
     "maxSequenceLength": "max_sequence_length", "roundDeadlineSeconds": "round_deadline_seconds",
     "allowRelay": "allow_relay", "participation": "participation", "maxSamplesPerUpdate": "max_samples_per_update",
     "maxContributionShare": "max_contribution_share", "maxUpdateNorm": "max_update_norm",
-    "compression": "compression",
+    "compression": "compression", "participantsPerRound": "participants_per_round",
 }
 # Keys GET returns that describe the catalogue, not the task: accepted and ignored on the way in.
 _READ_ONLY_KEYS = {"published", "awaitingReview", "owner", "currentVersion", "modelUrl", "versionsUrl"}

@@ -62,6 +62,7 @@ class TaskSpec:
     max_contribution_share: float = 0.25
     max_update_norm: float | None = None
     compression: str = "float32"
+    participants_per_round: int | None = None
 
     def as_fields(self) -> dict[str, Any]:
         """The spec as keyword arguments for ``Task``."""

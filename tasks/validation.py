@@ -281,3 +281,23 @@ def _check_participation(values: Mapping[str, Any], err) -> None:
     elif compression != Compression.FLOAT32 and values.get("scheme") != Scheme.FEDERATED:
         err("compression", "Compression applies to federated rounds, where participants send updates to the "
             "server; decentralized peers exchange them exactly. Choose float32, or the federated scheme.")
+    _check_sampling(values, err)
+
+
+def _check_sampling(values: Mapping[str, Any], err) -> None:
+    """Participants per round: federated only, at least 1, and never below the minimum number of participants
+    (a round takes updates only from those it invited, so fewer invitations than the minimum never close it)."""
+    per_round = values.get("participants_per_round")
+    if per_round is None:
+        return
+    if not _positive_int(per_round):
+        err("participants_per_round", "Participants per round is a whole number of at least 1, or empty to invite "
+            "every connected participant to every round.")
+    elif values.get("scheme") != Scheme.FEDERATED:
+        err("participants_per_round", "Participants per round applies to federated rounds, where the server invites "
+            "who sends an update; in decentralized and local tasks there is no server round to invite to. Leave it "
+            "empty, or choose the federated scheme.")
+    elif _positive_int(values.get("min_participants")) and per_round < values["min_participants"]:
+        err("participants_per_round", f"Participants per round ({per_round}) is below the minimum number of "
+            f"participants ({values['min_participants']}): a round takes updates only from those it invited, so "
+            f"it could never close. Invite at least {values['min_participants']} per round, or lower the minimum.")

@@ -9,6 +9,11 @@
  *   const outcome = await session.contribute(model, n); // send, wait for the round to end
  *   await session.applyVersion(model, outcome.version); // continue from the version the server says
  *
+ * A task with `participantsPerRound` invites only some participants to each round (the server's
+ * `invited` in welcome, status, participants, round_closed and round_failed): `contribute` then sends
+ * nothing for a round this session is not invited to, waits for that round's end (or an invitation
+ * in the meantime) and resolves with `contributed: false`; the page loads the version and trains on.
+ *
  * The session recovers by itself (recovery.js): a socket that closes is reopened with backoff and
  * the resume token, every wait has a time limit after which it asks the server's `status`, and
  * `contribute` resolves with the version to continue from, whatever happened to the round:
@@ -89,6 +94,8 @@ export class FederatedSession {
     this.version = null; // the version the page's model holds
     this.server = { round: null, version: null, deadline: null }; // what the server said last
     this.lastEnd = null; // the last round_closed / round_failed, in case it came between two waits
+    this.invitation = null; // {round, invited}: what the server said last of this session's invitation
+    this.participantsPerRound = null; // the task's participantsPerRound (null: everyone, every round)
     this.manifest = null;
     this.waiters = [];
     this.ws = null;
@@ -192,10 +199,19 @@ export class FederatedSession {
     if (['welcome', 'status', 'participants'].includes(message.type)) {
       this.server = { round: message.round, version: message.currentVersion ?? this.server.version,
         deadline: message.deadline ?? this.server.deadline };
+      if ('participantsPerRound' in message) this.participantsPerRound = message.participantsPerRound;
+      if ('invited' in message) this.invitation = { round: message.round, invited: message.invited !== false };
     } else if (message.type === 'round_closed' || message.type === 'round_failed') {
       this.server = { round: message.nextRound, version: message.version, deadline: null };
       this.lastEnd = message;
+      // `invited` of a round's end speaks of the next round.
+      if ('invited' in message) this.invitation = { round: message.nextRound, invited: message.invited !== false };
     }
+  }
+
+  /** Whether this session may send an update to `round`: yes unless the server said it is not invited to it. */
+  invitedTo(round) {
+    return !(this.invitation && this.invitation.round === round && !this.invitation.invited);
   }
 
   /** The next message of one of `types` (an error message rejects). */
@@ -269,6 +285,8 @@ export class FederatedSession {
    * recovered: a closed socket is reopened (and the update sent again if its round is still open); a
    * `stale_round` refusal, a round that ended while the page was away, or a round that stays open
    * past `probes` status probes resolve `{type: 'sync'}` with the server's current version.
+   * Not invited to the round (participantsPerRound): nothing is sent; it waits for the round's end
+   * (sending after all if an invitation comes first) and the outcome says `contributed: false`.
    */
   async contribute(model, samples) {
     const round = this.round;
@@ -281,14 +299,16 @@ export class FederatedSession {
     const frame = encodeWeights({ type: 'update', task: this.taskId, round, baseVersion: this.version, samples }, tensors,
       this.encoding);
     let accepted = false;
+    let uninvited = false; // the server did not invite this session to the round: nothing is sent
     let probes = 0;
     for (;;) {
       try {
         if (!this.ws) {
           await this.reconnect();
-          if (this.server.round !== round) return this.ended(round, 'reconnected');
+          if (this.server.round !== round) return this.finished(round, uninvited, 'reconnected');
         }
-        if (!accepted) {
+        uninvited = !accepted && !this.invitedTo(round);
+        if (!accepted && !uninvited) {
           const reply = this.next('accepted');
           sendUpdate(this.ws, frame);
           try {
@@ -298,19 +318,24 @@ export class FederatedSession {
           }
           accepted = true;
         }
-        if (this.lastEnd?.round === round) return this.ended(round);
-        const end = this.next('round_closed', 'round_failed');
+        if (this.lastEnd?.round === round) return this.finished(round, uninvited);
+        // Not invited: a `participants` message may invite this session in place of one who left.
+        const end = !uninvited ? this.next('round_closed', 'round_failed')
+          : this.next('round_closed', 'round_failed', 'participants');
         await within(end, this.limits().roundMs, `end of round ${round}`);
-        if (this.lastEnd?.round === round) return this.ended(round);
+        if (this.lastEnd?.round === round) return this.finished(round, uninvited);
       } catch (error) {
-        if (error.code === 'stale_round') {
+        if (error.code === 'not_invited') {
+          this.invitation = { round, invited: false }; // the server knows better: wait for the round's end
+          uninvited = true;
+        } else if (error.code === 'stale_round') {
           const state = await this.probe();
-          if (state || this.lastEnd?.round === round) return this.ended(round, 'stale_round');
+          if (state || this.lastEnd?.round === round) return this.finished(round, uninvited, 'stale_round');
         } else if (error.code === 'timeout') {
           probes += 1;
           const state = await this.probe();
           if (this.lastEnd?.round === round || (state && state.round !== round) || probes >= this.recovery.probes) {
-            return this.ended(round, 'timeout');
+            return this.finished(round, uninvited, 'timeout');
           }
         } else if (error.code !== 'closed') {
           throw error;
@@ -335,6 +360,12 @@ export class FederatedSession {
       this.drop();
       return null;
     }
+  }
+
+  /** `ended`, marked `contributed: false` when this session sent nothing to the round (it was not invited). */
+  finished(round, uninvited, reason = null) {
+    const outcome = this.ended(round, reason);
+    return uninvited ? { ...outcome, contributed: false } : outcome;
   }
 
   /** The outcome of round `round`: its own end when the page saw it, else a sync to the server's state. */

@@ -77,3 +77,12 @@ class FedTabularInt8(FedTabular):
 
     def get_task(self) -> TaskSpec:
         return replace(super().get_task(), compression="int8")
+
+
+class FedTabularSampled(FedTabularPairs):
+    """Two participants a round, two invited per round (participantsPerRound) whoever else is connected."""
+
+    task_id = "fed-sampled"
+
+    def get_task(self) -> TaskSpec:
+        return replace(super().get_task(), participants_per_round=2)

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.services
 VISIBILITY_TIMEOUT = 4  # seconds before a task a dead worker took is delivered again
 PROVIDERS = ("tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularPairs,"
              "tests.integration.fed_tasks.FedTabularPrivate,tests.integration.fed_tasks.FedTabularInvited,"
-             "tests.integration.fed_tasks.FedTabularExact,tests.integration.fed_tasks.FedTabularInt8")
+             "tests.integration.fed_tasks.FedTabularExact,tests.integration.fed_tasks.FedTabularInt8,"
+             "tests.integration.fed_tasks.FedTabularSampled")
 
 
 def run_async(coroutine):
@@ -67,7 +68,7 @@ def platform(tmp_path_factory):
         manage(p.env, "migrate", "--noinput")
         embedded = {**p.env, "REDIS_URL": ""}  # convert the initial models in-process
         manage(embedded, "load_default_tasks", "--only", "fed-tabular", "fed-pairs", "fed-private",
-               "fed-invited", "fed-exact", "fed-int8")
+               "fed-invited", "fed-exact", "fed-int8", "fed-sampled")
         p.daphne = p.live.daphne()
         p.worker = p.live.worker("aggregation", pool="solo")
         yield p
@@ -262,3 +263,28 @@ def test_a_killed_worker_yields_exactly_one_next_version(platform):
     wait_for(lambda: "aggregation.tasks.aggregate_round" not in pending_tasks(platform.live.redis_url),
              timeout=30, what="the re-delivered aggregation to be acknowledged")
     assert platform.versions("fed-pairs") == [*before, before[-1] + 1]
+
+
+def test_four_participants_two_invited_per_round_each_round_takes_exactly_two_updates(platform):
+    datasets = [titanic_like(60, seed) for seed in (51, 52, 53, 54)]
+    clients = [FederatedClient(platform.url, "fed-sampled", log=lambda _: None) for _ in datasets]
+
+    async def run_all():
+        return await asyncio.gather(*(c.run(x, y, rounds=3) for c, (x, y) in zip(clients, datasets, strict=True)))
+
+    results = run_async(run_all())
+    rows = platform.db("SELECT r.number, r.status, r.contributors, r.invited FROM aggregation_round r "
+                       "WHERE r.task_id = 'fed-sampled' ORDER BY r.number")
+    finished = [row for row in rows if row[1] != "open"]
+    assert [(number, status, n) for number, status, n, _ in finished] == [
+        (1, "closed", 2), (2, "closed", 2), (3, "closed", 2)], rows
+    invited = [set(json.loads(ids) if isinstance(ids, str) else ids) for _, _, _, ids in finished]
+    assert all(len(ids) == 2 for ids in invited)
+    assert not invited[0] & invited[1]  # round 2 invites the two who waited through round 1
+    assert set().union(*invited) == {c.participant_id for c in clients}
+    # Every participant trained each round; those not invited sent nothing and carried on from the new version.
+    assert all(len(per_client) == 3 for per_client in results)
+    assert [sum(r.contributed for per_client in results for r in per_client if r.round == n) for n in (1, 2, 3)] \
+        == [2, 2, 2]
+    assert {r.version for per_client in results for r in per_client if r.round == 3} == {4}
+    assert platform.versions("fed-sampled") == [1, 2, 3, 4]

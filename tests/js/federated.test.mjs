@@ -72,3 +72,103 @@ test('joining sends the resume token in the first message, never in the URL', as
   assert.equal(welcome.round, 3);
   assert.equal(session.resumeToken, 'next');
 });
+
+// ---- Participant sampling (participantsPerRound): a session not invited to a round sends nothing to it.
+
+function samplingServer(script) {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) { this.url = url; this.sent = []; sockets.push(this); queueMicrotask(() => this.onopen?.()); }
+    send(data) {
+      const message = typeof data === 'string' ? JSON.parse(data) : {type: 'update', bytes: data.byteLength};
+      this.sent.push(message);
+      queueMicrotask(() => script(this, message));
+    }
+    reply(message) { this.onmessage?.({data: JSON.stringify(message)}); }
+    close() { this.onclose?.({}); }
+  }
+  return {sockets, FakeSocket};
+}
+
+const tinyModel = {weights: [{originalName: 'w', shape: [2], read: () => ({dataSync: () => Float32Array.of(1, 2)})}]};
+
+function sampledSession(FakeSocket) {
+  const events = [];
+  const s = new FederatedSession('fed', {origin: 'http://127.0.0.1:8000', WebSocketImpl: FakeSocket,
+    onEvent: (m) => events.push(m), tokens: {recall: () => undefined, keep: () => {}}});
+  s.manifest = [{paths: [], weights: [{name: 'w', shape: [2]}]}];
+  return {s, events};
+}
+
+const sampledWelcome = (invited) => ({type: 'welcome', participantId: 'p2', resumeToken: 't', round: 1,
+  currentVersion: 1, participants: 3, waitingFor: 0, participantsPerRound: 2, invited});
+
+test('not invited to a round: no update is sent, the session waits for the round to end and carries on', async () => {
+  const {sockets, FakeSocket} = samplingServer((socket, message) => {
+    if (message.type === 'join') socket.reply(sampledWelcome(false));
+    if (message.type === 'update') {
+      socket.reply({type: 'accepted', round: 2, samples: 5});
+      socket.reply({type: 'round_closed', round: 2, version: 3, nextRound: 3, contributors: 2, invited: false});
+    }
+  });
+  const {s} = sampledSession(FakeSocket);
+  const welcome = await s.connect();
+  assert.equal(welcome.invited, false);
+  assert.equal(s.participantsPerRound, 2);
+  assert.equal(s.invitedTo(1), false);
+  const waiting = s.contribute(tinyModel, 5);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(sockets[0].sent.map((m) => m.type), ['join']); // nothing sent for round 1
+  // The invited finish round 1; this session is invited to round 2.
+  sockets[0].reply({type: 'round_closed', round: 1, version: 2, nextRound: 2, contributors: 2, invited: true});
+  const outcome = await waiting;
+  assert.equal(outcome.type, 'round_closed');
+  assert.equal(outcome.contributed, false);
+  assert.equal(outcome.version, 2);
+  assert.equal(s.round, 2);
+  assert.equal(s.invitedTo(2), true);
+  // Round 2: invited, so the update goes and the outcome is the round's own end.
+  s.version = 2;
+  const second = await s.contribute(tinyModel, 5);
+  assert.deepEqual(sockets[0].sent.map((m) => m.type), ['join', 'update']);
+  assert.equal(second.round, 2);
+  assert.equal(second.contributed, undefined);
+  assert.equal(s.invitedTo(3), false);
+});
+
+test('invited while waiting (one invited left): the update goes to the open round', async () => {
+  const {sockets, FakeSocket} = samplingServer((socket, message) => {
+    if (message.type === 'join') socket.reply(sampledWelcome(false));
+    if (message.type === 'update') {
+      socket.reply({type: 'accepted', round: 1, samples: 5});
+      socket.reply({type: 'round_closed', round: 1, version: 2, nextRound: 2, contributors: 2, invited: true});
+    }
+  });
+  const {s} = sampledSession(FakeSocket);
+  await s.connect();
+  const waiting = s.contribute(tinyModel, 5);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  sockets[0].reply({type: 'participants', round: 1, currentVersion: 1, participants: 2, participantsPerRound: 2,
+    invited: true});
+  const outcome = await waiting;
+  assert.deepEqual(sockets[0].sent.map((m) => m.type), ['join', 'update']);
+  assert.equal(outcome.type, 'round_closed');
+  assert.equal(outcome.contributed, undefined);
+});
+
+test('a not_invited refusal is no failure: the session waits for the round to end', async () => {
+  const {sockets, FakeSocket} = samplingServer((socket, message) => {
+    if (message.type === 'join') socket.reply({...sampledWelcome(true), invited: undefined});
+    if (message.type === 'update') {
+      socket.reply({type: 'error', code: 'not_invited', reason: 'You are not invited to round 1.'});
+      queueMicrotask(() => socket.reply({type: 'round_closed', round: 1, version: 2, nextRound: 2, contributors: 2,
+        invited: true}));
+    }
+  });
+  const {s} = sampledSession(FakeSocket);
+  await s.connect();
+  const outcome = await s.contribute(tinyModel, 5);
+  assert.equal(sockets[0].sent.filter((m) => m.type === 'update').length, 1);
+  assert.equal(outcome.contributed, false);
+  assert.equal(outcome.version, 2);
+});

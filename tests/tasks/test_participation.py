@@ -242,3 +242,21 @@ def test_compression_in_disco_shape_and_its_validation():
         {**federated, "compression": "zip"})["compression"][0]
     refused = validate_task_fields({**federated, "scheme": "decentralized", "compression": "int8"})
     assert "decentralized peers exchange them exactly" in refused["compression"][0]
+
+
+def test_participants_per_round_in_disco_shape_and_its_validation():
+    body = TaskSerializer(_fake_task()).data["trainingInformation"]
+    assert body["participantsPerRound"] is None
+    assert task_values_from_disco({"trainingInformation": {"participantsPerRound": 3}}) == {
+        "participants_per_round": 3}
+    federated = {**TABULAR_TASK, "id": "t", "scheme": "federated", "min_participants": 2}
+    assert "participants_per_round" not in validate_task_fields({**federated, "participants_per_round": None})
+    assert "participants_per_round" not in validate_task_fields({**federated, "participants_per_round": 2})
+    for bad in (0, -1, 1.5, True):
+        assert "at least 1" in validate_task_fields({**federated, "participants_per_round": bad})[
+            "participants_per_round"][0]
+    below = validate_task_fields({**federated, "min_participants": 3, "participants_per_round": 2})
+    assert "could never close" in below["participants_per_round"][0]
+    peers = validate_task_fields({**federated, "scheme": "decentralized", "min_participants": 3,
+                                  "participants_per_round": 3})
+    assert "applies to federated rounds" in peers["participants_per_round"][0]

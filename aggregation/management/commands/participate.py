@@ -45,7 +45,8 @@ class Command(BaseCommand):
     def _report(self, result: RoundResult) -> None:
         self.stdout.write(f"round {result.round}: train loss {result.train_loss:.4f}, global model loss "
                           f"{result.global_loss:.4f}, accuracy {_pct(result.global_accuracy)}, "
-                          f"version {result.version}")
+                          f"version {result.version}"
+                          + ("" if result.contributed else " (not invited: trained locally, sent nothing)"))
 
 
 def _pct(value: float | None) -> str:

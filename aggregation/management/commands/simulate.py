@@ -223,6 +223,9 @@ class Report:
             f"{len(first.peers)} peers over the {first.used}" + (f" ({first.fell_back})" if first.fell_back else "")
         line = (f"round {first.round}: {what}, global loss {_mean(results, 'global_loss'):.4f}, accuracy "
                 f"{_mean_acc(results)} (mean over {len(results)} participants' data)")
+        sent = sum(getattr(r, "contributed", True) for r in results)
+        if sent < len(results):  # participant sampling: the others were not invited to the round
+            line += f"; {sent} of {len(results)} invited to send an update"
         test_loss = test_accuracy = None
         if self.held_out is not None and version is not None:
             test_loss, test_accuracy = self.held_out.score(version)

@@ -26,7 +26,7 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
   const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
   const taskId = task.id;
 
-  const federated = { events: [], rounds: [], participantId: null };
+  const federated = { events: [], rounds: [], participantId: null, participantsPerRound: null };
   globalThis.discoFederated = federated;
 
   function collaborative() {
@@ -34,16 +34,29 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
     return Boolean(toggle && toggle.checked && task.trainingInformation.scheme === 'federated');
   }
 
+  /** The words for a round this page is not invited to (the task's participantsPerRound). */
+  function notInvited(round, perRound) {
+    const per = perRound ? ` (${perRound} participant${perRound === 1 ? '' : 's'} per round)` : '';
+    return `Not invited to round ${round}${per}; training locally until invited.`;
+  }
+
   function showFederated(message) {
     federated.events.push(message);
     const waiting = message.waitingFor > 0 ? ` — waiting for ${message.waitingFor} more participant${message.waitingFor === 1 ? '' : 's'}` : '';
-    if (message.type === 'welcome' || message.type === 'participants' || message.type === 'status') {
+    const perRound = message.participantsPerRound ?? federated.participantsPerRound;
+    if ('participantsPerRound' in message) federated.participantsPerRound = message.participantsPerRound;
+    if (['welcome', 'participants', 'status'].includes(message.type) && message.invited === false) {
+      setStatus('fed-status', notInvited(message.round, perRound), 'busy');
+    } else if (['round_closed', 'round_failed'].includes(message.type) && message.invited === false) {
+      const how = message.type === 'round_closed' ? `closed (version ${message.version})` : `failed: ${message.reason}`;
+      setStatus('fed-status', `Round ${message.round} ${how}. ${notInvited(message.nextRound, perRound)}`, 'busy');
+    } else if (message.type === 'welcome' || message.type === 'participants' || message.type === 'status') {
       setStatus('fed-status', `Round ${message.round}: ${message.participants} participant${message.participants === 1 ? '' : 's'} connected${waiting}.`, message.waitingFor > 0 ? 'busy' : 'ok');
     } else if (message.type === 'round_closed') {
       setStatus('fed-status', `Round ${message.round} closed: ${message.contributors} participants averaged into version ${message.version}.`, 'ok');
     } else if (message.type === 'round_failed') {
       setStatus('fed-status', `Round ${message.round} failed: ${message.reason}, continuing from version ${message.version}.`, 'error');
-    } else if (message.type === 'error' && message.code !== 'stale_round' && message.code !== 'duplicate') {
+    } else if (message.type === 'error' && !['stale_round', 'duplicate', 'not_invited'].includes(message.code)) {
       setStatus('fed-status', `The server refused an update: ${message.reason}`, 'error');
     } else if (message.type !== 'closed') {
       const recovery = describeRecovery(message);
@@ -77,11 +90,14 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
     federated.participantId = welcome.participantId;
     await session.syncModel(getModel());
     log(`Joined round ${welcome.round} as a participant; starting from global version ${welcome.currentVersion}.`);
+    if (welcome.invited === false) log(notInvited(welcome.round, welcome.participantsPerRound));
     let roundStart = privacy() ? readWeights(getModel()).vector : null;
     return {
       session,
       onRoundEnd: async (round, m) => {
-        setStatus('train-status', `Round ${round} trained: sending the update and waiting for the other participants…`, 'busy');
+        const invited = session.invitedTo(session.round);
+        setStatus('train-status', invited ? `Round ${round} trained: sending the update and waiting for the other participants…`
+          : `Round ${round} trained locally. ${notInvited(session.round, session.participantsPerRound)} Waiting for round ${session.round} to end…`, 'busy');
         if (roundStart) writeWeights(m, privateUpdate(readWeights(m).vector, roundStart, privacy()));
         // Whatever happened to the round (closed, failed, or the page had to sync), continue from the
         // version the session names: the round's result, the last good one, or the server's current one.
@@ -89,8 +105,11 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
         await session.applyVersion(m, outcome.version);
         if (roundStart) roundStart = readWeights(m).vector;
         federated.rounds.push({ round: outcome.round, version: outcome.version, contributors: outcome.contributors,
-          outcome: outcome.type, reason: outcome.reason });
-        if (outcome.type === 'round_failed') {
+          outcome: outcome.type, reason: outcome.reason, contributed: outcome.contributed !== false });
+        if (outcome.contributed === false) {
+          log(`${notInvited(outcome.round, session.participantsPerRound)} Round ${outcome.round} ended without this page's `
+            + `update; continuing from global version ${outcome.version}.`);
+        } else if (outcome.type === 'round_failed') {
           log(`Round ${outcome.round} failed: ${outcome.reason}, continuing from version ${outcome.version}.`);
         } else if (outcome.type === 'sync') {
           log(`Round ${outcome.round}: synced with the server (${outcome.reason}); continuing from global version ${outcome.version}.`);
