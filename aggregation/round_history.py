@@ -7,7 +7,9 @@ took part, the bytes the server received, the base and result versions (with the
 ``model.json``) and the validation metrics participants reported, when there are any.
 
 What is known differs by scheme: the server receives federated updates (so it counts their bytes)
-but not who was connected when a round opened (so federated dropouts are unknown, ``None``); it
+but not who was connected when a round opened (so federated dropouts are unknown, ``None``, except in
+rounds that invite ``participantsPerRound`` participants: there the invited count is in ``selectedPeers`` and
+those invited who sent nothing by the round's end are its dropouts); it
 never sees decentralized updates (bytes ``None``) but records which peers were selected and which
 left during the exchange (dropouts).
 """
@@ -53,11 +55,15 @@ def _federated_row(rnd: Round, absolute: Any) -> dict[str, Any]:
     # The tally is kept on the round once it takes no more updates; an open round's is counted live.
     contributors = rnd.contributors if rnd.contributors is not None else rnd.live_contributors
     nbytes = rnd.bytes_received if rnd.bytes_received is not None else (rnd.live_bytes or 0)
+    # A sampled round (participantsPerRound) knows whom it invited: those who sent nothing by its end dropped out.
+    invited = len(rnd.invited) if rnd.invited is not None else None
+    taking_no_more = rnd.contributors is not None  # the tally is kept once the round stops taking updates
+    dropouts = max(0, invited - contributors) if invited is not None and taking_no_more else None
     return {
         "number": rnd.number, "scheme": "federated", "status": rnd.status, "message": rnd.message,
         "openedAt": _iso(rnd.opened_at), "closedAt": _iso(rnd.closed_at), "deadline": _iso(rnd.deadline),
         "durationSeconds": _duration(rnd.opened_at, rnd.closed_at),
-        "contributors": contributors, "selectedPeers": None, "dropouts": None, "bytesReceived": nbytes,
+        "contributors": contributors, "selectedPeers": invited, "dropouts": dropouts, "bytesReceived": nbytes,
         "aggregator": rnd.aggregator or None,
         "baseVersion": _version(rnd.base_version, absolute), "resultVersion": _version(rnd.result_version, absolute),
         **_metrics(rnd),

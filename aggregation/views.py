@@ -33,7 +33,11 @@ def rounds_dashboard(request: HttpRequest, task_id: str) -> HttpResponse:
         "taskId": task.pk, "scheme": task.scheme, "apiUrl": api, "csvUrl": f"/api/tasks/{task.pk}/rounds.csv",
         "socketPath": f"/ws/observe/{task.pk}/", "pageSize": RoundPagination.max_page_size,
         "detailUrl": reverse("tasks:detail", args=[task.pk]),
+        # Dropouts are known of decentralized rounds (peers that left the exchange) and of federated rounds that
+        # invite participantsPerRound participants (invited, sent nothing): round_history.
+        "showsDropouts": task.scheme == "decentralized" or bool(task.participants_per_round),
     }
     rows = round_rows(task)[:RoundPagination.max_page_size]
     return render(request, "tasks/rounds.html", {"task": task, "config": config, "rows": rows,
-                                                 "csv_url": config["csvUrl"], "api_url": api})
+                                                 "csv_url": config["csvUrl"], "api_url": api,
+                                                 "shows_dropouts": config["showsDropouts"]})

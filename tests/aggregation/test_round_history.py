@@ -216,3 +216,22 @@ def test_a_round_keeps_its_tally_once_it_takes_no_more_updates(make_task, tiny_a
 def test_the_browsable_api_renders_the_rounds(client, watched, people):
     response = _as(client, people["owner"]).get("/api/tasks/watched/rounds/", HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and "Superseded: version 4 was made current" in response.content.decode()
+
+
+def test_a_sampled_federated_round_counts_its_invited_and_those_who_sent_nothing_as_dropouts(client, watched, people):
+    """With participantsPerRound the round records whom it invited: the invited who sent nothing dropped out."""
+    task, rounds = watched
+    failed, opened = rounds["failed"], rounds["open"]
+    type(failed).objects.filter(pk=failed.pk).update(invited=["a", "b", "c"], contributors=1)
+    type(opened).objects.filter(pk=opened.pk).update(invited=["a", "b"])
+    rows = {r["number"]: r for r in _rows(_as(client, people["owner"]), "watched")}
+    assert (rows[2]["selectedPeers"], rows[2]["contributors"], rows[2]["dropouts"]) == (3, 1, 2)
+    # still open: invited, but nobody can have dropped out of the round yet
+    assert (rows[4]["selectedPeers"], rows[4]["dropouts"]) == (2, None)
+    assert (rows[1]["selectedPeers"], rows[1]["dropouts"]) == (None, None)  # invited everyone: unknown
+    # the dashboard gains a dropouts column and series for such a task only
+    page = client.get("/tasks/watched/rounds/").content.decode()
+    assert '<th scope="col" class="num">Dropouts</th>' not in page and '"showsDropouts": false' in page
+    type(task).objects.filter(pk=task.pk).update(participants_per_round=3)
+    page = client.get("/tasks/watched/rounds/").content.decode()
+    assert '<th scope="col" class="num">Dropouts</th>' in page and '"showsDropouts": true' in page

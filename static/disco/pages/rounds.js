@@ -20,6 +20,9 @@ const STATUS_WORDS = {
 };
 
 const PEERS = config.scheme === 'decentralized';
+// Decentralized rounds know the peers that left the exchange; federated ones the invited who sent nothing
+// (participantsPerRound). Other federated rounds invite everyone connected, so dropouts are unknown.
+const DROPOUTS = Boolean(config.showsDropouts);
 
 const state = {
   /** @type {import('../round_history.js').RoundRow[]} */
@@ -57,10 +60,10 @@ const charts = {
     acc: { position: 'left', min: 0, max: 1, title: { display: true, text: 'accuracy' } },
     loss: { position: 'right', beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: 'loss' } },
   }),
-  // The server knows dropouts only of decentralized rounds (peers that left the exchange).
-  participants: makeChart('participants-chart', 'bar', PEERS
-    ? [dataset('Selected peers', COLORS.participants), dataset('Dropouts', COLORS.dropouts)]
-    : [dataset('Contributors', COLORS.participants)], { y: { beginAtZero: true, ticks: { precision: 0 } } }),
+  participants: makeChart('participants-chart', 'bar', [
+    dataset(PEERS ? 'Selected peers' : 'Contributors', COLORS.participants),
+    ...(DROPOUTS ? [dataset('Dropouts', COLORS.dropouts)] : []),
+  ], { y: { beginAtZero: true, ticks: { precision: 0 } } }),
   duration: makeChart('duration-chart', 'bar', [dataset('Seconds', COLORS.duration)], { y: { beginAtZero: true } }),
   bytes: makeChart('bytes-chart', 'bar', [dataset('Bytes received', COLORS.bytes)], {
     y: { beginAtZero: true, ticks: { callback: (/** @type {number} */ v) => formatBytes(v) } },
@@ -76,7 +79,7 @@ function drawCharts() {
     chart.update('none');
   };
   put(charts.metrics, s.valAccuracy, s.valLoss);
-  put(charts.participants, s.participants, ...(PEERS ? [s.dropouts] : []));
+  put(charts.participants, s.participants, ...(DROPOUTS ? [s.dropouts] : []));
   put(charts.duration, s.duration);
   put(charts.bytes, s.bytes);
   $('metrics-empty').hidden = s.hasMetrics;
@@ -115,7 +118,7 @@ function rowElement(row) {
     el('td', {}, [when(row.openedAt)]),
     el('td', { className: 'num' }, [formatDuration(row.durationSeconds)]),
     el('td', { className: 'num' }, [participants == null ? '–' : `${participants}`]),
-    ...(PEERS ? [el('td', { className: 'num' }, [row.dropouts == null ? '–' : `${row.dropouts}`])] : []),
+    ...(DROPOUTS ? [el('td', { className: 'num' }, [row.dropouts == null ? '–' : `${row.dropouts}`])] : []),
     el('td', { className: 'num' }, [formatBytes(row.bytesReceived)]),
     versions,
     el('td', { className: 'num' }, [row.valAccuracy == null && row.valLoss == null ? '–'
