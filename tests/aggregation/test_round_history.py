@@ -235,3 +235,4 @@ def test_a_sampled_federated_round_counts_its_invited_and_those_who_sent_nothing
     type(task).objects.filter(pk=task.pk).update(participants_per_round=3)
     page = client.get("/tasks/watched/rounds/").content.decode()
     assert '<th scope="col" class="num">Dropouts</th>' in page and '"showsDropouts": true' in page
+    assert "How to read these charts" in page and "participants invited to the round who sent nothing" in page
