@@ -68,7 +68,7 @@ export class WorkerEngine {
   }
 
   /**
-   * @param {string} name 'auto' (the probe's choice), 'wasm', 'webgl' or 'cpu'
+   * @param {string} name 'auto' (the probe's choice), 'webgpu', 'wasm', 'webgl' or 'cpu'
    * @returns {Promise<BackendFacts>}
    */
   setBackend(name) {

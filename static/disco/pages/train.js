@@ -17,7 +17,7 @@ import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
 import { compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
-import { backendReason, describeFigures, startWasm } from '../backends.js';
+import { backendReason, describeFigures, startWasm, webgpuSelectable } from '../backends.js';
 import { PageEngine, WorkerEngine } from '../training_engine.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
@@ -130,6 +130,9 @@ async function loadTaskModel() {
     }
     page.engine = engine.kind;
     page.probe = facts.probe;
+    // WebGPU is offered only where the probe found an adapter and the backend started.
+    const webgpuOption = /** @type {HTMLOptionElement} */ (document.querySelector('#backend-select option[value=webgpu]'));
+    webgpuOption.hidden = webgpuOption.disabled = !webgpuSelectable(page.probe.figures);
     log(`Backend probe (${Math.round(page.probe.ms ?? 0)} ms): ${page.probe.error ? `failed (${page.probe.error})` : facts.probeText}.`);
     showBackend(facts, true);
     page.state = 'ready';
