@@ -52,6 +52,26 @@ export function availableBackends() {
   return ['webgpu', 'wasm', 'webgl', 'cpu'].filter((name) => tf.findBackendFactory(name) != null);
 }
 
+/**
+ * Keep TF.js from starting webgpu on its own. Its script registers it at priority 3, above webgl and
+ * wasm (2), and TF.js starts the highest-priority backend at the first tensor made before any
+ * `setBackend`; webgpu starts asynchronously, so that first tensor would throw ("The highest priority
+ * backend 'webgpu' has not yet been initialized"), and where it did start it would hold a GPU device
+ * nobody chose. Re-registered at priority 0, webgpu starts only when `setBackend('webgpu')` asks
+ * (the probe, the selector). Runs when this module is imported; idempotent, a no-op without webgpu.
+ * @param {any} [tf] (default: the global)
+ * @returns {boolean} whether the priority was lowered now
+ */
+export function keepWebgpuExplicit(tf = globalThis.tf) {
+  const registered = tf?.engine?.().registryFactory?.webgpu;
+  if (!registered || registered.priority <= 0 || tf.engine().registry?.webgpu) return false;
+  tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', registered.factory, 0);
+  return true;
+}
+
+if (globalThis.tf) keepWebgpuExplicit(globalThis.tf);
+
 /** How long `navigator.gpu.requestAdapter()` may take before WebGPU counts as unavailable. */
 export const WEBGPU_ADAPTER_TIMEOUT_MS = 2000;
 

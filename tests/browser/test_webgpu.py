@@ -110,3 +110,22 @@ def test_without_an_adapter_webgpu_is_unavailable_with_a_reason_and_training_wor
     result = train(page)
     assert len(result["train"]["history"]) == 8
     assert result["train"]["trainedOn"] == result["train"]["backend"] != "webgpu"
+
+
+def test_in_the_page_too_webgpu_is_measured_and_trains(live_platform, webgpu_page, tmp_path):
+    """Without the worker (?worker=off) the page itself probes and trains: the webgpu script is loaded there
+    too, and TF.js does not start webgpu on its own before the probe (backends.js keepWebgpuExplicit)."""
+    page = webgpu_page
+    page.goto(f"{live_platform['url']}/tasks/tiny_tabular/train/?worker=off&probe_ms=60000")
+    page.wait_for_function("() => window.discoTrain && window.discoTrain.state !== 'loading'", timeout=120_000)
+    assert page.evaluate("window.discoTrain.state") == "ready", page.evaluate("JSON.stringify(window.discoTrain.error)")
+    assert page.evaluate("window.discoTrain.engine") == "page"
+    figures = page.evaluate(FIGURES)
+    print("\nprobe in the page, 60 s budget:", summary(figures))
+    assert figures["webgpu"]["status"] == "ok" and figures["webgpu"]["ms"] > 0, figures["webgpu"]
+    page.select_option("#backend-select", "webgpu")
+    page.wait_for_function("() => window.discoTrain.backend === 'webgpu'")
+    connect_tabular(page, tmp_path)
+    result = train(page)
+    assert len(result["train"]["history"]) == 8
+    assert result["train"]["trainedOn"] == "webgpu"

@@ -117,6 +117,22 @@ function registerFakeWebgpu(factory) {
 }
 const gpuScope = (requestAdapter) => ({ navigator: { gpu: { requestAdapter } } });
 
+test('webgpu registered at TF.js\'s priority 3 is lowered to 0, so TF.js never starts it unasked', async () => {
+  const { keepWebgpuExplicit } = await import('../../static/disco/backends.js');
+  registerFakeWebgpu();
+  tf.removeBackend('webgpu');
+  let started = 0;
+  tf.registerBackend('webgpu', async () => { started += 1; throw new Error('never unasked'); }, 3);
+  assert.equal(tf.engine().registryFactory.webgpu.priority, 3);
+  assert.equal(keepWebgpuExplicit(tf), true);
+  assert.equal(tf.engine().registryFactory.webgpu.priority, 0);
+  assert.equal(keepWebgpuExplicit(tf), false); // idempotent
+  assert.ok(availableBackends().includes('webgpu'));
+  assert.equal(started, 0);
+  tf.removeBackend('webgpu');
+  assert.equal(keepWebgpuExplicit(tf), false); // no webgpu: nothing to do
+});
+
 test('webgpuUnavailable: no navigator.gpu, a null adapter, a failing request each give a reason; an adapter gives none', async () => {
   assert.match(await webgpuUnavailable({ navigator: {} }), /no navigator\.gpu/);
   assert.match(await webgpuUnavailable({}), /no navigator\.gpu/);
