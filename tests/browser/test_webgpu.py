@@ -34,8 +34,12 @@ def webgpu_browser(browser):
 @pytest.fixture
 def webgpu_page(webgpu_browser):
     context = webgpu_browser.new_context(viewport={"width": 1280, "height": 900})
+    # The page's Content-Security-Policy must let the webgpu backend load and run (no CDN, no eval).
+    context.add_init_script("window.cspViolations = []; document.addEventListener('securitypolicyviolation',"
+                            " (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));")
     page = context.new_page()
     yield page
+    assert page.evaluate("window.cspViolations || []") == []
     context.close()
 
 
