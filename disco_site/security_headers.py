@@ -11,7 +11,8 @@ What the pages need, and why each source is there:
 - ``script-src 'self' 'wasm-unsafe-eval'``: our ES modules and the vendored TF.js, Chart.js
   and Papa Parse; TF.js's wasm backend compiles WebAssembly (``WebAssembly.instantiate``),
   which CSP gates behind ``'wasm-unsafe-eval'`` (it does not allow JavaScript ``eval``).
-  The webgl and cpu backends need nothing more. tf.min.js would fall back to ``Function(...)``
+  The webgl, webgpu and cpu backends need nothing more (WebGPU's WGSL shaders are compiled by
+  ``GPUDevice.createShaderModule``, which CSP does not gate). tf.min.js would fall back to ``Function(...)``
   once at load (its bundled regenerator-runtime); ``static/disco/tfjs_csp_shim.js``, loaded
   just before it, avoids that, so no ``'unsafe-eval'`` is needed.
 - ``style-src 'self'``: stylesheets only; scripts still set ``element.style`` (Chart.js,

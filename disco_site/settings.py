@@ -133,6 +133,7 @@ STATICFILES_DIRS = [
     ("vendor/tfjs", NODE_MODULES / "@tensorflow" / "tfjs" / "dist"),
     ("vendor/pico", NODE_MODULES / "@picocss" / "pico" / "css"),
     ("vendor/tfjs-backend-wasm", NODE_MODULES / "@tensorflow" / "tfjs-backend-wasm" / "dist"),
+    ("vendor/tfjs-backend-webgpu", NODE_MODULES / "@tensorflow" / "tfjs-backend-webgpu" / "dist"),
     ("vendor/chartjs", NODE_MODULES / "chart.js" / "dist"),
     ("vendor/papaparse", NODE_MODULES / "papaparse"),
 ]

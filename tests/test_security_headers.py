@@ -110,3 +110,5 @@ def test_static_files_are_same_origin_resources_and_workers_get_the_training_pol
     assert script["Content-Security-Policy"] == POLICY
     wasm = client.get("/static/vendor/tfjs-backend-wasm/tfjs-backend-wasm-threaded-simd.wasm")
     assert wasm.status_code == 200 and wasm["Cross-Origin-Resource-Policy"] == "same-origin"
+    webgpu = client.get("/static/vendor/tfjs-backend-webgpu/tf-backend-webgpu.min.js")  # vendored, no CDN
+    assert webgpu.status_code == 200 and webgpu["Cross-Origin-Resource-Policy"] == "same-origin"

@@ -42,12 +42,57 @@ export function layerClassNames(model) {
 }
 
 /**
- * The backends TF.js has registered here (the wasm one only when its script is loaded).
+ * The backends TF.js has registered here: the wasm one only when its script is loaded, the webgpu one
+ * when its script is loaded and the browser has `navigator.gpu` (the script registers it only then;
+ * whether an adapter exists is known only by asking, see `webgpuUnavailable`).
  * @returns {string[]}
  */
 export function availableBackends() {
   const tf = tfjs();
-  return ['wasm', 'webgl', 'cpu'].filter((name) => tf.findBackendFactory(name) != null);
+  return ['webgpu', 'wasm', 'webgl', 'cpu'].filter((name) => tf.findBackendFactory(name) != null);
+}
+
+/**
+ * Keep TF.js from starting webgpu on its own. Its script registers it at priority 3, above webgl and
+ * wasm (2), and TF.js starts the highest-priority backend at the first tensor made before any
+ * `setBackend`; webgpu starts asynchronously, so that first tensor would throw ("The highest priority
+ * backend 'webgpu' has not yet been initialized"), and where it did start it would hold a GPU device
+ * nobody chose. Re-registered at priority 0, webgpu starts only when `setBackend('webgpu')` asks
+ * (the probe, the selector). Runs when this module is imported; idempotent, a no-op without webgpu.
+ * @param {any} [tf] (default: the global)
+ * @returns {boolean} whether the priority was lowered now
+ */
+export function keepWebgpuExplicit(tf = globalThis.tf) {
+  const registered = tf?.engine?.().registryFactory?.webgpu;
+  if (!registered || registered.priority <= 0 || tf.engine().registry?.webgpu) return false;
+  tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', registered.factory, 0);
+  return true;
+}
+
+if (globalThis.tf) keepWebgpuExplicit(globalThis.tf);
+
+/** How long `navigator.gpu.requestAdapter()` may take before WebGPU counts as unavailable. */
+export const WEBGPU_ADAPTER_TIMEOUT_MS = 2000;
+
+/**
+ * Why WebGPU cannot be used here, or null when it can: the browser must have `navigator.gpu` and
+ * `navigator.gpu.requestAdapter()` must give an adapter (Chromium has `navigator.gpu` in workers too,
+ * and answers null where it has no usable GPU, e.g. headless without `--enable-unsafe-webgpu`).
+ * Never throws.
+ * @param {any} [scope] (default: globalThis)
+ * @param {number} [timeoutMs]
+ * @returns {Promise<string|null>}
+ */
+export async function webgpuUnavailable(scope = globalThis, timeoutMs = WEBGPU_ADAPTER_TIMEOUT_MS) {
+  const gpu = scope.navigator?.gpu;
+  if (!gpu || typeof gpu.requestAdapter !== 'function') return 'this browser offers no WebGPU (no navigator.gpu)';
+  try {
+    const adapter = await withTimeout(Promise.resolve().then(() => gpu.requestAdapter()), timeoutMs, 'navigator.gpu.requestAdapter()').result;
+    return adapter ? null : 'no WebGPU adapter here (navigator.gpu.requestAdapter() returned null)';
+  } catch (error) {
+    return `no WebGPU adapter here (navigator.gpu.requestAdapter() failed: ${error.message || error})`;
+  }
 }
 
 /**
@@ -83,6 +128,7 @@ export function wasmMissingKernels(model) {
 export function backendReason(model, backend) {
   const missing = wasmMissingKernels(model);
   if (backend === 'wasm') return 'WebAssembly: the fastest backend for this model.';
+  if (backend === 'webgpu') return 'WebGPU: the GPU through the WebGPU API.';
   if (backend === 'webgl') {
     return missing.length ? `WebGL: the WebAssembly backend cannot train this model's layers (it lacks ${missing.join(', ')}).`
       : 'WebGL (the WebAssembly backend is not available here).';
@@ -117,7 +163,7 @@ export function wasmThreadsInfo(scope = globalThis) {
 }
 
 /**
- * Switch TF.js to `name` (wasm, webgl or cpu) and wait until it is ready.
+ * Switch TF.js to `name` (webgpu, wasm, webgl or cpu) and wait until it is ready.
  * Tensors made on the previous backend move over when they are next used.
  * @param {string} name
  * @returns {Promise<string>} the backend in use afterwards
@@ -254,7 +300,13 @@ export function withTimeout(promise, ms, what, timers = globalThis) {
   return { result, settled };
 }
 
-/** Milliseconds the whole probe may take (all backends, warm-ups included) before it stops measuring. */
+/**
+ * Milliseconds the whole probe may take (all backends, warm-ups included) before it stops measuring.
+ * Each backend gets what is left of it for its warm-up and timed batches; a batch running when it runs
+ * out is waited for (TF.js cannot cancel it), so the probe can last longer, and that backend is reported
+ * as a timeout. webgl's and webgpu's first batch compiles every shader the model needs (WGSL pipelines
+ * for webgpu), hence their long warm-ups.
+ */
 export const PROBE_BUDGET_MS = 1000;
 
 /**
@@ -285,13 +337,17 @@ export function randomBatch(model, batchSize) {
 
 /**
  * Time one training batch of a fresh copy of the task's model on each backend (after one warm-up
- * batch) and pick the fastest. Backends are tried in the static rule's order, so the likely winner is
- * measured first; once `budgetMs` is spent the rest are skipped (a batch in flight is waited for, as
- * TF.js cannot cancel it, so nothing overlaps). wasm is skipped when it lacks a kernel the model's
- * training needs. Whatever fails, the choice falls back to `chooseBackend`.
+ * batch) and pick the fastest. Backends are tried in the order `probeOrder` gives (the static rule's
+ * choice first, so the likely winner is measured first, then webgl, webgpu, wasm, cpu); once
+ * `budgetMs` is spent the rest are skipped (a batch in flight is waited for, as TF.js cannot cancel
+ * it, so nothing overlaps). wasm is skipped when it lacks a kernel the model's training needs; webgpu
+ * when there is no adapter (asked even once the time is up: it takes milliseconds and says whether
+ * webgpu can be chosen at all). Whatever fails, the choice falls back to `chooseBackend`, which never
+ * picks webgpu.
  * @param {() => Promise<any>} makeModel a fresh, compiled copy of the model (the probe trains it)
  * @param {number} batchSize the task's
- * @param {{backends?: string[], budgetMs?: number, now?: () => number}} [options]
+ * @param {{backends?: string[], budgetMs?: number, now?: () => number, scope?: any}} [options] scope:
+ *   where `navigator.gpu` is looked up (default: globalThis)
  * @returns {Promise<{backend: string, measured: boolean, figures: ProbeFigure[], ms: number}>}
  */
 export async function probeBackends(makeModel, batchSize, options = {}) {
@@ -304,7 +360,7 @@ export async function probeBackends(makeModel, batchSize, options = {}) {
   const missing = wasmMissingKernels(reference);
   reference.dispose();
   const available = options.backends ?? availableBackends();
-  const order = [fallback, ...['webgl', 'wasm', 'cpu'].filter((b) => b !== fallback)].filter((b) => available.includes(b));
+  const order = probeOrder(fallback, available);
   const previous = tf.getBackend();
   /** @type {ProbeFigure[]} */
   const figures = [];
@@ -314,6 +370,13 @@ export async function probeBackends(makeModel, batchSize, options = {}) {
       figures.push({ backend, ms: null, warmupMs: null, status: 'unable', reason: `cannot train this model (lacks ${missing.join(', ')})` });
       continue;
     }
+    if (backend === 'webgpu') {
+      const reason = await webgpuUnavailable(options.scope ?? globalThis, Math.max(left, 200));
+      if (reason) {
+        figures.push({ backend, ms: null, warmupMs: null, status: 'unable', reason });
+        continue;
+      }
+    }
     if (left <= 0) {
       figures.push({ backend, ms: null, warmupMs: null, status: 'skipped', reason: 'not measured: the probe\'s time was up' });
       continue;
@@ -322,6 +385,18 @@ export async function probeBackends(makeModel, batchSize, options = {}) {
   }
   try { await setBackend(previous); } catch { /* the caller sets the chosen backend anyway */ }
   return { ...fastestBackend(figures, fallback), figures, ms: now() - started };
+}
+
+/**
+ * The order the probe tries backends in: `fallback` (the static rule's choice), then webgl, webgpu,
+ * wasm, cpu, of those `available`. webgpu comes after webgl: its first batch compiles a WGSL pipeline
+ * per kernel, so on most machines it would spend much of the budget before the proven backends.
+ * @param {string} fallback
+ * @param {string[]} available
+ * @returns {string[]}
+ */
+export function probeOrder(fallback, available) {
+  return [fallback, ...['webgl', 'webgpu', 'wasm', 'cpu'].filter((b) => b !== fallback)].filter((b) => available.includes(b));
 }
 
 /**
@@ -355,12 +430,23 @@ async function timeOneBatch(backend, makeModel, batchSize, limitMs, now) {
     await settled;
     const timeout = error instanceof TimeoutError;
     return { backend, ms: null, warmupMs: null, status: timeout ? 'timeout' : 'error',
-      reason: timeout ? `over ${Math.round(now() - t0)} ms, more than the probe's time`
+      reason: timeout ? `over ${Math.round(now() - t0)} ms, more than the probe's time${/^web(gl|gpu)$/.test(backend) ? ' (its first batch compiles the shaders)' : ''}`
         : `failed (${error.message || error})` };
   } finally {
     if (batch) batch.dispose();
     if (model) model.dispose();
   }
+}
+
+/**
+ * Whether the backend selector should offer webgpu: the probe found an adapter and the backend did
+ * not fail to start (it was measured, or its time ran out, or the probe's time was up before it).
+ * @param {ProbeFigure[]} figures
+ * @returns {boolean}
+ */
+export function webgpuSelectable(figures) {
+  const figure = (figures || []).find((f) => f.backend === 'webgpu');
+  return Boolean(figure) && !['unable', 'error'].includes(figure.status);
 }
 
 /**

@@ -14,6 +14,13 @@ const keep = (event) => early.push(event);
 self.addEventListener('message', keep);
 importScripts('/static/disco/tfjs_csp_shim.js', '/static/vendor/tfjs/tf.min.js',
   '/static/vendor/tfjs-backend-wasm/tf-backend-wasm.min.js');
+// WebGPU is optional: it registers itself only where navigator.gpu exists, and if its script cannot
+// load the worker trains on the other backends (backends.js probes webgpu only when it is registered).
+try {
+  importScripts('/static/vendor/tfjs-backend-webgpu/tf-backend-webgpu.min.js');
+} catch (error) {
+  console.warn(`The WebGPU backend could not be loaded: ${error.message || error}`);
+}
 import('/static/disco/train_worker_main.js').then((main) => {
   self.removeEventListener('message', keep);
   main.serve(self, early);

@@ -51,7 +51,7 @@ function backendFacts(active) {
 
 /** @type {Record<string, (message: any, post: (message: any, transfer?: Transferable[]) => void) => Promise<any>>} */
 const handlers = {
-  async load({ artifacts, trainingConfig, task }) {
+  async load({ artifacts, trainingConfig, task, probeBudgetMs }) {
     state.artifacts = artifacts;
     state.trainingConfig = trainingConfig;
     state.task = task;
@@ -60,7 +60,7 @@ const handlers = {
     if (state.model) state.model.dispose();
     state.model = await freshModel();
     try {
-      state.probe = await probeBackends(freshModel, task.trainingInformation.batchSize || 32);
+      state.probe = await probeBackends(freshModel, task.trainingInformation.batchSize || 32, { budgetMs: probeBudgetMs });
     } catch (error) {
       state.probe = { backend: chooseBackend(state.model), measured: false, figures: [], error: String(error.message || error) };
     }
@@ -94,7 +94,8 @@ const handlers = {
     });
     state.trainer = trainer;
     try {
-      return await trainer.train(data);
+      // backend: the one TF.js trained on, as it says at the end (the page shows and exposes it).
+      return { ...await trainer.train(data), backend: tf.getBackend() };
     } finally {
       state.trainer = null;
     }

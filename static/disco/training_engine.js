@@ -60,15 +60,16 @@ export class WorkerEngine {
    * Load the model into the worker, probe the backends there and start the fastest.
    * @param {any} artifacts the model's artifacts (model.json + weights), as tf.io.http(...).load() gives them
    * @param {any} trainingConfig modelTopology.training_config
+   * @param {{probeBudgetMs?: number}} [options] the probe's time (default: backends.js's PROBE_BUDGET_MS)
    * @returns {Promise<BackendFacts & {probe: any, probeText: string}>}
    */
-  async load(artifacts, trainingConfig) {
+  async load(artifacts, trainingConfig, options = {}) {
     // Copied by postMessage (weightData may be one ArrayBuffer or a list of them): the page keeps its own.
-    return this.client.request('load', { artifacts, trainingConfig, task: this.task });
+    return this.client.request('load', { artifacts, trainingConfig, task: this.task, probeBudgetMs: options.probeBudgetMs });
   }
 
   /**
-   * @param {string} name 'auto' (the probe's choice), 'wasm', 'webgl' or 'cpu'
+   * @param {string} name 'auto' (the probe's choice), 'webgpu', 'wasm', 'webgl' or 'cpu'
    * @returns {Promise<BackendFacts>}
    */
   setBackend(name) {
@@ -147,9 +148,10 @@ export class PageEngine {
    * Probe the backends here and start the fastest.
    * @param {any} artifacts
    * @param {(model: any) => void} compile compiles a fresh copy as the page compiles its model
+   * @param {{probeBudgetMs?: number}} [options] the probe's time (default: backends.js's PROBE_BUDGET_MS)
    * @returns {Promise<BackendFacts & {probe: any, probeText: string}>}
    */
-  async load(artifacts, compile) {
+  async load(artifacts, compile, options = {}) {
     const tf = globalThis.tf;
     try { await startWasm(); } catch { /* the probe and the rule do without it */ }
     const fresh = async () => {
@@ -158,7 +160,7 @@ export class PageEngine {
       return copy;
     };
     try {
-      this.probe = await probeBackends(fresh, this.task.trainingInformation.batchSize || 32);
+      this.probe = await probeBackends(fresh, this.task.trainingInformation.batchSize || 32, { budgetMs: options.probeBudgetMs });
     } catch (error) {
       this.probe = { backend: chooseBackend(this.mirror), measured: false, figures: [], error: String(error.message || error) };
     }
@@ -179,7 +181,7 @@ export class PageEngine {
       onBatchEnd: callbacks.onBatchEnd
         ? (info) => callbacks.onBatchEnd({ ...info, started: origin + info.started, ended: origin + info.ended }) : undefined });
     try {
-      return await this.trainer.train(data);
+      return { ...await this.trainer.train(data), backend: globalThis.tf.getBackend() };
     } finally {
       this.trainer = null;
     }

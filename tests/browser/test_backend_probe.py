@@ -15,7 +15,9 @@ def test_the_probe_times_the_backends_and_shows_the_figures(live_platform, page)
     open_train_page(page, live_platform["url"], "tiny_tabular")
     probe = page.evaluate("window.discoTrain.probe")
     figures = {f["backend"]: f for f in probe["figures"]}
-    assert set(figures) == {"wasm", "webgl", "cpu"}
+    assert set(figures) == {"webgpu", "wasm", "webgl", "cpu"}
+    # Headless Chromium has navigator.gpu but no adapter without --enable-unsafe-webgpu (see test_webgpu.py).
+    assert figures["webgpu"]["status"] == "unable"
     assert figures["wasm"]["status"] == "ok" and 0 < figures["wasm"]["ms"] < 1000
     measured = [f for f in probe["figures"] if f["status"] == "ok"]
     assert probe["measured"] is True

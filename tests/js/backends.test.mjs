@@ -97,3 +97,129 @@ test('without cross-origin isolation the page is told wasm runs on one thread, a
   assert.equal(info.threads, 1);
   assert.match(info.text, /^1 thread: this page is not cross-origin isolated/);
 });
+
+// ------------------------------------------------------------------------------------------
+// WebGPU: probed only where navigator.gpu gives an adapter. The fake 'webgpu' backend here is TF.js's
+// cpu backend under another name (the cpu kernels registered for it), so it really trains.
+
+const {
+  availableBackends, chooseBackend, probeOrder, webgpuSelectable, webgpuUnavailable,
+} = await import('../../static/disco/backends.js');
+
+let webgpuStarts = 0;
+function registerFakeWebgpu(factory) {
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  for (const kernel of tf.getKernelsForBackend('cpu')) {
+    if (!tf.getKernel(kernel.kernelName, 'webgpu')) tf.registerKernel({ ...kernel, backendName: 'webgpu' });
+  }
+  const CpuBackend = tf.findBackend('cpu').constructor;
+  tf.registerBackend('webgpu', factory ?? (() => { webgpuStarts += 1; return new CpuBackend(); }));
+}
+const gpuScope = (requestAdapter) => ({ navigator: { gpu: { requestAdapter } } });
+
+test('webgpu registered at TF.js\'s priority 3 is lowered to 0, so TF.js never starts it unasked', async () => {
+  const { keepWebgpuExplicit } = await import('../../static/disco/backends.js');
+  registerFakeWebgpu();
+  tf.removeBackend('webgpu');
+  let started = 0;
+  tf.registerBackend('webgpu', async () => { started += 1; throw new Error('never unasked'); }, 3);
+  assert.equal(tf.engine().registryFactory.webgpu.priority, 3);
+  assert.equal(keepWebgpuExplicit(tf), true);
+  assert.equal(tf.engine().registryFactory.webgpu.priority, 0);
+  assert.equal(keepWebgpuExplicit(tf), false); // idempotent
+  assert.ok(availableBackends().includes('webgpu'));
+  assert.equal(started, 0);
+  tf.removeBackend('webgpu');
+  assert.equal(keepWebgpuExplicit(tf), false); // no webgpu: nothing to do
+});
+
+test('webgpuUnavailable: no navigator.gpu, a null adapter, a failing request each give a reason; an adapter gives none', async () => {
+  assert.match(await webgpuUnavailable({ navigator: {} }), /no navigator\.gpu/);
+  assert.match(await webgpuUnavailable({}), /no navigator\.gpu/);
+  assert.match(await webgpuUnavailable(gpuScope(async () => null)), /requestAdapter\(\) returned null/);
+  assert.match(await webgpuUnavailable(gpuScope(async () => { throw new Error('GPU process crashed'); })),
+    /requestAdapter\(\) failed: GPU process crashed/);
+  assert.match(await webgpuUnavailable(gpuScope(() => new Promise(() => {})), 20), /took longer than 20 ms/);
+  assert.equal(await webgpuUnavailable(gpuScope(async () => ({ features: new Set() }))), null);
+});
+
+test('webgpu is listed once registered, probed after webgl, and never the static rule\'s choice', () => {
+  registerFakeWebgpu();
+  assert.ok(availableBackends().includes('webgpu'));
+  assert.deepEqual(probeOrder('wasm', ['webgpu', 'wasm', 'webgl', 'cpu']), ['wasm', 'webgl', 'webgpu', 'cpu']);
+  assert.deepEqual(probeOrder('webgl', ['webgpu', 'webgl', 'cpu']), ['webgl', 'webgpu', 'cpu']);
+  assert.equal(chooseBackend(mlp(), ['webgpu', 'cpu']), 'cpu');
+  assert.equal(chooseBackend(mlp(), ['webgpu', 'webgl', 'cpu']), 'webgl');
+  tf.removeBackend('webgpu');
+  assert.ok(!availableBackends().includes('webgpu'));
+});
+
+test('without an adapter webgpu is not probed: its figure says why, and the probe still measures the rest', async () => {
+  registerFakeWebgpu();
+  webgpuStarts = 0;
+  for (const scope of [{ navigator: {} }, gpuScope(async () => null)]) {
+    const probe = await probeBackends(async () => mlp(), 8, { backends: ['webgpu', 'cpu'], scope });
+    const figure = probe.figures.find((f) => f.backend === 'webgpu');
+    assert.equal(figure.status, 'unable');
+    assert.equal(figure.ms, null);
+    assert.match(figure.reason, /no navigator\.gpu|returned null/);
+    assert.match(describeFigures(probe.figures), /webgpu (this browser offers no WebGPU|no WebGPU adapter here)/);
+    assert.deepEqual([probe.backend, probe.measured], ['cpu', true]);
+    assert.equal(webgpuSelectable(probe.figures), false);
+  }
+  assert.equal(webgpuStarts, 0); // the backend was never started
+  assert.equal(tf.getBackend(), 'cpu');
+  tf.removeBackend('webgpu');
+});
+
+test('with an adapter webgpu is probed: a measured time, and it wins when fastest', async () => {
+  registerFakeWebgpu();
+  webgpuStarts = 0;
+  let asked = 0;
+  const scope = gpuScope(async () => { asked += 1; return { features: new Set() }; });
+  const probe = await probeBackends(async () => mlp(), 8, { backends: ['webgpu', 'cpu'], scope });
+  const figure = probe.figures.find((f) => f.backend === 'webgpu');
+  assert.equal(asked, 1);
+  assert.equal(webgpuStarts, 1);
+  assert.equal(figure.status, 'ok');
+  assert.ok(figure.ms > 0 && figure.warmupMs > 0, JSON.stringify(figure));
+  assert.deepEqual(probe.figures.map((f) => f.backend), ['cpu', 'webgpu']);
+  assert.equal(webgpuSelectable(probe.figures), true);
+  assert.equal(tf.getBackend(), 'cpu'); // the probe leaves TF.js where it found it
+
+  // Measured times decide: with a clock that makes webgpu's batches cheap, it is chosen.
+  let clock = 0;
+  const now = () => { clock += tf.getBackend() === 'webgpu' ? 1 : 5; return clock; };
+  const fast = await probeBackends(async () => mlp(), 8, { backends: ['webgpu', 'cpu'], scope, now, budgetMs: 1e6 });
+  assert.deepEqual([fast.backend, fast.measured], ['webgpu', true]);
+  await tf.setBackend('cpu');
+  tf.removeBackend('webgpu');
+});
+
+test('a webgpu backend that fails to start is reported, not chosen, and breaks nothing', async () => {
+  registerFakeWebgpu(() => { throw new Error('requestDevice failed'); });
+  const scope = gpuScope(async () => ({ features: new Set() }));
+  const probe = await probeBackends(async () => mlp(), 8, { backends: ['webgpu', 'cpu'], scope });
+  const figure = probe.figures.find((f) => f.backend === 'webgpu');
+  assert.equal(figure.status, 'error');
+  assert.match(figure.reason, /^failed \(The webgpu backend could not start/);
+  assert.deepEqual([probe.backend, probe.measured], ['cpu', true]);
+  assert.equal(webgpuSelectable(probe.figures), false);
+  assert.equal(tf.getBackend(), 'cpu');
+  tf.removeBackend('webgpu');
+});
+
+test('webgpu is still asked for an adapter once the probe\'s time is up, so the selector knows whether to offer it', async () => {
+  registerFakeWebgpu();
+  webgpuStarts = 0;
+  let clock = 0;
+  const late = await probeBackends(async () => { clock += 2000; return mlp(); }, 8,
+    { backends: ['webgpu', 'cpu'], now: () => clock, scope: gpuScope(async () => ({})) });
+  assert.deepEqual(late.figures.map((f) => [f.backend, f.status]), [['cpu', 'skipped'], ['webgpu', 'skipped']]);
+  assert.equal(webgpuStarts, 0);
+  assert.equal(webgpuSelectable(late.figures), true);
+  const none = await probeBackends(async () => { clock += 2000; return mlp(); }, 8,
+    { backends: ['webgpu', 'cpu'], now: () => clock, scope: gpuScope(async () => null) });
+  assert.equal(none.figures.find((f) => f.backend === 'webgpu').status, 'unable');
+  tf.removeBackend('webgpu');
+});

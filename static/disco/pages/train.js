@@ -5,7 +5,8 @@
  * messages train_worker_protocol.js's.
  *
  * For tests and the curious, `window.discoTrain` exposes the page's state: {state, engine ('worker' or
- * 'page'), backend, probe (the backend probe's figures), threads (wasm's), batches (each batch's
+ * 'page'), backend, trainedOn (the backend the last training ran on, as TF.js said at its end), probe (the
+ * backend probe's figures), threads (wasm's), batches (each batch's
  * {epoch, batch, started, ended} times), stopAt (when Stop was pressed),
  * history (epoch logs), memory (tf.memory().numTensors after each epoch), data (a summary),
  * error, evaluation, savedKey} and `window.discoCharts.series` the plotted numbers; in
@@ -17,7 +18,7 @@ import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
 import { compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
-import { backendReason, describeFigures, startWasm } from '../backends.js';
+import { backendReason, describeFigures, startWasm, webgpuSelectable } from '../backends.js';
 import { PageEngine, WorkerEngine } from '../training_engine.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
@@ -34,7 +35,7 @@ const modelUrl = app.dataset.modelUrl;
 const tf = globalThis.tf;
 
 const page = {
-  state: 'loading', engine: null, backend: null, probe: null, threads: null, batches: [], stopAt: null, history: [], memory: [], data: null, error: null, evaluation: null,
+  state: 'loading', engine: null, backend: null, trainedOn: null, probe: null, threads: null, batches: [], stopAt: null, history: [], memory: [], data: null, error: null, evaluation: null,
   predictions: null, savedKey: null, library: [],
 };
 globalThis.discoTrain = page;
@@ -103,7 +104,9 @@ async function loadTaskModel() {
     return;
   }
   try {
-    const inPage = new URLSearchParams(globalThis.location.search).get('worker') === 'off' || typeof Worker !== 'function';
+    const query = new URLSearchParams(globalThis.location.search);
+    const inPage = query.get('worker') === 'off' || typeof Worker !== 'function';
+    const probeOptions = { probeBudgetMs: probeBudget(query.get('probe_ms')) };
     // This thread's copy of the model is read and written (sessions, library) and runs evaluation and
     // predictions: on wasm (XNNPACK's fast inference, no WebGL context), else on the cpu backend.
     if (!inPage && !(await startWasm().catch(() => 0))) await tf.setBackend('cpu');
@@ -117,7 +120,7 @@ async function loadTaskModel() {
     if (!inPage) {
       try {
         engine = new WorkerEngine(model, task);
-        facts = await engine.load(artifacts, trainingConfig);
+        facts = await engine.load(artifacts, trainingConfig, probeOptions);
       } catch (error) {
         log(`The training worker could not start (${error.message || error}); training in this page instead.`);
         if (engine) engine.client.terminate();
@@ -126,10 +129,13 @@ async function loadTaskModel() {
     }
     if (!engine) {
       engine = new PageEngine(model, task);
-      facts = await engine.load(artifacts, compileModel);
+      facts = await engine.load(artifacts, compileModel, probeOptions);
     }
     page.engine = engine.kind;
     page.probe = facts.probe;
+    // WebGPU is offered only where the probe found an adapter and the backend started.
+    const webgpuOption = /** @type {HTMLOptionElement} */ (document.querySelector('#backend-select option[value=webgpu]'));
+    webgpuOption.hidden = webgpuOption.disabled = !webgpuSelectable(page.probe.figures);
     log(`Backend probe (${Math.round(page.probe.ms ?? 0)} ms): ${page.probe.error ? `failed (${page.probe.error})` : facts.probeText}.`);
     showBackend(facts, true);
     page.state = 'ready';
@@ -140,6 +146,17 @@ async function loadTaskModel() {
     setStatus('backend-info', 'The model could not be loaded.');
   }
   updateButtons();
+}
+
+/**
+ * The probe's time from `?probe_ms=` (e.g. to measure a GPU backend whose shader compilation takes longer
+ * than the default second): a number of milliseconds up to a minute, else undefined (the default).
+ * @param {string|null} value
+ * @returns {number|undefined}
+ */
+function probeBudget(value) {
+  const ms = Number(value);
+  return value && Number.isFinite(ms) && ms > 0 ? Math.min(ms, 60_000) : undefined;
 }
 
 function compileModel(m) {
@@ -308,6 +325,8 @@ $('start-btn').addEventListener('click', async () => {
   try {
     const result = await engine.train(trainData, callbacks);
     trained = true;
+    page.trainedOn = result.backend;
+    log(`Trained on the ${result.backend} backend.`);
     page.state = result.stopped ? 'stopped' : 'done';
     const last = result.history[result.history.length - 1];
     const summary = last ? ` Last epoch: loss ${last.loss.toFixed(4)}${last.val_acc != null ? `, validation accuracy ${(last.val_acc * 100).toFixed(1)} %` : ''}.` : '';
