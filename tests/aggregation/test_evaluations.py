@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -191,3 +192,18 @@ def test_recording_takes_a_bounded_number_of_queries(fed):
     with CaptureQueriesContext(connection) as queries:
         record(participant(fed, "g"), report())
     assert len(queries) < 20
+
+
+@pytest.mark.parametrize(("count", "split", "held"), [(60, 0.2, 12), (150, 0.2, 30), (3, 0.1, 1), (1, 0.2, 0),
+                                                      (10, 0.0, 0), (2, 0.9, 1)])
+def test_python_clients_hold_out_the_tasks_validation_share_as_the_browser_does(count, split, held):
+    from aggregation.remote import _rows, split_indices
+
+    train, validation = split_indices(count, split)
+    assert len(validation) == held and len(train) == count - held
+    assert sorted([*train, *validation]) == list(range(count))  # every sample once, each part in order
+    assert list(train) == sorted(train) and list(validation) == sorted(validation)
+    assert np.array_equal(split_indices(count, split)[1], validation)  # the same each run
+    x = np.arange(count * 2).reshape(count, 2)
+    assert np.array_equal(_rows([x, x], validation)[1], x[validation])
+    assert np.array_equal(_rows({"a": x}, train)["a"], x[train])
