@@ -23,7 +23,7 @@ from django.core.files.base import ContentFile, File
 
 from tasks.models import Task
 
-from . import rounds
+from . import evaluations, rounds
 from .admission import CLOSE_UNKNOWN_TASK, AdmittingConsumer
 from .codec import CodecError, decode_weights
 from .incoming import IncomingUpdate
@@ -129,6 +129,8 @@ class FederatedConsumer(AdmittingConsumer):
             state = await database_sync_to_async(rounds.status)(self.task)
             await self.send(text_data=json.dumps({"type": "status", **state.fields(),
                                                   "invited": state.invited_for(self.participant.pk)}))
+        elif kind == "evaluation":
+            await self._evaluation(message)
         elif kind == "update_begin":
             self._drop_incoming()  # one update in flight per connection
             announced = message.get("bytes")
@@ -140,8 +142,16 @@ class FederatedConsumer(AdmittingConsumer):
                 self.skip_bytes = announced if usable else sys.maxsize
                 await self.send_error(getattr(exc, "code", "bad_update"), str(exc))
         else:
-            await self.send_error("unknown_type", f"Unknown message type {kind!r}; send 'status' or 'update_begin' "
-                                                  "as text, and updates as binary frames.")
+            await self.send_error("unknown_type", f"Unknown message type {kind!r}; send 'status', 'evaluation' or "
+                                                  "'update_begin' as text, and updates as binary frames.")
+
+    async def _evaluation(self, message: dict[str, Any]) -> None:
+        """A participant's scores of a finished round's model (``aggregation.evaluations``)."""
+        try:
+            reply = await database_sync_to_async(evaluations.record)(self.participant, message)
+        except evaluations.EvaluationError as exc:
+            reply = evaluations.refusal(exc)
+        await self.send(text_data=json.dumps(reply))
 
     async def _receive_part(self, part: bytes) -> None:
         incoming = self.incoming
@@ -202,3 +212,6 @@ class FederatedConsumer(AdmittingConsumer):
     async def participants_changed(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps({**{k: v for k, v in event.items() if k not in ("type", "invited")},
                                               "type": "participants", "invited": self._invited(event)}))
+
+    async def round_evaluated(self, event: dict[str, Any]) -> None:
+        """For the round dashboard (``observers``); participants are not told the others' scores."""

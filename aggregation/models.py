@@ -201,3 +201,37 @@ class ServerOptimizerState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} {self.optimizer} state ({self.steps} steps)"
+
+
+class Evaluation(models.Model):
+    """One participant's report on one finished round: the round's model scored on its own validation split.
+
+    Numbers only (the loss, the accuracy if the model has one, the sample count, clamped as updates are);
+    never data. Exactly one of ``round`` (federated) and ``peer_round`` (decentralized) is set.
+    ``aggregation.evaluations`` writes these rows and keeps the round's ``val_*`` columns their
+    sample-weighted mean. The participant is kept as null when its row is pruned, so a later report
+    still averages with every earlier one.
+    """
+
+    round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.CASCADE, related_name="evaluations")
+    peer_round = models.ForeignKey(PeerRound, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="evaluations")
+    participant = models.ForeignKey(Participant, null=True, on_delete=models.SET_NULL, related_name="evaluations")
+    loss = models.FloatField()
+    accuracy = models.FloatField(null=True, blank=True)
+    samples = models.PositiveIntegerField(help_text="Validation samples, clamped to the task's maxSamplesPerUpdate.")
+    reported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["reported_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(round__isnull=False, peer_round__isnull=True)
+                                   | models.Q(round__isnull=True, peer_round__isnull=False),
+                                   name="evaluation_of_one_round"),
+            models.UniqueConstraint(fields=["round", "participant"], name="one_evaluation_per_round"),
+            models.UniqueConstraint(fields=["peer_round", "participant"], name="one_evaluation_per_peer_round"),
+        ]
+
+    def __str__(self) -> str:
+        which = self.round or self.peer_round
+        return f"{self.participant_id} evaluated {which}"

@@ -22,7 +22,8 @@ from .admission import CLOSE_REFUSED, CLOSE_UNKNOWN_TASK
 
 # The event fields an observer sees; everything else (peer ids, public keys, frames) stays in the group.
 FORWARDED = ("round", "next_round", "version", "result_version", "contributors", "superseded", "reason",
-             "participants", "contributed", "waitingFor", "ready", "minParticipants")
+             "participants", "contributed", "waitingFor", "ready", "minParticipants", "reports", "valLoss",
+             "valAccuracy", "valSamples")
 
 
 def _observable(user: Any, task_id: str) -> tuple[Task | None, str, int]:

@@ -17,6 +17,7 @@ people who want to join from a script use it::
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -44,6 +45,11 @@ class RoundResult:
     samples: int
     outcome: str = "round_closed"  # or round_failed, or sync (stale_round, reconnected, timeout)
     contributed: bool = True  # False: not invited to the round (participantsPerRound), so nothing was sent
+    # The round's result scored on this participant's validation split (None: no split, or no result to score).
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_samples: int | None = None
+    reported: bool = False  # the server recorded the evaluation
 
 
 @dataclass
@@ -149,12 +155,49 @@ class FederatedClient(TaskServerClient):
             outcome["contributed"] = False
         return outcome
 
+    async def report_evaluation(self, outcome: dict[str, Any], x_val: Any,
+                                y_val: np.ndarray | None) -> tuple[tuple[float, float | None, int] | None, bool]:
+        """Score the round's result (the model holds it now) on the validation split and report it.
+
+        Only a round that produced the version the model holds is scored: a failed round made none, a
+        superseded one's result is not what the participant continues from, a sync names no round's
+        result. Returns (scores or None, whether the server recorded them); a refusal is logged, not raised.
+        """
+        version = outcome.get("version")
+        if outcome.get("type") != "round_closed" or outcome.get("resultVersion", version) != version:
+            return None, False
+        scores = await self.score(x_val, y_val)
+        if scores is None:
+            return None, False
+        if self._ws is None:
+            self.log_evaluation(outcome["round"], scores, False, "not connected")
+            return scores, False
+        try:
+            await self._ws.send(json.dumps(self.evaluation_message(outcome["round"], scores, version)))
+            await self.next_event("evaluation_recorded", timeout=self.limits()["status"])
+        except websockets.ConnectionClosed:
+            self._ws = None
+            self.log_evaluation(outcome["round"], scores, False, "the connection closed")
+            return scores, False
+        except ParticipantError as exc:
+            self.log_evaluation(outcome["round"], scores, False, str(exc))
+            return scores, False
+        self.log_evaluation(outcome["round"], scores, True)
+        return scores, True
+
     # --- Training loop ------------------------------------------------------------------
     async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
-                  on_round: Callable[[RoundResult], None] | None = None) -> list[RoundResult]:
-        """Train ``rounds`` federated rounds on (x, y); returns each round's local metrics."""
+                  on_round: Callable[[RoundResult], None] | None = None,
+                  validation: tuple[Any, np.ndarray] | None = None) -> list[RoundResult]:
+        """Train ``rounds`` federated rounds on (x, y); returns each round's local metrics.
+
+        After each round the new global model is scored on the validation split and the scores are
+        reported to the server: ``validation`` when given, else the task's ``validationSplit`` share of
+        (x, y), which is then not trained on.
+        """
         info, welcome, y = await self.join_with_model(y)
         model = self.model
+        x, y, x_val, y_val = self.hold_out(x, y, info, validation)
         round_number, version = welcome["round"], welcome["currentVersion"]
         if welcome.get("invited") is False:
             self.log(f"Not invited to round {round_number} ({welcome.get('participantsPerRound')} participants per "
@@ -174,10 +217,13 @@ class FederatedClient(TaskServerClient):
                              f"{outcome['version']}.")
                 round_number, version = outcome["nextRound"], outcome["version"]
                 self.set_version_weights(model, version)
+                val, reported = await self.report_evaluation(outcome, x_val, y_val)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
+                val_loss, val_accuracy, val_samples = val or (None, None, None)
                 result = RoundResult(outcome["round"], version, train_loss, float(scores["loss"]),
                                      scores.get("accuracy"), len(y), outcome["type"],
-                                     contributed=outcome.get("contributed", True))
+                                     contributed=outcome.get("contributed", True), val_loss=val_loss,
+                                     val_accuracy=val_accuracy, val_samples=val_samples, reported=reported)
                 results.append(result)
                 if on_round:
                     on_round(result)

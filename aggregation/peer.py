@@ -62,6 +62,11 @@ class PeerRoundResult:
     global_accuracy: float | None
     samples: int
     contributors: list[str] = field(default_factory=list)  # whose updates the round's mean holds
+    # The round's result scored on this peer's validation split (None: no split).
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_samples: int | None = None
+    reported: bool = False  # the server recorded the evaluation
 
 
 @dataclass
@@ -98,6 +103,7 @@ class DecentralizedClient(TaskServerClient):
     _private: dict[int, Any] = field(default_factory=dict)
     _parts: RelayReassembler = field(default_factory=lambda: RelayReassembler(max_bytes=256 * 1024 * 1024))
     _status: dict[str, Any] | None = None
+    _evaluated: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     async def connect(self) -> dict[str, Any]:
         self.welcome = await super().connect()
@@ -156,6 +162,8 @@ class DecentralizedClient(TaskServerClient):
             self._left.add((event["round"], event["peer"]))
         elif kind in ("status", "participants"):
             self._status = event
+        elif kind == "evaluation_recorded":
+            self._evaluated[event["round"]] = event
         elif kind == "error":
             self.errors.append(event)
             self.log(f"server: {event['code']}: {event['reason']}")
@@ -351,12 +359,50 @@ class DecentralizedClient(TaskServerClient):
             return None
         return values
 
+    async def report_evaluation(self, round_number: int, x_val: Any,
+                                y_val: np.ndarray | None) -> tuple[tuple[float, float | None, int] | None, bool]:
+        """Score the round's result (the model holds it now) on the validation split and report it.
+
+        Returns (scores or None, whether the server recorded them); a refusal is logged, not raised.
+        The server's other messages meanwhile (the next round's) are kept as during an exchange.
+        """
+        scores = await self.score(x_val, y_val)
+        if scores is None:
+            return None, False
+        if self._ws is None:
+            self.log_evaluation(round_number, scores, False, "not connected")
+            return scores, False
+        errors = len(self.errors)
+
+        def answered() -> bool:
+            return round_number in self._evaluated or any(e.get("about") == "evaluation"
+                                                          for e in self.errors[errors:])
+        try:
+            await self.send_json(self.evaluation_message(round_number, scores))
+            await self._wait_for(answered, time.monotonic() + self.limits()["status"])
+        except websockets.ConnectionClosed:
+            self._ws = None
+        except ParticipantError as exc:
+            if exc.code != "closed":
+                raise
+        reported = self._evaluated.pop(round_number, None) is not None
+        refusals = [e["reason"] for e in self.errors[errors:] if e.get("about") == "evaluation"]
+        self.log_evaluation(round_number, scores, reported, "; ".join(refusals) or "no reply in time")
+        return scores, reported
+
     # --- training loop -----------------------------------------------------------------------
     async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
-                  on_round: Callable[[PeerRoundResult], None] | None = None) -> list[PeerRoundResult]:
-        """Train ``rounds`` decentralized rounds on (x, y); returns each round's local metrics."""
+                  on_round: Callable[[PeerRoundResult], None] | None = None,
+                  validation: tuple[Any, np.ndarray] | None = None) -> list[PeerRoundResult]:
+        """Train ``rounds`` decentralized rounds on (x, y); returns each round's local metrics.
+
+        After each round the peers' aggregate is scored on the validation split and the scores are
+        reported to the server: ``validation`` when given, else the task's ``validationSplit`` share of
+        (x, y), which is then not trained on.
+        """
         info, welcome, y = await self.join_with_model(y)
         model = self.model
+        x, y, x_val, y_val = self.hold_out(x, y, info, validation)
         round_number, results = welcome["round"], []
         try:
             for _ in range(rounds):
@@ -374,9 +420,11 @@ class DecentralizedClient(TaskServerClient):
                     continue
                 round_number = outcome.round if outcome.round is not None else round_number
                 self.set_model_vector(model, outcome.vector)
+                val, reported = await self.report_evaluation(round_number, x_val, y_val)
                 scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
                 result = PeerRoundResult(round_number, outcome.peers, "relay", outcome.fell_back, train_loss,
-                                         float(scores["loss"]), scores.get("accuracy"), len(y), outcome.contributors)
+                                         float(scores["loss"]), scores.get("accuracy"), len(y), outcome.contributors,
+                                         *(val or (None, None, None)), reported)
                 results.append(result)
                 if on_round:
                     on_round(result)

@@ -261,6 +261,51 @@ class TaskServerClient:
                                                                 privacy.get("noiseScale") or 0.0))
         return float(history.history["loss"][-1])
 
+    # --- Federated evaluation (both schemes) ----------------------------------------------------
+    def hold_out(self, x: Any, y: np.ndarray, info: dict[str, Any],
+                 validation: tuple[Any, np.ndarray] | None = None) -> tuple[Any, np.ndarray, Any, np.ndarray | None]:
+        """(x, y) for training and the validation split scored after each round (None when there is none).
+
+        ``validation``: the participant's own (x, y), used as given (its labels encoded as the loss
+        wants). Without it the task's ``validationSplit`` share of (x, y) is held out, as the browser does.
+        """
+        if validation is not None:
+            x_val, y_val = validation
+            return x, y, x_val, _targets(np.asarray(y_val), self.model.loss, self.model.output_shape[-1])
+        train, held = split_indices(len(y), float(info.get("validationSplit") or 0.0))
+        if not len(held):
+            return x, y, None, None
+        return _rows(x, train), y[train], _rows(x, held), y[held]
+
+    async def score(self, x_val: Any, y_val: np.ndarray | None) -> tuple[float, float | None, int] | None:
+        """(loss, accuracy or None, samples) of ``self.model`` on the validation split; None when there is
+        nothing to score or the loss is not a number (a diverged model has nothing to report)."""
+        if y_val is None or not len(y_val):
+            return None
+        scores = await asyncio.to_thread(self.model.evaluate, x_val, y_val, verbose=0, return_dict=True)
+        loss, accuracy = float(scores["loss"]), scores.get("accuracy", scores.get("acc"))
+        if not np.isfinite(loss):
+            self.log(f"The validation loss is {loss}: nothing to report.")
+            return None
+        return loss, None if accuracy is None else min(1.0, max(0.0, float(accuracy))), len(y_val)
+
+    def evaluation_message(self, round_number: int, scores: tuple[float, float | None, int],
+                           version: int | None = None) -> dict[str, Any]:
+        """The ``evaluation`` message: numbers only, never data (``aggregation.evaluations``)."""
+        loss, accuracy, samples = scores
+        message = {"type": "evaluation", "round": round_number, "loss": loss, "accuracy": accuracy,
+                   "samples": samples}
+        if version is not None:
+            message["version"] = version
+        return message
+
+    def log_evaluation(self, round_number: int, scores: tuple[float, float | None, int], reported: bool,
+                       why: str = "") -> None:
+        loss, accuracy, samples = scores
+        accuracy_text = f", accuracy {accuracy:.4f}" if accuracy is not None else ""
+        outcome = "reported" if reported else f"not reported: {why}"
+        self.log(f"Round {round_number}: validation loss {loss:.4f}{accuracy_text} on {samples} samples ({outcome}).")
+
     # --- WebSocket ----------------------------------------------------------------------
     def limits(self) -> dict[str, float]:
         """The time limits (seconds) of this moment's waits."""
@@ -421,6 +466,32 @@ class TaskServerClient:
             size = int(np.prod(variable.shape))
             variable.assign(np.asarray(vector[start:start + size], dtype=np.float32).reshape(variable.shape))
             start += size
+
+
+def split_indices(count: int, validation_split: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) sample indices, each in the data's order (``splitIndices`` in trainer.js).
+
+    The validation set is ``round(count * validation_split)`` samples drawn at random (seeded, so a
+    rerun holds out the same ones), at least 1 when the split is positive and there are at least 2
+    samples, never all of them.
+    """
+    held = round(count * max(0.0, validation_split))
+    if validation_split > 0 and count >= 2:
+        held = min(max(held, 1), count - 1)
+    if held <= 0:
+        return np.arange(count), np.arange(0)
+    chosen = np.zeros(count, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(count)[:held]] = True
+    return np.flatnonzero(~chosen), np.flatnonzero(chosen)
+
+
+def _rows(x: Any, indices: np.ndarray) -> Any:
+    """The samples ``indices`` of model inputs: one array, or a list, tuple or dict of arrays (several inputs)."""
+    if isinstance(x, dict):
+        return {key: np.asarray(value)[indices] for key, value in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(np.asarray(value)[indices] for value in x)
+    return np.asarray(x)[indices]
 
 
 def _detail(error: urllib.error.HTTPError) -> str:

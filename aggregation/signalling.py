@@ -30,7 +30,7 @@ from django.conf import settings
 
 from tasks.models import Task
 
-from . import peer_rounds
+from . import evaluations, peer_rounds
 from .admission import AdmittingConsumer
 from .models import Participant
 from .peer_rounds import PeerRoundError
@@ -142,9 +142,16 @@ class SignallingConsumer(AdmittingConsumer):
         elif kind == "status":
             state = await database_sync_to_async(peer_rounds.state)(self.task)
             await self.send(text_data=json.dumps({"type": "status", **state.fields()}))
+        elif kind == "evaluation":
+            try:
+                reply = await database_sync_to_async(evaluations.record)(self.participant, message)
+            except evaluations.EvaluationError as exc:
+                reply = evaluations.refusal(exc)
+            await self.send(text_data=json.dumps(reply))
         else:
             raise PeerRoundError("unknown_type", f"Unknown message type {kind!r}; send 'ready', 'signal', 'received', "
-                                                 "'done' or 'status' as text, or a relayed frame as binary.")
+                                                 "'done', 'evaluation' or 'status' as text, or a relayed frame as "
+                                                 "binary.")
 
     async def _relay(self, frame: bytes) -> None:
         header, offset = parse_relay(frame)
@@ -173,6 +180,9 @@ class SignallingConsumer(AdmittingConsumer):
     async def round_closed(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps({"type": "round_closed", "round": event["round"],
                                               "nextRound": event["next_round"], "peers": event["peers"]}))
+
+    async def round_evaluated(self, event: dict[str, Any]) -> None:
+        """For the round dashboard (``observers``); peers are not told the others' scores."""
 
     async def peer_left(self, event: dict[str, Any]) -> None:
         if event["peer"] != self.me:

@@ -13,6 +13,7 @@
  *   // ... train roundDuration epochs, then:
  *   const result = await session.exchange(model, samples, roundStartWeights);
  *   // result: {round, peers, used: 'webrtc'|'relay'|'mixed'|'none', fellBack: null|reason, sent, weights}
+ *   await session.reportEvaluation({loss, accuracy, samples}); // the aggregate scored on the validation split
  *   session.close();
  *
  * Every wait has a deadline: a peer that misses it is dropped (mean without it), or, in secure
@@ -202,6 +203,8 @@ export class DecentralizedSession {
     this.keyPairs = new Map();
     /** round -> RoundKeys (the round's pairwise keys, from the server's `peers` message) */
     this.roundKeys = new Map();
+    /** the round whose aggregate the model holds, not yet scored (federated evaluation) */
+    this.evaluable = null;
   }
 
   /** @param {object} event */
@@ -331,7 +334,9 @@ export class DecentralizedSession {
     this.waiters = [];
     for (const waiter of waiting) {
       if (waiter.payload) { this.waiters.push(waiter); continue; }
-      if (message.type === 'closed' || (message.type === 'error' && waiter.failOnError)) {
+      // A refused evaluation concerns only the wait for its reply, not the round's waits.
+      const roundError = message.type === 'error' && message.about !== 'evaluation';
+      if (message.type === 'closed' || (roundError && waiter.failOnError)) {
         clearTimeout(waiter.timer);
         waiter.reject(new DecentralizedError(message.code ?? 'closed', message.reason ?? 'The server closed the connection.'));
       } else if (waiter.predicate(message)) {
@@ -587,6 +592,7 @@ export class DecentralizedSession {
     this.cleanupRound(round);
     const used = summarizeTransports(others.filter((p) => present.includes(p)).map((p) => transports.get(p)));
     const outcome = { round, peers: present, used, fellBack, sent: update, weights: result, samples };
+    this.evaluable = { round };
     this.emit({ type: 'exchanged', round, peers: present, used, fellBack });
     return outcome;
   }
@@ -717,6 +723,33 @@ export class DecentralizedSession {
       offset += t.data.length;
       return { name: t.name, shape: t.shape, data };
     });
+  }
+
+  /**
+   * Federated evaluation: reports the scores of the last exchange's aggregate on the page's validation
+   * split (numbers only, never data) as `{type: 'evaluation', round, loss, accuracy, samples}`, once per
+   * round. Resolves null when there is nothing to report, else `{round, loss, accuracy, samples, recorded,
+   * reason?}` (`samples` as the server counted it). Never throws: a missed report must not stop training.
+   * @param {{loss: number, accuracy: number|null, samples: number}} scores
+   */
+  async reportEvaluation({ loss, accuracy, samples }) {
+    const target = this.evaluable;
+    this.evaluable = null;
+    if (!target || !(samples >= 1) || !Number.isFinite(loss)) return null;
+    const { round } = target;
+    const report = { round, loss, accuracy: Number.isFinite(accuracy) ? accuracy : null, samples };
+    if (this.closed || !this.ws) return { ...report, recorded: false, reason: 'The signalling connection is closed.' };
+    const reply = this.wait((m) => (m.type === 'evaluation_recorded' && m.round === round)
+      || (m.type === 'error' && m.about === 'evaluation'), this.limits().statusMs, 'No reply to the evaluation in time.',
+    false);
+    this.send({ type: 'evaluation', ...report });
+    try {
+      const answer = await reply;
+      if (answer.type === 'error') return { ...report, recorded: false, reason: answer.reason };
+      return { ...report, samples: answer.samples ?? samples, recorded: true };
+    } catch (error) {
+      return { ...report, recorded: false, reason: error.message };
+    }
   }
 
   cleanupRound(round) {

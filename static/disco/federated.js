@@ -17,7 +17,12 @@
  * The session recovers by itself (recovery.js): a socket that closes is reopened with backoff and
  * the resume token, every wait has a time limit after which it asks the server's `status`, and
  * `contribute` resolves with the version to continue from, whatever happened to the round:
- * `{type: 'round_closed'|'round_failed'|'sync', round, version, nextRound, reason?}`. It tells
+ * `{type: 'round_closed'|'round_failed'|'sync', round, version, nextRound, reason?}`.
+ *
+ *   // ... after applying the round's version, score it on the validation split (federated evaluation):
+ *   await session.reportEvaluation({loss, accuracy, samples});  // null when the round made no model to score
+ *
+ * It tells
  * `onEvent` `{type: 'reconnecting', attempt, attempts, delayMs}`, `{type: 'reconnected', attempt, round,
  * currentVersion}` and `{type: 'sync', reason, round, version}`, for the page to show.
  */
@@ -96,6 +101,7 @@ export class FederatedSession {
     this.lastEnd = null; // the last round_closed / round_failed, in case it came between two waits
     this.invitation = null; // {round, invited}: what the server said last of this session's invitation
     this.participantsPerRound = null; // the task's participantsPerRound (null: everyone, every round)
+    this.evaluable = null; // {round, version}: the round whose result the page continues from, not yet scored
     this.manifest = null;
     this.waiters = [];
     this.ws = null;
@@ -183,8 +189,12 @@ export class FederatedSession {
     this.onEvent(message);
     const waiting = this.waiters;
     this.waiters = [];
+    // A refused evaluation concerns only the wait for its reply, not the round's waits.
+    const aboutEvaluation = message.type === 'error' && message.about === 'evaluation';
     for (const waiter of waiting) {
-      if (message.type === 'error' || message.type === 'closed') {
+      if (aboutEvaluation && !waiter.types.includes('evaluation_recorded')) {
+        this.waiters.push(waiter);
+      } else if (message.type === 'error' || message.type === 'closed') {
         waiter.reject(new FederatedError(message.code ?? 'closed', message.reason ?? 'The server closed the connection.'));
       } else if (waiter.types.includes(message.type)) {
         waiter.resolve(message);
@@ -372,10 +382,41 @@ export class FederatedSession {
   ended(round, reason = null) {
     const end = this.lastEnd?.round === round ? this.lastEnd : null;
     this.round = this.server.round;
+    // Only a round that made the version the page continues from has a result to score: a failed round
+    // made none, a superseded one's result is not current, a sync names no round's result.
+    this.evaluable = end && end.type === 'round_closed' && !end.superseded && (end.resultVersion ?? end.version) === end.version
+      ? { round: end.round, version: end.version } : null;
     if (end) return { ...end };
     const outcome = { type: 'sync', reason, round, version: this.server.version, nextRound: this.server.round };
     this.onEvent(outcome);
     return outcome;
+  }
+
+  /**
+   * Federated evaluation: reports the scores of the last round's result on the page's validation split
+   * (numbers only, never data) as `{type: 'evaluation', round, version, loss, accuracy, samples}`, once per
+   * round. Resolves null when there is nothing to report (the round made no model to score, or the split
+   * is empty), else `{round, version, loss, accuracy, samples, recorded, reason?}`: `samples` as the
+   * server counted it, `recorded` false (with the reason) when it refused or did not answer. Never throws:
+   * a missed report must not stop training.
+   * @param {{loss: number, accuracy: number|null, samples: number}} scores
+   */
+  async reportEvaluation({ loss, accuracy, samples }) {
+    const target = this.evaluable;
+    this.evaluable = null;
+    if (!target || !(samples >= 1) || !Number.isFinite(loss)) return null;
+    const message = { type: 'evaluation', round: target.round, version: target.version, loss,
+      accuracy: Number.isFinite(accuracy) ? accuracy : null, samples };
+    const report = { round: target.round, version: target.version, loss, accuracy: message.accuracy, samples };
+    if (!this.ws) return { ...report, recorded: false, reason: 'The connection to the server is closed.' };
+    try {
+      const reply = this.next('evaluation_recorded');
+      this.ws.send(JSON.stringify(message));
+      const recorded = await within(reply, this.limits().statusMs, 'reply to the evaluation');
+      return { ...report, samples: recorded.samples ?? samples, recorded: true };
+    } catch (error) {
+      return { ...report, recorded: false, reason: error.message };
+    }
   }
 
   /** Asks for the round's state (nothing while the session is between two connections). */

@@ -91,6 +91,8 @@ const handlers = {
         const entries = await back;
         if (entries) applyWeightEntries(model, entries);
       } : undefined,
+      // Federated evaluation: the round's global model scored here, on the worker's validation split.
+      onRoundEvaluated: collaborative ? (round, scores) => post({ event: 'evaluated', round, ...scores }) : undefined,
     });
     state.trainer = trainer;
     try {

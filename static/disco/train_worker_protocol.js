@@ -3,7 +3,8 @@
  * side of them (`TrainWorkerClient`).
  *
  * Requests carry an `id`; the worker answers each with `{id, ok: true, result}` or
- * `{id, ok: false, error: {message, advice}}`. Events carry no id: `{event: 'batch'|'epoch'|'log'|'round', ...}`.
+ * `{id, ok: false, error: {message, advice}}`. Events carry no id: `{event: 'batch'|'epoch'|'log'|'round'|'evaluated',
+ * ...}`.
  *
  * | request      | payload                                   | result                                  |
  * | ------------ | ----------------------------------------- | --------------------------------------- |
@@ -18,7 +19,9 @@
  *
  * During `train`, a `round` event `{event: 'round', round, weights}` hands the page the model's weights at
  * the end of a round; the worker waits for `roundDone` (the collaborative sessions of the main thread
- * read and write the weights in between, on the page's copy of the model). Stop is a message, and,
+ * read and write the weights in between, on the page's copy of the model). Once the worker has the weights
+ * back it scores them on its validation split and posts `{event: 'evaluated', round, loss, acc, samples}` (none
+ * when the split is empty), which the page reports to the server. Stop is a message, and,
  * where the page is cross-origin isolated, also a flag in a SharedArrayBuffer the worker reads after
  * every batch, so it never waits for the worker's event loop.
  *

@@ -235,6 +235,9 @@ export function batchTensors(model, data, indices, encoding, textInputs) {
  *   `ended`: performance.now() of the batch
  * @property {(round: number, model: any) => (void|Promise<void>)} [onRoundEnd] awaited: collaborative
  *   schemes exchange weights here
+ * @property {(round: number, scores: {loss: number, acc: number|null, samples: number}) => (void|Promise<void>)}
+ *   [onRoundEvaluated] awaited, after `onRoundEnd`: the model it left (the round's global model) scored on the
+ *   validation split, for federated evaluation; not called when the split is empty
  * @property {(message: string) => void} [onLog]
  */
 
@@ -362,6 +365,11 @@ export class Trainer {
         if (this.callbacks.onEpochEnd) await this.callbacks.onEpochEnd(epoch, logs);
         if (epoch % roundDuration === 0 || epoch === epochs) {
           if (this.callbacks.onRoundEnd) await this.callbacks.onRoundEnd(round, this.model);
+          if (this.callbacks.onRoundEvaluated && validation.length) {
+            // The model now holds the round's global result: score it on the same held-out samples.
+            const scores = await this.evaluate(data, validation, encoding, batchSize, accIndex);
+            await this.callbacks.onRoundEvaluated(round, { ...scores, samples: validation.length });
+          }
           this.log(`Round ${round} done.`);
         }
       }

@@ -37,6 +37,8 @@ export const WORKER_URL = '/static/disco/train_worker.js';
  * @property {(epoch: number, logs: any) => void} [onEpochEnd]
  * @property {(text: string) => void} [onLog]
  * @property {(round: number, model: any) => Promise<void>} [onRoundEnd] runs on the page with the mirror model
+ * @property {(round: number, scores: {loss: number, acc: number|null, samples: number}) => Promise<void>}
+ *   [onRoundEvaluated] the round's global model scored on the validation split (in the worker, or the page)
  */
 
 /** Trains in a dedicated worker; the page's thread only receives progress. */
@@ -53,6 +55,8 @@ export class WorkerEngine {
     /** @type {EngineCallbacks} */
     this.callbacks = {};
     this.fatal = null;
+    /** @type {Promise<void>[]} evaluations being reported: train() settles them before it returns */
+    this.reports = [];
     this.client = new TrainWorkerClient(worker, (event) => this.onEvent(event));
   }
 
@@ -92,6 +96,8 @@ export class WorkerEngine {
       return await this.client.request('train', { data: payload, task: this.task, stopFlag: this.client.stopFlag,
         collaborative: Boolean(callbacks.onRoundEnd) }, transfer);
     } finally {
+      // The last round's evaluation is sent before the page closes its session.
+      await Promise.allSettled(this.reports.splice(0));
       this.callbacks = {};
       // The model keeps what it learned, stopped or failed; a worker that died has nothing to give.
       if (!this.client.broken) applyWeightEntries(this.mirror, await this.client.request('getWeights'));
@@ -110,6 +116,10 @@ export class WorkerEngine {
     else if (event.event === 'epoch' && cb.onEpochEnd) cb.onEpochEnd(event.epoch, event.logs);
     else if (event.event === 'log' && cb.onLog) cb.onLog(event.text);
     else if (event.event === 'round') this.roundEnd(event);
+    else if (event.event === 'evaluated' && cb.onRoundEvaluated) {
+      const { round, loss, acc, samples } = event;
+      this.reports.push(Promise.resolve(cb.onRoundEvaluated(round, { loss, acc, samples })).catch(() => {}));
+    }
     else if (event.event === 'fatal') {
       this.fatal = event.message;
       this.client.failAll(new Error(event.message));

@@ -320,3 +320,48 @@ async def test_a_tasks_unfinished_updates_are_bounded_and_released(fed_task, spo
     assert (await receive(b, "accepted"))["round"] == 1
     assert list(spool.iterdir()) == [] and SPOOL_BUDGET.reserved("fed") == 0
     await b.disconnect()
+
+
+# --- Federated evaluation (aggregation/evaluations.py) -------------------------------------------
+def _metrics(number: int) -> tuple:
+    return Round.objects.filter(task_id="fed", number=number).values_list("val_loss", "val_accuracy",
+                                                                          "val_samples").get()
+
+
+def evaluation(**fields) -> str:
+    return json.dumps({"type": "evaluation", "round": 1, "version": 2, "loss": 0.5, "accuracy": 0.5, "samples": 10,
+                       **fields})
+
+
+async def test_participants_report_on_the_rounds_result_and_the_round_keeps_the_weighted_mean(fed_task):
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    await a.send_to(text_data=evaluation())
+    early = await receive(a, "error")  # round 1 is still open: there is nothing to evaluate yet
+    assert early["code"] == "round_not_finished" and early["about"] == "evaluation"
+    await a.send_to(bytes_data=update_frame(fed_task, fill=1.0))
+    await b.send_to(bytes_data=update_frame(fed_task, fill=2.0))
+    closed = await receive(a, "round_closed")
+    await receive(b, "round_closed")
+    assert (closed["round"], closed["version"], closed["resultVersion"]) == (1, 2, 2)
+    await a.send_to(text_data=evaluation(loss=1.0, accuracy=0.25, samples=10))
+    assert await receive(a, "evaluation_recorded") == {"type": "evaluation_recorded", "round": 1, "version": 2,
+                                                      "samples": 10}
+    await b.send_to(text_data=evaluation(loss=0.2, accuracy=0.75, samples=30))
+    assert (await receive(b, "evaluation_recorded"))["samples"] == 30
+    loss, accuracy, samples = await sync_to_async(_metrics)(1)
+    assert samples == 40 and np.isclose(loss, (1.0 * 10 + 0.2 * 30) / 40) and np.isclose(accuracy, 0.625)
+    # Refusals are error frames with a code; the connection stays open and nothing changes.
+    await a.send_to(text_data=evaluation(loss=3.0))
+    assert (await receive(a, "error"))["code"] == "duplicate_evaluation"
+    await b.send_to(text_data=json.dumps({"type": "evaluation", "round": 1, "version": 1, "loss": 0.1,
+                                          "accuracy": None, "samples": 5}))
+    assert (await receive(b, "error"))["code"] == "wrong_version"
+    await b.send_to(text_data='{"type": "evaluation", "round": 1, "version": 2, "loss": NaN, "samples": 5}')
+    assert (await receive(b, "error"))["code"] == "bad_loss"
+    await b.send_to(text_data=json.dumps({"type": "status"}))
+    assert (await receive(b, "status"))["round"] == 2
+    assert await sync_to_async(_metrics)(1) == (loss, accuracy, 40)
+    await a.disconnect()
+    await b.disconnect()

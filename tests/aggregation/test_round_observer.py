@@ -93,3 +93,25 @@ async def test_the_owner_watches_an_unpublished_task(owned):
     observer = await _observe("hidden", "owner")
     assert json.loads(await observer.receive_from(10)) == {"type": "watching", "task": "hidden"}
     await observer.disconnect()
+
+
+async def test_the_owner_hears_of_each_evaluation_so_the_validation_curve_grows_live(owned, other_tiny_artifacts):
+    from aggregation import evaluations
+    from tests.aggregation.round_fixtures import _round
+
+    def closed_round() -> Participant:
+        task = owned[0]
+        result = create_version(task, other_tiny_artifacts, origin="round", round_number=1,
+                                parent=task.current_version)
+        _round(task, 1, "closed", base=task.current_version, result=result, seconds=3)
+        return Participant.objects.create(task=task, resume_token="fed-eval", kind="python")
+
+    observer = await _observe("fed", "owner")
+    assert json.loads(await observer.receive_from(10))["type"] == "watching"
+    participant = await database_sync_to_async(closed_round)()
+    await database_sync_to_async(evaluations.record)(participant, {"type": "evaluation", "round": 1, "version": 2,
+                                                                   "loss": 0.3, "accuracy": 0.9, "samples": 12})
+    event = await receive(observer, "event")
+    assert event == {"type": "event", "event": "round_evaluated", "round": 1, "reports": 1, "valLoss": 0.3,
+                     "valAccuracy": 0.9, "valSamples": 12}
+    await observer.disconnect()

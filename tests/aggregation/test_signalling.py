@@ -350,3 +350,38 @@ async def test_a_peer_can_resume_with_its_token(dec_task):
     back = await receive(again, "welcome")
     assert back["resumed"] and back["participantId"] == welcome["participantId"]
     await again.disconnect()
+
+
+def _peer_metrics(number: int) -> tuple:
+    return PeerRound.objects.filter(task_id="dec", number=number).values_list("val_loss", "val_accuracy",
+                                                                              "val_samples").get()
+
+
+async def test_peers_report_their_evaluation_of_a_round_they_finished(dec_task):
+    sockets, ids, _ = await start_round(3)
+    outsider = await connect()
+    await receive(outsider, "welcome")
+    message = {"type": "evaluation", "round": 1, "loss": 0.5, "accuracy": 0.8, "samples": 20}
+    await sockets[0].send_to(text_data=json.dumps(message))  # not done yet: it has no round result
+    assert (await receive(sockets[0], "error"))["code"] == "not_in_round"
+    for ws in sockets:
+        await ws.send_to(text_data=json.dumps({"type": "done", "round": 1}))
+    for ws in sockets:
+        await receive(ws, "round_closed")
+    for ws, (loss, samples) in zip(sockets[:2], [(0.5, 20), (1.0, 30)], strict=True):
+        await ws.send_to(text_data=json.dumps({**message, "loss": loss, "samples": samples}))
+        assert await receive(ws, "evaluation_recorded") == {"type": "evaluation_recorded", "round": 1,
+                                                           "samples": samples}
+    loss, accuracy, samples = await sync_to_async(_peer_metrics)(1)
+    assert samples == 50 and abs(loss - 0.8) < 1e-12 and abs(accuracy - 0.8) < 1e-12
+    await outsider.send_to(text_data=json.dumps(message))  # joined after the round started
+    refused = await receive(outsider, "error")
+    assert refused["code"] == "not_in_round" and refused["about"] == "evaluation"
+    await sockets[0].send_to(text_data=json.dumps(message))
+    assert (await receive(sockets[0], "error"))["code"] == "duplicate_evaluation"
+    await sockets[2].send_to(text_data=json.dumps({**message, "accuracy": 2}))
+    assert (await receive(sockets[2], "error"))["code"] == "bad_accuracy"
+    await sockets[2].send_to(text_data=json.dumps({"type": "status"}))  # the connection stays open
+    assert (await receive(sockets[2], "status"))["round"] == 2
+    assert (await sync_to_async(_peer_metrics)(1))[2] == 50
+    await close_all(sockets + [outsider])

@@ -61,7 +61,7 @@ def finish(pages: list[Any]) -> list[dict[str, Any]]:
         assert state == "done", (state, page.evaluate("JSON.stringify(window.discoTrain.error)"),
                                  page.inner_text("#train-log"))
         peers = page.evaluate("({participantId: window.discoPeers.participantId, rounds: window.discoPeers.rounds,"
-                              " privacy: window.discoPeers.privacy})")
+                              " privacy: window.discoPeers.privacy, evaluations: window.discoPeers.evaluations})")
         peers["final"] = np.concatenate([np.asarray(w["values"], np.float32)
                                          for w in page.evaluate("window.discoTrain.weights()")])
         peers["status"] = page.inner_text("#peers-status")
@@ -135,6 +135,14 @@ def test_three_pages_average_over_webrtc_for_three_rounds(live_platform, browser
     assert "over direct WebRTC connections" in results[0]["status"]
     db_rounds = peer_rounds(live_platform["db"], task)
     assert [status for _, status in db_rounds[:3]] == ["closed"] * 3
+    # Federated evaluation: every page scored each round's aggregate on its validation split and reported it.
+    numbers = [x["round"] for x in results[0]["rounds"]]
+    for r in results:
+        assert [(e["round"], e["recorded"]) for e in r["evaluations"]] == [(n, True) for n in numbers]
+    assert sorted(r["evaluations"][0]["samples"] for r in results) == [8, 12, 16]  # validationSplit 0.2
+    stored = live_platform["db"].query("SELECT number, val_samples FROM aggregation_peerround WHERE task_id = %s "
+                                       "AND val_samples IS NOT NULL ORDER BY number", (task,))
+    assert stored == [(n, 36) for n in numbers]
 
 
 def test_three_pages_aggregate_securely_within_the_quantization_bound(live_platform, browser, tmp_path: Path):

@@ -71,6 +71,8 @@ def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_pl
             status = pages[0].inner_text("#fed-status")
             weights = [np.concatenate([np.asarray(w["values"], np.float32) for w in page.evaluate(
                 "window.discoTrain.weights()")]) for page in pages]
+            evaluations = [page.evaluate("window.discoFederated.evaluations") for page in pages]
+            logs = [page.evaluate("document.getElementById('train-log').textContent") for page in pages]
         finally:
             for c in contexts:
                 c.close()
@@ -84,6 +86,18 @@ def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_pl
         np.testing.assert_array_equal(vector, served)
     by_name = {v.name.split(":")[0]: v.numpy().ravel() for v in client.model.weights}
     np.testing.assert_array_equal(np.concatenate([by_name[name] for name in client.weight_order]), served)
+    # Federated evaluation: each page and the Python participant scored both rounds' results on their validation
+    # splits and reported them; each round keeps the total of their counts.
+    numbers = [r["round"] for r in rounds[0]]
+    for page_reports, log in zip(evaluations, logs, strict=True):
+        assert [(e["round"], e["version"], e["recorded"]) for e in page_reports] == [
+            (n, v, True) for n, v in zip(numbers, [before + 1, final], strict=True)]
+        assert all(e["samples"] == 16 and 0 <= e["accuracy"] <= 1 and e["loss"] >= 0 for e in page_reports)
+        assert f"Round {numbers[-1]}: validation loss " in log and "on 16 samples (reported)" in log
+    assert all(r.reported and r.val_samples == 16 for r in results)
+    stored = platform.db.query("SELECT number, val_samples FROM aggregation_round WHERE task_id = %s AND number IN "
+                               "(%s, %s) ORDER BY number", (TASK, *numbers))
+    assert stored == [(n, 16 * 3) for n in numbers]
     if not platform.embedded:  # the two rounds went through Redis and the worker process aggregated them
         assert worker_aggregations(platform) == aggregated_before + 2
 

@@ -13,7 +13,7 @@ from aggregation import secure
 from aggregation.codec import encode_weights
 from aggregation.peer import DecentralizedClient, weighted_mean
 from tests.conftest import snapshot
-from tests.integration.test_federated import run_async, titanic_like, version_vector
+from tests.integration.test_federated import check_evaluations, run_async, titanic_like, version_vector
 from tests.live_platform import LivePlatform, services_redis_url, wait_for_async
 
 pytestmark = pytest.mark.services
@@ -68,8 +68,10 @@ def test_three_peers_three_rounds_of_mean_end_with_identical_weights(platform):
         assert all(r.peers == ids and r.fell_back is None and r.used == "relay" for r in per_client)
     finals = final_vectors(clients)
     assert all(np.array_equal(finals[0], f) for f in finals[1:])  # the same bits on every peer
-    expected = weighted_mean({c.participant_id: (c.last_update, len(d[1])) for c, d in zip(clients, datasets,
-                                                                                           strict=True)})
+    # Each peer trains on its data less the validation split it holds out (validationSplit 0.2).
+    expected = weighted_mean({c.participant_id: (c.last_update, r[-1].samples) for c, r in zip(clients, results,
+                                                                                               strict=True)})
+    assert [r[-1].samples for r in results] == [48, 72, 120]
     np.testing.assert_array_equal(finals[0], expected)
     by_hand = sum(np.float64(n) * c.last_update.astype(np.float64) for c, n in zip(clients, (60, 90, 150),
                                                                                    strict=True)) / 300
@@ -81,6 +83,9 @@ def test_three_peers_three_rounds_of_mean_end_with_identical_weights(platform):
     for c in clients:
         assert c.last_update[:32].tobytes() not in stored
     assert finals[0][:32].tobytes() not in stored
+    for client, per_client in zip(clients, results, strict=True):
+        client.results = per_client
+    check_evaluations(platform.db.query, "peer-mean", clients, [60, 90, 150], table="aggregation_peerround")
 
 
 def test_three_peers_three_rounds_of_secure_aggregation_equal_the_plain_mean(platform):

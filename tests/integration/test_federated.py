@@ -82,7 +82,10 @@ async def run_clients(url: str, task_id: str, datasets, rounds: int, tokens=None
                for i in range(len(datasets))]
     for client, size in zip(clients, part_bytes or [], strict=False):
         client.part_bytes = size
-    await asyncio.gather(*(c.run(x, y, rounds=rounds) for c, (x, y) in zip(clients, datasets, strict=True)))
+    results = await asyncio.gather(*(c.run(x, y, rounds=rounds) for c, (x, y) in zip(clients, datasets,
+                                                                                      strict=True)))
+    for client, per_round in zip(clients, results, strict=True):
+        client.results = per_round  # each round's RoundResult, its validation scores included
     return clients
 
 
@@ -110,9 +113,31 @@ def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     rounds = platform.db("SELECT number, status FROM aggregation_round r JOIN tasks_task t ON r.task_id = t.id "
                          "WHERE t.id = 'fed-tabular' ORDER BY number")
     assert rounds == [(1, "closed"), (2, "closed"), (3, "closed"), (4, "open")]
+    check_evaluations(platform.db, "fed-tabular", clients, [60, 90, 150])
     maps = Path(f"/proc/{platform.worker.proc.pid}/maps").read_text()
     assert "tensorflow" not in maps  # the aggregation worker never loads TensorFlow
     assert list((platform.root / "media" / ".incoming").iterdir()) == []  # no spooled part left behind
+
+
+def check_evaluations(query, task_id: str, clients, sizes: list[int], table: str = "aggregation_round") -> None:
+    """Every finished round holds the sample-weighted mean of what each participant scored on its validation split
+    (the task's validationSplit, 0.2, of its data: held out of training) and reported."""
+    held = [round(0.2 * n) for n in sizes]
+    rows = query(f"SELECT number, val_loss, val_accuracy, val_samples FROM {table} WHERE task_id = %s "
+                       "AND val_samples IS NOT NULL ORDER BY number", (task_id,))
+    reported = {}
+    for client, n in zip(clients, held, strict=True):
+        for result in client.results:
+            assert result.samples == round(n / 0.2) - n  # trained on the rest
+            if getattr(result, "outcome", "round_closed") == "round_closed":  # a sync has no result to score
+                assert result.reported and result.val_samples == n
+                reported.setdefault(result.round, []).append(result)
+    assert [r[0] for r in rows] == sorted(reported) and len(rows) >= 2
+    for number, loss, accuracy, samples in rows:
+        mine = reported[number]
+        assert samples == sum(held) == sum(r.val_samples for r in mine)
+        assert np.isclose(loss, sum(r.val_loss * r.val_samples for r in mine) / samples)
+        assert np.isclose(accuracy, sum(r.val_accuracy * r.val_samples for r in mine) / samples)
 
 
 def mlp_accuracy(vector: np.ndarray, x: np.ndarray, y: np.ndarray, hidden: int = 8) -> float:

@@ -111,6 +111,17 @@ class Hub {
       const rnd = this.exchanging.get(message.round);
       rnd.done.add(socket.id);
       this.maybeClose(message.round);
+    } else if (message.type === 'evaluation') {
+      // As aggregation/evaluations.py: only a peer that finished the round reports on it, once.
+      (this.evaluations ??= []).push({from: socket.id, ...message});
+      const rnd = this.exchanging.get(message.round);
+      const twice = this.evaluations.filter((e) => e.from === socket.id && e.round === message.round).length > 1;
+      if (!rnd?.done.has(socket.id) || twice) {
+        this.json(socket, {type: 'error', code: twice ? 'duplicate_evaluation' : 'not_in_round', about: 'evaluation',
+          reason: twice ? 'You already reported on this round.' : 'You did not finish this round.'});
+      } else {
+        this.json(socket, {type: 'evaluation_recorded', round: message.round, samples: message.samples});
+      }
     }
   }
 
@@ -507,4 +518,29 @@ test('a signalling server down at the first connection is tried again with backo
   assert.deepEqual(events.filter((e) => e.type.startsWith('reconnect')).map((e) => [e.type, e.attempt]),
     [['reconnecting', 1], ['reconnecting', 2], ['reconnected', 2]]);
   session.close();
+});
+
+test('after an exchange each peer reports its scores of the aggregate for that round, once', async () => {
+  const hub = new Hub({min: 2});
+  const sessions = await join(hub, 2, {forceRelay: true});
+  const results = await exchangeAll(sessions, [10, 20]);
+  assert.deepEqual(results.map((r) => r.round), [1, 1]);
+  const reports = await Promise.all(sessions.map((s, i) => s.reportEvaluation({loss: 0.25 * (i + 1),
+    accuracy: i ? null : 0.75, samples: 5 + i})));
+  assert.deepEqual(reports, [{round: 1, loss: 0.25, accuracy: 0.75, samples: 5, recorded: true},
+    {round: 1, loss: 0.5, accuracy: null, samples: 6, recorded: true}]);
+  assert.deepEqual(hub.evaluations.map(({from, ...m}) => m), [
+    {type: 'evaluation', round: 1, loss: 0.25, accuracy: 0.75, samples: 5},
+    {type: 'evaluation', round: 1, loss: 0.5, accuracy: null, samples: 6}]);
+  assert.equal(await sessions[0].reportEvaluation({loss: 0.1, accuracy: 0.9, samples: 5}), null); // once per round
+  assert.equal(await sessions[0].reportEvaluation({loss: 0.1, accuracy: 0.9, samples: 0}), null);
+  // The next round: a refusal is reported as not recorded, and the exchange that follows is not disturbed.
+  await exchangeAll(sessions, [10, 20]);
+  hub.exchanging.get(2).done.delete(sessions[1].participantId);
+  const [refused, next] = await Promise.all([sessions[1].reportEvaluation({loss: 0.3, accuracy: 0.5, samples: 6}),
+    exchangeAll(sessions, [10, 20])]);
+  assert.equal(refused.recorded, false);
+  assert.match(refused.reason, /did not finish/);
+  assert.deepEqual(next.map((r) => r.round), [3, 3]);
+  sessions.forEach((s) => s.close());
 });

@@ -172,3 +172,96 @@ test('a not_invited refusal is no failure: the session waits for the round to en
   assert.equal(outcome.contributed, false);
   assert.equal(outcome.version, 2);
 });
+
+// ---- Federated evaluation: after a round the page reports its scores of the round's result.
+
+function evaluatingServer({refuse = null} = {}) {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) { this.url = url; this.sent = []; sockets.push(this); queueMicrotask(() => this.onopen?.()); }
+    send(data) {
+      const message = typeof data === 'string' ? JSON.parse(data) : {type: 'update'};
+      this.sent.push(message);
+      queueMicrotask(() => {
+        if (message.type === 'join') {
+          this.reply({type: 'welcome', participantId: 'p1', resumeToken: 't', round: 1, currentVersion: 1});
+        } else if (message.type === 'update') {
+          this.reply({type: 'accepted', round: this.round ?? 1, samples: 5});
+          this.reply(this.end ?? {type: 'round_closed', round: 1, version: 2, resultVersion: 2, nextRound: 2,
+            contributors: 2});
+        } else if (message.type === 'evaluation' && refuse) {
+          this.reply({type: 'error', code: refuse, reason: 'You already reported on round 1.', about: 'evaluation'});
+        } else if (message.type === 'evaluation') {
+          this.reply({type: 'evaluation_recorded', round: message.round, version: message.version,
+            samples: Math.min(message.samples, 25)});
+        }
+      });
+    }
+    reply(message) { this.onmessage?.({data: JSON.stringify(message)}); }
+    close() {}
+  }
+  return {sockets, FakeSocket};
+}
+
+async function afterOneRound(server, end) {
+  const s = new FederatedSession('fed', {origin: 'http://127.0.0.1:8000', WebSocketImpl: server.FakeSocket,
+    tokens: {recall: () => '', keep: () => {}}});
+  s.manifest = [{paths: [], weights: [{name: 'w', shape: [2]}]}];
+  await s.connect();
+  if (end) server.sockets[0].end = end;
+  const model = {weights: [{originalName: 'w', shape: [2], read: () => ({dataSync: () => Float32Array.of(1, 2)})}]};
+  const outcome = await s.contribute(model, 5);
+  return {s, outcome};
+}
+
+test('after a closed round the session reports the scores of its result, with the round and version', async () => {
+  const server = evaluatingServer();
+  const {s, outcome} = await afterOneRound(server);
+  assert.equal(outcome.type, 'round_closed');
+  const report = await s.reportEvaluation({loss: 0.4321, accuracy: 0.875, samples: 40});
+  const sent = server.sockets[0].sent.filter((m) => m.type === 'evaluation');
+  assert.deepEqual(sent, [{type: 'evaluation', round: 1, version: 2, loss: 0.4321, accuracy: 0.875, samples: 40}]);
+  assert.deepEqual(report, {round: 1, version: 2, loss: 0.4321, accuracy: 0.875, samples: 25, recorded: true});
+  assert.equal(await s.reportEvaluation({loss: 0.1, accuracy: 0.9, samples: 40}), null); // once per round
+  assert.equal(server.sockets[0].sent.filter((m) => m.type === 'evaluation').length, 1);
+});
+
+test('a model without accuracy reports null; an empty split or a NaN loss reports nothing', async () => {
+  const server = evaluatingServer();
+  const {s} = await afterOneRound(server);
+  assert.equal(await s.reportEvaluation({loss: 0.5, accuracy: null, samples: 0}), null);
+  const {s: again} = await afterOneRound(evaluatingServer());
+  assert.equal(await again.reportEvaluation({loss: NaN, accuracy: 0.5, samples: 10}), null);
+  const third = evaluatingServer();
+  const {s: other} = await afterOneRound(third);
+  const report = await other.reportEvaluation({loss: 0.5, accuracy: null, samples: 3});
+  assert.equal(report.recorded, true);
+  assert.equal(third.sockets[0].sent.at(-1).accuracy, null);
+});
+
+test('a failed or superseded round has no result the page continues from: nothing is reported', async () => {
+  for (const end of [{type: 'round_failed', round: 1, reason: 'crashed', nextRound: 2, version: 1},
+    {type: 'round_closed', round: 1, version: 3, resultVersion: 2, superseded: true, reason: 'rollback', nextRound: 2,
+      contributors: 2}]) {
+    const server = evaluatingServer();
+    const {s} = await afterOneRound(server, end);
+    assert.equal(await s.reportEvaluation({loss: 0.5, accuracy: 0.5, samples: 10}), null);
+    assert.equal(server.sockets[0].sent.filter((m) => m.type === 'evaluation').length, 0);
+  }
+});
+
+test('a refused evaluation is reported as not recorded and does not disturb the next round', async () => {
+  const server = evaluatingServer({refuse: 'duplicate_evaluation'});
+  const {s} = await afterOneRound(server);
+  const socket = server.sockets[0];
+  socket.round = 2;
+  socket.end = {type: 'round_closed', round: 2, version: 3, resultVersion: 3, nextRound: 3, contributors: 2};
+  const model = {weights: [{originalName: 'w', shape: [2], read: () => ({dataSync: () => Float32Array.of(1, 2)})}]};
+  // The refusal arrives while the next round's update waits for 'accepted': only the report's wait hears it.
+  const [report, outcome] = await Promise.all([s.reportEvaluation({loss: 0.5, accuracy: 0.5, samples: 10}),
+    s.contribute(model, 5)]);
+  assert.equal(report.recorded, false);
+  assert.match(report.reason, /already reported/);
+  assert.equal(outcome.type, 'round_closed');
+  assert.equal(outcome.round, 2);
+});

@@ -144,3 +144,23 @@ test('wasm threads: one per core when cross-origin isolated, else one', async ()
   assert.equal(wasmThreadsWanted({ crossOriginIsolated: false, navigator: { hardwareConcurrency: 8 } }), 1);
   assert.equal(wasmThreadsWanted({ crossOriginIsolated: true, navigator: {} }), 1);
 });
+
+test('after each round the global model the session left is scored on the validation split', async () => {
+  const seen = [];
+  const model = mlp();
+  const trainer = new Trainer(model, task({ epochs: 4 }), {
+    // The session writes the round's global model: here, weights that make the model predict 0.5 everywhere.
+    onRoundEnd: async (_round, m) => { m.weights.forEach((w) => w.write(tf.zerosLike(w.read()))); },
+    onRoundEvaluated: async (round, scores) => { seen.push({ round, ...scores }); },
+  });
+  await trainer.train(data(64));
+  assert.deepEqual(seen.map((s) => [s.round, s.samples]), [[1, 16], [2, 16]]); // the 16 held-out samples
+  for (const s of seen) {
+    assert.ok(Math.abs(s.loss - Math.log(2)) < 1e-5, `the zeroed model's loss, ${s.loss}`); // not the trained one's
+    assert.ok(s.acc >= 0 && s.acc <= 1);
+  }
+  const alone = [];
+  await new Trainer(mlp(), task({ epochs: 2 }), { onRoundEnd: async () => {},
+    onRoundEvaluated: async (round) => { alone.push(round); } }).train({ ...data(64), trainCount: 64 });
+  assert.deepEqual(alone, []); // no validation split: nothing to score, nothing reported
+});

@@ -307,6 +307,7 @@ $('start-btn').addEventListener('click', async () => {
   training = true;
   const callbacks = {
     onRoundEnd: federation ? federation.onRoundEnd : undefined,
+    onRoundEvaluated: federation ? federation.onRoundEvaluated : undefined,
     onLog: log,
     onBatchEnd: ({ epoch, batch, batches, samplesPerSecond, started, ended }) => {
       page.batches.push({ epoch, batch, started, ended });

@@ -3,9 +3,10 @@
  * decentralized task (decentralized.js), the trainer's `onRoundEnd` hook each scheme gives, and their
  * status lines. The sessions' logic is theirs; this module only wires it to the page.
  *
- * `window.discoFederated` = {events, rounds, participantId}; `window.discoPeers` = {events, rounds,
- * participantId, privacy}: each round's {round, peers, used, fellBack, samples, sent, weights} (sent =
- * this page's update, weights = the aggregated result, as plain arrays for tests).
+ * `window.discoFederated` = {events, rounds, participantId, evaluations}; `window.discoPeers` = {events, rounds,
+ * participantId, privacy, evaluations}: each round's {round, peers, used, fellBack, samples, sent, weights} (sent =
+ * this page's update, weights = the aggregated result, as plain arrays for tests); `evaluations`: what
+ * the page reported of each round's result on its validation split (federated evaluation).
  * @module pages/train_collab
  */
 
@@ -20,13 +21,14 @@ import { DecentralizedSession, privateUpdate, readWeights, writeWeights } from '
  * @param {() => number} page.samples the number of training samples (the update's weight)
  * @param {(message: string) => void} page.log
  * @param {(id: string, text: string, kind?: string) => void} page.setStatus
- * @returns {{active: () => boolean, join: () => Promise<{session: any, onRoundEnd: Function}>}}
+ * @returns {{active: () => boolean, join: () => Promise<{session: any, onRoundEnd: Function,
+ *   onRoundEvaluated: Function}>}}
  */
 export function collaboration({ task, getModel, samples, log, setStatus }) {
   const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
   const taskId = task.id;
 
-  const federated = { events: [], rounds: [], participantId: null, participantsPerRound: null };
+  const federated = { events: [], rounds: [], participantId: null, participantsPerRound: null, evaluations: [] };
   globalThis.discoFederated = federated;
 
   function collaborative() {
@@ -56,13 +58,29 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
       setStatus('fed-status', `Round ${message.round} closed: ${message.contributors} participants averaged into version ${message.version}.`, 'ok');
     } else if (message.type === 'round_failed') {
       setStatus('fed-status', `Round ${message.round} failed: ${message.reason}, continuing from version ${message.version}.`, 'error');
-    } else if (message.type === 'error' && !['stale_round', 'duplicate', 'not_invited'].includes(message.code)) {
+    } else if (message.type === 'error' && !['stale_round', 'duplicate', 'not_invited'].includes(message.code)
+      && message.about !== 'evaluation') { // a refused evaluation is logged by evaluationReporter
       setStatus('fed-status', `The server refused an update: ${message.reason}`, 'error');
     } else if (message.type !== 'closed') {
       const recovery = describeRecovery(message);
       if (recovery) setStatus('fed-status', recovery.text, recovery.tone);
     }
     $('fed-status').hidden = false;
+  }
+
+  /**
+   * The trainer's onRoundEvaluated hook for `session` (either scheme): reports the round's global model's
+   * scores on the validation split (numbers only), logs them and keeps them in `kept`.
+   */
+  function evaluationReporter(session, kept) {
+    return async (_round, { loss, acc, samples }) => {
+      const report = await session.reportEvaluation({ loss, accuracy: acc, samples });
+      if (!report) return; // the round made no model this page continues from (failed, superseded, synced)
+      kept.push(report);
+      const accuracy = report.accuracy != null ? `, accuracy ${report.accuracy.toFixed(4)}` : '';
+      log(`Round ${report.round}: validation loss ${report.loss.toFixed(4)}${accuracy} on ${report.samples} samples `
+        + (report.recorded ? '(reported).' : `(not reported: ${report.reason}).`));
+    };
   }
 
   /** The words for a session's recovery events (federated.js, decentralized.js), or null. */
@@ -119,6 +137,7 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
         setStatus('train-status', 'Training…', 'busy');
         await showPrivacySpent();
       },
+      onRoundEvaluated: evaluationReporter(session, federated.evaluations),
     };
   }
 
@@ -128,7 +147,7 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
   //     privacy}: each round's {round, peers, used, fellBack, samples, sent, weights} (sent = this page's
   //     update, weights = the aggregated result, as plain arrays for tests).
 
-  const peers = { events: [], rounds: [], participantId: null, privacy: [] };
+  const peers = { events: [], rounds: [], participantId: null, privacy: [], evaluations: [] };
   globalThis.discoPeers = peers;
 
   function withPeers() {
@@ -177,7 +196,7 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
       const recovery = describeRecovery(message);
       setStatus('peers-status', recovery.text, recovery.tone);
       log(recovery.text);
-    } else if (message.type === 'peer_error' || message.type === 'error') {
+    } else if (message.type === 'peer_error' || (message.type === 'error' && message.about !== 'evaluation')) {
       log(`Peer exchange: ${message.reason}`);
     } else if (message.type === 'exchanged') {
       const how = { webrtc: 'direct WebRTC connections', relay: 'the server relay', mixed: 'WebRTC and the relay', none: 'no exchange' }[message.used] ?? message.used;
@@ -209,6 +228,7 @@ export function collaboration({ task, getModel, samples, log, setStatus }) {
         setStatus('train-status', 'Training…', 'busy');
         if (privacy()) await showPrivacySpent();
       },
+      onRoundEvaluated: evaluationReporter(session, peers.evaluations),
     };
   }
 
