@@ -33,7 +33,7 @@ def trimmed_mean(updates: np.ndarray | UpdateSource, weights: np.ndarray | None 
         raise ValueError(f"Trimmed mean needs 0 <= beta < 0.5; got {beta}.")
     k = math.floor(beta * n)
     out = np.empty(source.size, dtype=np.float32)
-    for start, stop, block in blocks(source, copies=2):
+    for start, stop, block in blocks(source, copies=3):  # the partition's copy and the mean's of its middle
         if k == 0:
             out[start:stop] = block.mean(axis=0, dtype=np.float32)
             continue
