@@ -218,3 +218,26 @@ def test_peak_memory_of_the_aggregation_does_not_grow_with_n_times_p(big_frames,
         np.testing.assert_array_equal(got, np.median(first, axis=0))
     else:
         assert sum(np.array_equal(got, first[i]) for i in range(N_BIG)) >= 1
+
+
+@pytest.mark.parametrize(("name", "params", "reference"), [
+    ("mean", {}, lambda m, w, base: sample_weights(w, len(w)).astype(np.float32) @ m),
+    ("plain_mean", {}, lambda m, w, base: m.mean(axis=0, dtype=np.float32)),
+    ("median", {}, lambda m, w, base: _reference_median(m)),
+    ("multi_krum", {"f": 1, "m": 3}, lambda m, w, base: _reference_multi_krum(m, 1, 3)),
+    ("centered_clipping", {"tau": 0.5, "iterations": 2}, lambda m, w, base: _reference_clipping(m, 0.5, 2, base)),
+])
+def test_the_round_aggregation_reads_stored_frames_by_blocks(tmp_path, name, params, reference):
+    # Prepare: what aggregate_round does once it has the round's frames, capped weights and base model
+    from aggregation.tasks import aggregate_updates
+
+    specs = [TensorSpec("w", (1003,))]
+    matrix = _matrix(7, 1003, 4)
+    weights = np.arange(1.0, 8.0) / 28
+    base = matrix.mean(axis=0) + 0.1
+    source = StoredFrames(_write_frames(tmp_path, matrix, "float32", specs), _open, expected=specs,
+                          block_bytes=4 * 7 * 100)
+    # Execute
+    got = aggregate_updates(name, source, weights, params, base=lambda: base)
+    # Assert: the means weigh as the registry says (plain_mean ignores the weights), clipping centres on the base
+    _check(got, reference(matrix, weights, base), name == "median", name)
