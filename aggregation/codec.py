@@ -156,6 +156,54 @@ def _specs(header: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Values ``start:stop`` of a frame's vector, stored from byte ``offset`` as ``encoding`` (int8: x ``scale``)."""
+
+    start: int
+    stop: int
+    offset: int
+    encoding: str
+    scale: float = 1.0
+
+    @property
+    def itemsize(self) -> int:
+        return {"float32": 4, "float16": 2, "int8": 1}[self.encoding]
+
+
+def frame_segments(header: Mapping[str, Any], payload_offset: int, frame_bytes: int, *,
+                   expected: Sequence[TensorSpec] | None = None) -> tuple[tuple[TensorSpec, ...], tuple[Segment, ...]]:
+    """Where each value of a frame lies, from its header alone: the tensor specs and the payload's segments.
+
+    Lets a reader take any range of coordinates with plain file reads (``aggregation.frames``) instead of
+    decoding, or mapping, the whole frame. The same checks as ``decode_weights`` (encoding, ``expected``,
+    payload size) apply. float32 tensors lie back to back: one segment; float16 and int8 tensors are
+    padded: one segment each. An int8 segment's ``scale`` is left 0: it is the float32 stored in the 4 bytes
+    before the segment's ``offset``, which the reader reads.
+    """
+    encoding = header.get("encoding")
+    if encoding not in ENCODINGS:
+        raise CodecError(f"Unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}.")
+    specs = _specs(header)
+    if expected is not None and tuple(specs) != tuple(expected):
+        raise CodecError(_mismatch(specs, tuple(expected)))
+    needed = sum(_tensor_bytes(encoding, s.size) for s in specs)
+    if frame_bytes - payload_offset != needed:
+        raise CodecError(f"The payload has {frame_bytes - payload_offset:,} bytes but the header's tensors need "
+                         f"{needed:,} as {encoding}.")
+    total = sum(s.size for s in specs)
+    if encoding == "float32":
+        return specs, (Segment(0, total, payload_offset, encoding),)
+    segments, start, pos = [], 0, payload_offset
+    for s in specs:
+        if encoding == "float16":
+            segments.append(Segment(start, start + s.size, pos, encoding))
+        else:
+            segments.append(Segment(start, start + s.size, pos + 4, encoding))
+        start, pos = start + s.size, pos + _tensor_bytes(encoding, s.size)
+    return specs, tuple(segments)
+
+
 def decode_weights(frame: bytes | bytearray | memoryview, *, max_bytes: int | None = None,
                    expected: Sequence[TensorSpec] | None = None, allow_non_finite: bool = False) -> WeightsMessage:
     """Decode a frame into its header and one float32 vector (a zero-copy view for float32).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,10 @@ from django.conf import settings
 from . import optimizer_state, rounds
 from .aggregators import registry, too_few_updates
 from .aggregators.bounds import capped_shares
+from .aggregators.source import UpdateSource
+from .aggregators.source import rows as update_rows
 from .models import Round
-from .weights import artifacts_from_vector, load_frame, version_vector
+from .weights import artifacts_from_vector, stored_frames, version_vector
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +37,34 @@ log = logging.getLogger(__name__)
 def _aggregate(rnd: Round) -> np.ndarray:
     """The round's aggregate, by the task's aggregator as the registry describes it."""
     task = rnd.task
-    spec = registry.aggregator(task.aggregator)
-    specs = rounds.expected_specs(rnd)
     contributions = list(rnd.contributions.order_by("participant_id"))
     # Sample counts weigh the updates, but none more than the task's max_contribution_share of the total.
     weights = capped_shares(np.array([c.samples for c in contributions], dtype=np.float64),
                             task.max_contribution_share)
     # The frames were checked for NaN/Inf when they arrived (consumers._submit): here only their
-    # shapes are checked again, and the aggregate once at the end.
-    vectors = (load_frame(c.blob, expected=specs, allow_non_finite=True).vector for c in contributions)
+    # headers and sizes are checked again, and the aggregate once at the end.
+    source = stored_frames([c.blob for c in contributions], expected=rounds.expected_specs(rnd))
+    return aggregate_updates(task.aggregator, source, weights, dict(task.aggregator_params),
+                             base=lambda: version_vector(rnd.base_version))
+
+
+def aggregate_updates(name: str, source: UpdateSource, weights: np.ndarray, params: dict[str, Any],
+                      base: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+    """Aggregate ``source``'s updates with rule ``name`` (capped ``weights``, the task's ``params``).
+
+    Never holds the N x P matrix: the means stream one update at a time; every other rule reads
+    blocks of coordinates of at most the source's ``block_bytes``. ``base`` gives the round's base
+    model for a rule that takes it (centered clipping's center).
+    """
+    spec = registry.aggregator(name)
     if spec.stream is not None:
-        # Streaming (the means): one memory-mapped update at a time, never the N x P matrix.
-        n = len(contributions)
+        n = source.count
         shares = weights if spec.weighted else np.full(n, 1 / n)
-        return spec.stream(vectors, shares, sum(s.size for s in specs))
-    matrix = np.stack(list(vectors))
-    params = dict(task.aggregator_params)
-    if spec.base_param:
-        params.setdefault(spec.base_param, version_vector(rnd.base_version))
-    return spec.rule(matrix, weights, **params)
+        return spec.stream(update_rows(source), shares, source.size)
+    params = dict(params)
+    if spec.base_param and base is not None:
+        params.setdefault(spec.base_param, base())
+    return spec.rule(source, weights, **params)
 
 
 # Read when a worker starts (Celery binds them to the task); prefork workers enforce them, the embedded

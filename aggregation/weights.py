@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import BinaryIO
 
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from tasks.models import ModelVersion
 from tasks.tfjs_format import LayersModelArtifacts, parse_layers_model
 from tasks.versions import read_file
 
-from .codec import WeightsMessage, decode_weights
+from .codec import TensorSpec, WeightsMessage, decode_weights
+from .frames import StoredFrames
 
 SHARD = "group1-shard1of1.bin"
 
@@ -54,3 +58,20 @@ def load_frame(path: str, **checks) -> WeightsMessage:
         with default_storage.open(path, "rb") as fh:
             return decode_weights(fh.read(), **checks)
     return decode_weights(np.memmap(local, dtype=np.uint8, mode="r"), **checks)
+
+
+def _open_stored(name: str) -> BinaryIO:
+    """A stored file for reading: unbuffered from a local folder (reads land straight in numpy's buffer)."""
+    try:
+        local = default_storage.path(name)
+    except NotImplementedError:
+        return default_storage.open(name, "rb")
+    return open(local, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+
+
+def stored_frames(names: Sequence[str], expected: Sequence[TensorSpec] | None = None,
+                  block_bytes: int | None = None) -> StoredFrames:
+    """The stored update frames ``names`` as a source read by blocks of coordinates (``aggregation.frames``),
+    each block at most ``block_bytes`` (default: the ``DISCO_AGGREGATION_BLOCK_BYTES`` setting)."""
+    budget = settings.DISCO_AGGREGATION_BLOCK_BYTES if block_bytes is None else block_bytes
+    return StoredFrames(names, _open_stored, expected=expected, block_bytes=budget)

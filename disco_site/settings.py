@@ -246,6 +246,12 @@ if not 0 < DISCO_AGGREGATION_SOFT_TIME_LIMIT < DISCO_AGGREGATION_TIME_LIMIT:
     raise ValueError(f"DISCO_AGGREGATION_SOFT_TIME_LIMIT ({DISCO_AGGREGATION_SOFT_TIME_LIMIT} s) must be above 0 and "
                      f"below DISCO_AGGREGATION_TIME_LIMIT ({DISCO_AGGREGATION_TIME_LIMIT} s), so that a slow "
                      "aggregation can fail cleanly before its worker is killed.")
+# The aggregation rules read the round's updates a block of coordinates at a time (aggregation.frames):
+# one block of N updates takes at most this many bytes, with the rule's temporaries (median's copy,
+# Krum's float64 copy) counted in, so the worker's memory does not grow with N x P.
+DISCO_AGGREGATION_BLOCK_BYTES = int(_env("DISCO_AGGREGATION_BLOCK_BYTES", str(64 << 20)))
+if DISCO_AGGREGATION_BLOCK_BYTES < 1 << 16:
+    raise ValueError(f"DISCO_AGGREGATION_BLOCK_BYTES ({DISCO_AGGREGATION_BLOCK_BYTES}) must be at least 65536.")
 # A conversion job waits for its isolated process (DISCO_CONVERSION_TIMEOUT) and then stores the
 # result: the soft limit leaves it time to record a failure, the hard limit ends a stuck worker child.
 CELERY_TASK_ANNOTATIONS = {

@@ -1,7 +1,8 @@
 """Federated averaging (McMahan et al., 2017): the sample-weighted mean, and the plain mean.
 
-``streamed_mean`` computes either from updates read one at a time (memory-mapped frames),
-never holding the N x P matrix: the round service uses it for every mean.
+``streamed_mean`` computes either from updates read one at a time (the stored frames, one
+P-vector at a time), never holding the N x P matrix: the round service uses it for every mean.
+``mean`` and ``plain_mean`` take a matrix or any ``UpdateSource`` (read by blocks of coordinates).
 """
 
 from __future__ import annotations
@@ -10,21 +11,29 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._checks import as_matrix, sample_weights
+from ._checks import sample_weights
+from .source import UpdateSource, as_source, blocks
 
 _BLOCK = 1 << 17  # floats: 512 KiB, so the scratch block stays in cache
 
 
-def mean(updates: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def mean(updates: np.ndarray | UpdateSource, weights: np.ndarray | None = None) -> np.ndarray:
     """Mean of the rows weighted by each participant's number of samples (FedAvg)."""
-    matrix = as_matrix(updates)
-    w = sample_weights(weights, matrix.shape[0]).astype(np.float32)
-    return w @ matrix
+    source = as_source(updates)
+    w = sample_weights(weights, source.count).astype(np.float32)
+    out = np.empty(source.size, dtype=np.float32)
+    for start, stop, block in blocks(source):
+        out[start:stop] = w @ block
+    return out
 
 
-def plain_mean(updates: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def plain_mean(updates: np.ndarray | UpdateSource, weights: np.ndarray | None = None) -> np.ndarray:
     """Unweighted mean of the rows (what DISCO does); ``weights`` are ignored."""
-    return as_matrix(updates).mean(axis=0, dtype=np.float32)
+    source = as_source(updates)
+    out = np.empty(source.size, dtype=np.float32)
+    for start, stop, block in blocks(source):
+        out[start:stop] = block.mean(axis=0, dtype=np.float32)
+    return out
 
 
 def _add_scaled(total: np.ndarray, vector: np.ndarray, share: float, scratch: np.ndarray) -> None:

@@ -6,8 +6,9 @@ and the form page's JSON (read by ``static/disco/task_form.js``) are all derived
 ``AGGREGATORS`` and ``SERVER_OPTIMIZERS``; nothing else lists them. Pure and Django-free,
 like the rules themselves.
 
-An aggregator either takes the N x P matrix (``rule``) or streams the updates one at a time
-(``stream``: the means, which never hold the matrix); the round service asks the entry which.
+An aggregator either reads the updates by blocks of coordinates (``rule``: an N x P matrix or any
+``source.UpdateSource``, so the round's stored frames are never stacked into the matrix) or streams
+them one at a time (``stream``: the means); the round service asks the entry which.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .krum import krum, multi_krum
 from .mean import mean, plain_mean, streamed_mean
 from .median import median, trimmed_mean
 
+# (an N x P matrix or an UpdateSource, the weights or None, **params) -> the aggregate
 Rule = Callable[..., np.ndarray]
 # (updates, one at a time; their normalised shares; the parameter count) -> the aggregate
 Stream = Callable[[Iterable[np.ndarray], np.ndarray, int], np.ndarray]
@@ -121,7 +123,7 @@ class _Entry:
 
 @dataclass(frozen=True)
 class AggregatorSpec(_Entry):
-    """An aggregation rule: ``rule(matrix, weights, **params)`` or, for the means, ``stream``.
+    """An aggregation rule: ``rule(matrix or source, weights, **params)`` or, for the means, ``stream``.
 
     ``weighted``: the rule weighs updates by their (capped) sample counts; ``base_param`` names the
     keyword that receives the round's base model (centered clipping's ``center``); ``schemes`` lists
