@@ -35,7 +35,9 @@ LOSS_FACTOR = 3.0
 # version's accuracy, which one CI run found only 4.5 points below the trimmed mean's); ALIE's z_max (0.25 for
 # 10 and 2) is built to hide inside the honest spread, not to move the mean (z = 10 moved it by 0.3 points), so
 # z = 100, which the trimmed mean drops as the lowest values of every coordinate.
-STRENGTH = {"noise": 1000.0, "sign_flip": 10.0, "alie": 100.0}
+# Boosting the honest direction 10 times (scale's default) moved the mean by 2.8 honest steps a round, which one
+# CI run found harmless (0.748 against the trimmed mean's 0.755): 100 times overshoots for sure.
+STRENGTH = {"noise": 1000.0, "sign_flip": 10.0, "scale": 100.0, "alie": 100.0}
 ATTACKS = ["noise", "sign_flip", "scale", "alie", "ipm"]
 
 RESET = """
