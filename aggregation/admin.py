@@ -1,4 +1,5 @@
-"""Django admin for the collaboration engine: rounds, updates, decentralized rounds, participants.
+"""Django admin for the collaboration engine: rounds, updates, decentralized rounds, participants and their
+evaluation reports.
 
 Read only: rounds change only through ``aggregation.rounds`` and ``aggregation.peer_rounds``, so
 administrators may look (lists, filters, search, each row's page) but not add, change or delete.
@@ -15,7 +16,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Contribution, Participant, PeerRound, PeerTurn, Round
+from .models import Contribution, Evaluation, Participant, PeerRound, PeerTurn, Round
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -62,6 +63,15 @@ class ContributionInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class EvaluationInline(ReadOnlyInline):
+    """The reports the round's validation metrics (``val_*``) average."""
+
+    model = Evaluation
+    fields = ["participant", "loss", "accuracy", "samples", "reported_at"]
+    readonly_fields = fields
+    show_change_link = False
+
+
 @admin.register(Round)
 class RoundAdmin(ReadOnlyAdmin):
     list_display = ["number", "task", "status", "contributor_count", "received", "duration", "base", "result",
@@ -75,7 +85,7 @@ class RoundAdmin(ReadOnlyAdmin):
                        "result", "contributor_count", "received", "aggregator", "aggregating_since",
                        "aggregation_attempts", "val_loss", "val_accuracy", "val_samples"]
     fields = readonly_fields
-    inlines = [ContributionInline]
+    inlines = [ContributionInline, EvaluationInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Round]:
         return super().get_queryset(request).annotate(live_contributors=Count("contributions"),
@@ -191,3 +201,29 @@ class ParticipantAdmin(ReadOnlyAdmin):
     @admin.display(description="updates stored", ordering="n_updates")
     def updates(self, participant: Participant) -> int:
         return participant.n_updates
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(ReadOnlyAdmin):
+    """Every evaluation report: one participant's scores of one finished round's model (numbers only)."""
+
+    list_display = ["id", "task", "scheme", "round_number", "participant", "loss", "accuracy", "samples",
+                    "reported_at"]
+    list_filter = ["round__task", "peer_round__task", "reported_at"]
+    search_fields = ["round__task__id", "peer_round__task__id", "participant__id"]
+    list_select_related = ["round", "peer_round", "participant"]
+    date_hierarchy = "reported_at"
+    readonly_fields = ["round", "peer_round", "participant", "loss", "accuracy", "samples", "reported_at"]
+    fields = readonly_fields
+
+    @admin.display(description="task")
+    def task(self, evaluation: Evaluation) -> str:
+        return (evaluation.round or evaluation.peer_round).task_id
+
+    @admin.display(description="scheme")
+    def scheme(self, evaluation: Evaluation) -> str:
+        return "federated" if evaluation.round_id else "decentralized"
+
+    @admin.display(description="round")
+    def round_number(self, evaluation: Evaluation) -> int:
+        return (evaluation.round or evaluation.peer_round).number

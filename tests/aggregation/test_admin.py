@@ -6,12 +6,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from aggregation.models import Contribution, Participant, PeerRound, Round
+from aggregation.models import Contribution, Evaluation, Participant, PeerRound, Round
 from tests.aggregation.round_fixtures import FAILED_REASON, federated_history, peer_history
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
-CHANGELISTS = ["round", "contribution", "peerround", "participant"]
+CHANGELISTS = ["round", "contribution", "peerround", "participant", "evaluation"]
 
 
 @pytest.fixture
@@ -19,6 +19,8 @@ def history(make_task, tiny_artifacts, other_tiny_artifacts):
     task = make_task("watched")
     rounds = federated_history(task, tiny_artifacts, other_tiny_artifacts)
     peer = peer_history(make_task("peers", scheme="decentralized"))
+    Evaluation.objects.create(round=rounds["closed"], participant=Participant.objects.first(), loss=0.41,
+                              accuracy=0.85, samples=40)
     return rounds, peer
 
 
@@ -40,7 +42,7 @@ def test_staff_see_every_changelist_and_row_page(admin_client, viewer, history, 
         assert response.status_code == 200
         assert f'href="/admin/aggregation/{model}/add/"' not in response.content.decode()  # no "Add" button
     obj = {"round": rounds["failed"], "contribution": Contribution.objects.first(), "peerround": peer,
-           "participant": Participant.objects.first()}[model]
+           "participant": Participant.objects.first(), "evaluation": Evaluation.objects.first()}[model]
     page = viewer.get(f"/admin/aggregation/{model}/{obj.pk}/change/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -82,7 +84,7 @@ def test_peer_round_list_counts_selected_peers_and_dropouts(admin_client, histor
 def test_nothing_can_be_added_changed_or_deleted(admin_client, history, model):
     rounds, peer = history
     obj = {"round": rounds["failed"], "contribution": Contribution.objects.first(), "peerround": peer,
-           "participant": Participant.objects.first()}[model]
+           "participant": Participant.objects.first(), "evaluation": Evaluation.objects.first()}[model]
     assert admin_client.get(f"/admin/aggregation/{model}/add/").status_code == 403
     assert admin_client.post(f"/admin/aggregation/{model}/{obj.pk}/change/", {"message": "edited"}).status_code == 403
     assert admin_client.post(f"/admin/aggregation/{model}/{obj.pk}/delete/", {"post": "yes"}).status_code == 403
@@ -105,3 +107,11 @@ def test_non_staff_users_are_sent_to_the_admin_log_in(client, history, django_us
     for model in CHANGELISTS:
         response = client.get(f"/admin/aggregation/{model}/")
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_a_round_page_lists_the_evaluation_reports_its_metrics_average(admin_client, history):
+    rounds, _ = history
+    html = admin_client.get(f"/admin/aggregation/round/{rounds['closed'].pk}/change/").content.decode()
+    assert "Evaluations" in html and "0.85" in html and "40" in html
+    listing = admin_client.get("/admin/aggregation/evaluation/").content.decode()
+    assert "watched" in listing and "federated" in listing
