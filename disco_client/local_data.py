@@ -1,7 +1,7 @@
 """A Python participant's local data: a CSV, an image folder or an ``.npz``, shaped for the task.
 
 The browser client applies the same preprocessing steps (``static/disco/preprocessing.js``);
-here they are applied with numpy and Pillow.
+here they are applied with numpy, and Pillow for image folders (imported only when one is read).
 """
 
 from __future__ import annotations
