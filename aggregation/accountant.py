@@ -1,7 +1,7 @@
 """The (epsilon, delta) a participant has spent, from Google's ``dp-accounting`` RDP accountant.
 
 Each round a participant shares its update clipped to L2 norm ``C`` with Gaussian noise of
-standard deviation ``z * C`` (``aggregation/privacy.py``). The guarantee is participant-level,
+standard deviation ``z * C`` (``disco_client/privacy.py``). The guarantee is participant-level,
 and its neighbouring relation is **replace one participant's data**: two worlds differ in
 everything one participant holds. Outside secure aggregation, whoever aggregates sees each
 participant's noised update on its own, and between the two worlds that update's clipped

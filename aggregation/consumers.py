@@ -2,7 +2,7 @@
 
 Thin by design: decode, call one ``aggregation.rounds`` function per message, reply; every
 broadcast to the task's group comes from ``rounds``, after its transaction commits. Control
-messages are JSON text frames; updates are binary frames in the format of ``aggregation.codec``: one frame, or
+messages are JSON text frames; updates are binary frames in the format of ``disco_client.codec``: one frame, or
 announced by ``update_begin`` and sent in parts that are spooled to disk as they arrive
 (``aggregation.incoming``). A bad message gets an ``error`` frame with a reason and the
 connection stays open. The handshake and the first message (``join``) are
@@ -21,11 +21,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.core.files.base import ContentFile, File
 
+from disco_client.codec import CodecError, decode_weights
 from tasks.models import Task
 
 from . import evaluations, rounds
 from .admission import CLOSE_UNKNOWN_TASK, AdmittingConsumer
-from .codec import CodecError, decode_weights
 from .incoming import IncomingUpdate
 from .models import Participant
 

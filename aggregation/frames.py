@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .codec import CodecError, Segment, TensorSpec, frame_segments, read_header
+from disco_client.codec import CodecError, Segment, TensorSpec, frame_segments, read_header
 
 Opener = Callable[[str], BinaryIO]
 

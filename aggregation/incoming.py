@@ -8,8 +8,8 @@ bytes ``codec.encode_weights`` produces) as consecutive binary frames of at most
 ``PART_BYTES``. Each part is appended to a temporary file as it arrives; the finished
 file is decoded memory-mapped and, once accepted, moved (not copied) into storage.
 
-The receiving side is ``IncomingUpdate``; the sending side is ``send_update`` here and
-``sendUpdate`` in ``static/disco/federated.js``.
+The receiving side is ``IncomingUpdate``; the sending side is ``disco_client.parts.send_update``
+(the Python client) and ``sendUpdate`` in ``static/disco/federated.js``.
 
 What a stranger can make the server spool is bounded twice: a connection has at most one
 update in flight (a new announcement discards the unfinished one), of at most the size of
@@ -20,37 +20,13 @@ together hold at most ``DISCO_MAX_SPOOLED_BYTES_PER_TASK`` in this web process
 
 from __future__ import annotations
 
-import json
 import threading
-from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
-from disco_site.limits import WS_PART_BYTES
-
-from .codec import CodecError
-
-# Every message a client sends fits daphne's limit (DISCO_WS_MAX_MESSAGE_BYTES, at least a part + 4 KiB).
-PART_BYTES = WS_PART_BYTES
-
-
-async def send_update(ws: Any, frame: bytes, part_bytes: int = PART_BYTES) -> int:
-    """Send the weight message ``frame`` over a ``websockets`` connection: whole when it is small,
-    else announced and in parts of at most ``part_bytes`` (views into ``frame``, no copies).
-
-    Returns the message bytes sent: the frame, plus the announcement when there was one.
-    """
-    if len(frame) <= part_bytes:
-        await ws.send(frame)
-        return len(frame)
-    announcement = json.dumps({"type": "update_begin", "bytes": len(frame)})
-    await ws.send(announcement)
-    view = memoryview(frame)
-    for start in range(0, len(view), part_bytes):
-        await ws.send(view[start:start + part_bytes])
-    return len(announcement) + len(frame)
+from disco_client.codec import CodecError
 
 
 class SpoolFullError(CodecError):

@@ -33,12 +33,12 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from disco_client.peer_crypto import PeerCryptoError, decode_public_key
 from tasks.models import Task
 
 from . import rounds
 from .broadcast import send_to_group_on_commit
 from .models import Participant, PeerRound, PeerTurn
-from .peer_crypto import PeerCryptoError, decode_public_key
 
 
 class PeerRoundError(ValueError):

@@ -43,6 +43,7 @@ from django.db.models import BigIntegerField, Count, Max, PositiveIntegerField, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from disco_client.codec import TensorSpec, WeightsMessage
 from disco_site.jobs import enqueue_named_on_commit
 from tasks.choices import Origin
 from tasks.models import Task
@@ -53,7 +54,6 @@ from . import optimizer_state
 from .admission import check_capacity
 from .aggregators.bounds import counted_samples, update_norm
 from .broadcast import send_to_group_on_commit
-from .codec import TensorSpec, WeightsMessage
 from .models import Contribution, Participant, Round
 from .optimizer_state import ServerStep
 from .weights import cached_version_vector
@@ -277,7 +277,7 @@ def status(task: Task) -> RoundStatus:
     )
 
 
-# Each encoding loses more precision than the one before (aggregation.codec).
+# Each encoding loses more precision than the one before (disco_client.codec).
 _LOSSINESS = {"float32": 0, "float16": 1, "int8": 2}
 
 

@@ -4,12 +4,12 @@ It introduces peers and passes messages between them; it never decodes a model o
 update. Text frames are JSON control messages (``ready``, ``signal``, ``done``,
 ``status``); binary frames are relayed to one peer of the same round, the header
 rewritten from ``{"to", "round", "kind", "part", "parts"}`` to ``{"from", "round",
-"kind", "part", "parts"}`` and the payload forwarded byte for byte (``aggregation.relay``)::
+"kind", "part", "parts"}`` and the payload forwarded byte for byte (``disco_client.relay``)::
 
     u32 little-endian n | n bytes of JSON header | payload
 
 Payloads travel in parts of at most 1 MiB; a frame over one part + 64 KiB is refused.
-Peers seal every payload end to end (``aggregation.peer_crypto``): the server forwards
+Peers seal every payload end to end (``disco_client.peer_crypto``): the server forwards
 their ephemeral public keys (``ready``'s ``publicKey``, the ``peers`` message's
 ``publicKeys``) and ciphertext, and holds no key that opens it.
 
@@ -28,13 +28,13 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from disco_client.relay import RELAY_PART_BYTES, RELAY_SLACK, RelayError, decode_relay_frame, encode_relay_frame
 from tasks.models import Task
 
 from . import evaluations, peer_rounds
 from .admission import AdmittingConsumer
 from .models import Participant
 from .peer_rounds import PeerRoundError
-from .relay import RELAY_PART_BYTES, RELAY_SLACK, RelayError, decode_relay_frame, encode_relay_frame
 
 log = logging.getLogger(__name__)
 

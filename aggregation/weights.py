@@ -11,11 +11,11 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from disco_client.codec import TensorSpec, WeightsMessage, decode_weights
 from tasks.models import ModelVersion
 from tasks.tfjs_format import LayersModelArtifacts, parse_layers_model
 from tasks.versions import read_file
 
-from .codec import TensorSpec, WeightsMessage, decode_weights
 from .frames import StoredFrames
 
 SHARD = "group1-shard1of1.bin"

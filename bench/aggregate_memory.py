@@ -42,7 +42,7 @@ def write_frames(folder: Path, n: int, p: int, seed: int = 0) -> list[str]:
     Written one at a time (a few P-vectors in memory): a random base plus 0.01 x a rolled random vector
     each; the first tenth are outliers (1.0 x), so Krum and the median have something to reject.
     """
-    from aggregation.codec import encode_header
+    from disco_client.codec import encode_header
 
     rng = np.random.default_rng(seed)
     base = rng.normal(size=p).astype(np.float32)

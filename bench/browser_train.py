@@ -48,7 +48,7 @@ from tests.live_platform import CHROMIUM_ARGS, daphne, manage, platform_env  # n
 MCMAHAN = "mnist_cnn"
 MCMAHAN_BATCH = 50
 MCMAHAN_PARAMETERS = 1_663_370
-# Compiled on both sides from the same training_config, by the same rules (trainer.js / tasks.training_config).
+# Compiled on both sides from the same training_config, by the same rules (trainer.js / disco_client.training_config).
 MCMAHAN_TRAINING_CONFIG = {"loss": "categorical_crossentropy",
                            "optimizer_config": {"class_name": "SGD", "config": {"learning_rate": 0.1}}}
 
@@ -151,8 +151,8 @@ async ({taskId, backend, batches, mcmahan}) => {
 
 def mcmahan_cnn() -> Any:
     """McMahan et al.'s MNIST CNN in tf_keras, compiled from MCMAHAN_TRAINING_CONFIG as the page compiles it."""
-    from tasks.keras_env import tf_keras
-    from tasks.training_config import compile_for_training
+    from disco_client.keras_env import tf_keras
+    from disco_client.training_config import compile_for_training
 
     layers = tf_keras().layers
     model = tf_keras().Sequential([

@@ -19,8 +19,8 @@ import django  # noqa: E402
 
 django.setup()
 
+from disco_client.keras_env import tf_keras  # noqa: E402
 from tasks.conversion import keras_model_to_tfjs  # noqa: E402
-from tasks.keras_env import tf_keras  # noqa: E402
 from tasks.providers import default_providers  # noqa: E402
 
 

@@ -42,8 +42,8 @@ async def participant(url: str, rounds: int) -> None:
     import numpy as np
     import websockets
 
-    from aggregation.codec import encode_weights
-    from aggregation.incoming import send_update
+    from disco_client.codec import encode_weights
+    from disco_client.parts import send_update
 
     ws_url = url.replace("http", "ws", 1) + "/ws/federated/bench/"
     async with websockets.connect(ws_url, max_size=None, ping_interval=None, origin=url) as ws:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tasks.keras_env import tf_keras
+from disco_client.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
 UNITS = 1000

@@ -2,7 +2,7 @@
 
 For N = 3, 5, 10 peers and P = 200k parameters (``--peers``, ``--params``) it prints bytes
 sent per peer and the time one peer spends to share and to reconstruct, in Python (numpy,
-``aggregation/secure.py``) and in JavaScript (Node running ``static/disco/secure.js``, the
+``disco_client/secure.py``) and in JavaScript (Node running ``static/disco/secure.js``, the
 code browsers run). Transport time is not included (see FACTS.md for data channel speeds).
 
 - mean: share = encode its float32 update frame; reconstruct = decode the N-1 frames it
@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregation.codec import decode_weights, encode_weights  # noqa: E402
-from aggregation.secure import (  # noqa: E402
+from disco_client.codec import decode_weights, encode_weights  # noqa: E402
+from disco_client.secure import (  # noqa: E402
     add_shares,
     decode_mean,
     decode_u32_frame,

@@ -4,7 +4,7 @@ Importable without Django: ``python -c 'from disco_site.limits import ws_max_mes
 
 WebSocket messages are kept small because daphne (autobahn) assembles every message in
 memory, with no backpressure, before the application sees it. Updates travel in parts of
-at most ``WS_PART_BYTES`` (``aggregation.incoming.send_update``, ``sendUpdate`` in
+at most ``WS_PART_BYTES`` (``disco_client.parts.send_update``, ``sendUpdate`` in
 ``static/disco/federated.js``), so daphne's limit need only be a part plus room for a
 header: ``DISCO_WS_MAX_MESSAGE_BYTES``, 1 MiB + 64 KiB by default.
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-WS_PART_BYTES = 1 << 20
+from disco_client.parts import PART_BYTES as WS_PART_BYTES
+
 WS_HEADER_SLACK = 64 * 1024
 WS_MIN_MESSAGE_BYTES = WS_PART_BYTES + 4096
 

@@ -34,7 +34,7 @@ class Participation(models.TextChoices):
 
 
 class Compression(models.TextChoices):
-    """How participants encode their federated updates (``aggregation.codec``); each is lossier than the last."""
+    """How participants encode their federated updates (``disco_client.codec``); each is lossier than the last."""
 
     FLOAT32 = "float32", "None: 32-bit floats, exact"
     FLOAT16 = "float16", "16-bit floats: half the bytes"

@@ -10,15 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .keras_env import safe_mode, tf_keras
+from disco_client.keras_env import safe_mode, tensorflowjs
+
 from .tfjs_format import LayersModelArtifacts, read_layers_model_dir
 
 
 def _tensorflowjs() -> Any:
-    tf_keras()  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
-    import tensorflowjs
-
-    return tensorflowjs
+    return tensorflowjs()
 
 
 def keras_model_to_tfjs(model: Any) -> LayersModelArtifacts:

@@ -32,8 +32,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from disco_client.model_allowlist import config_problems
+
 from .model_files import child
-from .model_files.allowlist import config_problems
 from .model_files.archives import megabytes
 from .model_files.errors import UploadError
 from .model_files.isolation import Limits

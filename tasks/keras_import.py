@@ -24,15 +24,16 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from disco_client.keras_env import safe_mode, tf_keras
+from disco_client.model_allowlist import config_problems
+from disco_client.training_config import LOSSES, TrainingSettings, compile_arguments, optimizer_settings
+
 from .conversion import keras_model_to_tfjs, tfjs_files_to_artifacts
-from .keras_env import safe_mode, tf_keras
-from .model_files.allowlist import config_problems
 from .model_files.archives import DEFAULT_MAX_BYTES, SafeZip
 from .model_files.errors import UploadError
 from .model_files.hdf5 import h5_keras_info
 from .model_files.saved_model import saved_model_problems
 from .tfjs_format import LayersModelArtifacts, ModelFormatError
-from .training_config import LOSSES, TrainingSettings, compile_arguments, optimizer_settings
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +304,7 @@ def translate_compile_config(config: dict[str, Any]) -> dict[str, Any] | None:
     train with them (a custom or from-logits loss): the training page then uses its defaults.
 
     Keeps the loss, the optimizer (Adam, SGD or RMSprop; others become Adam) with its learning
-    rate and SGD's momentum (``tasks.training_config.optimizer_settings``, the page's rules), and
+    rate and SGD's momentum (``disco_client.training_config.optimizer_settings``, the page's rules), and
     accuracy when it was a metric: what TF.js compiles from.
     """
     loss = config.get("loss")

@@ -24,7 +24,8 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 
-from .model_files.allowlist import config_problems
+from disco_client.model_allowlist import config_problems
+
 from .model_files.archives import SafeZip, megabytes
 from .model_files.errors import UploadError
 from .model_files.hdf5 import h5_keras_info

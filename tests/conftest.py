@@ -53,7 +53,7 @@ def fresh_channel_layers():
 
 def build_tiny_keras_model(seed: int = 0) -> Any:
     """A 4 -> 3 -> 2 dense classifier: enough to exercise conversion and storage."""
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     keras = tf_keras()
     keras.utils.set_random_seed(seed)

@@ -46,7 +46,7 @@ def _evil_function(marker: Path) -> Callable[[Any], Any]:
 
 
 def _keras2_dump(marker: Path) -> list[Any]:
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     tf_keras()
     from tf_keras.src.utils.generic_utils import func_dump
@@ -71,7 +71,7 @@ def _replace_lambdas(document: Any, replace: Callable[[dict[str, Any]], None]) -
 
 def _benign_nested_lambda_model(depth3: bool) -> Any:
     """Input (3, 4) -> TimeDistributed(Lambda(identity)) -> Flatten -> Dense(2); optionally nested two models deep."""
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     keras = tf_keras()
     inner = keras.Sequential([keras.Input(shape=(3, 4)),
@@ -109,7 +109,7 @@ def _h5_with_evil_lambda(marker: Path, directory: Path, depth3: bool) -> bytes:
 
 
 def _saved_model_with_evil_lambda(marker: Path, directory: Path) -> bytes:
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     tf_keras()
     from tf_keras.protobuf import saved_metadata_pb2

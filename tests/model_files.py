@@ -31,7 +31,7 @@ INPUT_SHAPES: dict[str, list[tuple[int, ...]]] = {
 
 
 def _keras2() -> Any:
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     return tf_keras()
 

@@ -128,7 +128,7 @@ class AggregatorSpec(_Entry):
     ``weighted``: the rule weighs updates by their (capped) sample counts; ``base_param`` names the
     keyword that receives the round's base model (centered clipping's ``center``); ``schemes`` lists
     where the rule can run. Decentralized peers run only the sample-weighted mean and secure aggregation
-    (``static/disco/decentralized.js``, ``aggregation/peer.py``): every other rule is ``CENTRAL`` and the task's
+    (``static/disco/decentralized.js``, ``disco_client/peer.py``): every other rule is ``CENTRAL`` and the task's
     validation refuses it there, rather than the peers silently averaging instead.
     """
 

@@ -1,5 +1,5 @@
 /**
- * The wire codec for weight messages, twin of aggregation/codec.py (read its docstring for
+ * The wire codec for weight messages, twin of disco_client/codec.py (read its docstring for
  * the format). Both are tested on the same vectors in tests/vectors/codec.json.
  *
  * Frame: u32 LE header length | canonical JSON header, space-padded so the payload starts

@@ -1,6 +1,6 @@
 /**
  * End-to-end encryption of peer-to-peer payloads with WebCrypto: ECDH P-256, HKDF-SHA256, AES-256-GCM.
- * Twin of aggregation/peer_crypto.py (read its docstring for the construction); both are tested on
+ * Twin of disco_client/peer_crypto.py (read its docstring for the construction); both are tested on
  * the vectors of tests/vectors/peer_crypto.json. No DOM code here.
  *
  *   const mine = await generateKeyPair();          // fresh every round; mine.publicKey goes with "ready"

@@ -1,5 +1,5 @@
 /**
- * Client-side differential privacy for a round's update, twin of aggregation/privacy.py. No DOM code.
+ * Client-side differential privacy for a round's update, twin of disco_client/privacy.py. No DOM code.
  *
  * Clip the round's change (weights - roundStartWeights) to L2 norm C, add Gaussian noise of standard
  * deviation z * C to each coordinate (DISCO squares it by mistake), and share roundStart + that.

@@ -1,6 +1,6 @@
 /**
  * How the browser's protocol clients recover (no DOM code): reconnection delays with exponential
- * backoff and jitter, and waits that end. aggregation/remote.py holds the Python twin.
+ * backoff and jitter, and waits that end. disco_client/remote.py holds the Python twin.
  *
  *   const delay = backoffDelay(attempt, RECOVERY_DEFAULTS);          // ms before attempt `attempt` (1, 2, ...)
  *   const closed = await within(session.next('round_closed'), 30000, 'round_closed');

@@ -1,6 +1,6 @@
 /**
  * Relay framing: how peer-to-peer payloads travel through the server, in parts of at most 1 MiB.
- * Twin of aggregation/relay.py (read its docstring); both are tested on tests/vectors/relay.json.
+ * Twin of disco_client/relay.py (read its docstring); both are tested on tests/vectors/relay.json.
  * No DOM code here.
  *
  * A relay frame is u32 LE n | n bytes of JSON envelope | payload. A peer sends

@@ -1,6 +1,6 @@
 /**
  * Exact secure aggregation: fixed-point encoding and additive secret sharing modulo 2**32.
- * Twin of aggregation/secure.py (read its docstring for the protocol); both are tested on the
+ * Twin of disco_client/secure.py (read its docstring for the protocol); both are tested on the
  * vectors of tests/vectors/secure.json. No DOM code here.
  *
  * All arithmetic is on Uint32Array with `>>> 0`, so reconstruction is exact; the only error is

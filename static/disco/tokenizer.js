@@ -2,7 +2,7 @@
  * The byte-level tokenizer that ships with Disco ("bytes"): text is encoded as UTF-8 and
  * each byte is one token (ids 0..255); id 256 pads and ends text, so the vocabulary has 257 ids.
  *
- * Mirror of tasks/tokenizers.py (ByteTokenizer); both are checked against the same vectors in
+ * Mirror of disco_client/tokenizers.py (ByteTokenizer); both are checked against the same vectors in
  * tests/vectors/tokenizer.json. No DOM, no TF.js.
  * @module tokenizer
  */

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from disco_client.keras_env import tf_keras
 from tasks.choices import Aggregator, DataType, Scheme
-from tasks.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
 IMAGE_SIZE = 224

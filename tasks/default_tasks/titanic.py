@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from disco_client.keras_env import tf_keras
 from tasks.choices import Aggregator, DataType, Scheme
-from tasks.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
 INPUT_COLUMNS = ["Age", "SibSp", "Parch", "Fare", "Pclass"]

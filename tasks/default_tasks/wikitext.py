@@ -10,7 +10,7 @@ the three attention heads is its own branch, joined by ``Concatenate``.
 
 How a client feeds the model (three named inputs, all of length ``SEQUENCE_LENGTH``)::
 
-    ids      = tokenizer.encode(text)              # tasks.tokenizers.ByteTokenizer, "bytes"
+    ids      = tokenizer.encode(text)              # disco_client.tokenizers.ByteTokenizer, "bytes"
     window   = left_pad(ids, SEQUENCE_LENGTH + 1)  # last 129 ids, left-padded with 256
     tokens   = window[:-1]                         # "tokens": int32 (batch, 128)
     targets  = window[1:]                          # next-token targets: tokens shifted by one
@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from disco_client.keras_env import tf_keras
+from disco_client.tokenizers import get_tokenizer
 from tasks.choices import Aggregator, DataType, Scheme, Tokenizer
-from tasks.keras_env import tf_keras
 from tasks.spec import TaskSpec
-from tasks.tokenizers import get_tokenizer
 
 SEQUENCE_LENGTH = 128
 VOCAB_SIZE = get_tokenizer(Tokenizer.BYTES).vocab_size  # 257

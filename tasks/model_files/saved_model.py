@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .allowlist import config_problems
+from disco_client.model_allowlist import config_problems
+
 from .errors import UploadError
 
 _DAMAGED = "The SavedModel's keras_metadata.pb is damaged: save the model again with model.save(...)."

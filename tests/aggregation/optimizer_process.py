@@ -51,10 +51,10 @@ def run_round(number: int) -> None:
     from django.core.files.base import ContentFile
 
     from aggregation import rounds
-    from aggregation.codec import decode_weights, encode_weights
     from aggregation.models import Participant, Round, ServerOptimizerState
     from aggregation.optimizer_state import read_arrays
     from aggregation.weights import version_vector
+    from disco_client.codec import decode_weights, encode_weights
     from tasks.models import Task
 
     _eager()

@@ -21,8 +21,8 @@ import pytest
 from aggregation.aggregators import centered_clipping, krum, mean, median, multi_krum, plain_mean, trimmed_mean
 from aggregation.aggregators._checks import sample_weights
 from aggregation.aggregators.source import MatrixSource, block_width, row, rows
-from aggregation.codec import CodecError, TensorSpec, decode_weights, encode_weights
 from aggregation.frames import StoredFrames
+from disco_client.codec import CodecError, TensorSpec, decode_weights, encode_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 

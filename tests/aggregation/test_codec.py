@@ -1,4 +1,4 @@
-"""aggregation/codec.py: the shared vectors, zero-copy decoding, and every refusal with its reason."""
+"""disco_client/codec.py: the shared vectors, zero-copy decoding, and every refusal with its reason."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregation.codec import CodecError, TensorSpec, decode_weights, encode_weights
+from disco_client.codec import CodecError, TensorSpec, decode_weights, encode_weights
 from tests.vectors.make_codec_vectors import build
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "codec.json").read_text())

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
-from aggregation.codec import decode_weights, encode_weights
 from aggregation.models import Contribution, Round
 from aggregation.weights import version_vector
+from disco_client.codec import decode_weights, encode_weights
 from tasks.models import ModelVersion
 from tasks.versions import create_version
 from tests.aggregation.websockets import connect as connect_to

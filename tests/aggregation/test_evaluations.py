@@ -197,7 +197,7 @@ def test_recording_takes_a_bounded_number_of_queries(fed):
 @pytest.mark.parametrize(("count", "split", "held"), [(60, 0.2, 12), (150, 0.2, 30), (3, 0.1, 1), (1, 0.2, 0),
                                                       (10, 0.0, 0), (2, 0.9, 1)])
 def test_python_clients_hold_out_the_tasks_validation_share_as_the_browser_does(count, split, held):
-    from aggregation.remote import _rows, split_indices
+    from disco_client.remote import _rows, split_indices
 
     train, validation = split_indices(count, split)
     assert len(validation) == held and len(train) == count - held

@@ -13,8 +13,8 @@ from django.db import connection, connections
 
 from aggregation import rounds, sweeper
 from aggregation import tasks as agg_tasks
-from aggregation.codec import decode_weights
 from aggregation.models import Round
+from disco_client.codec import decode_weights
 from tasks.versions import create_version, set_current_version
 from tests.aggregation.test_consumer import update_frame
 from tests.aggregation.websockets import connect, receive
@@ -97,8 +97,8 @@ def test_a_new_upload_during_the_round_is_not_undone(two_versions, held, tiny_ar
 
 
 def test_an_upload_of_another_shape_during_the_round_stays_current(two_versions, held):
+    from disco_client.keras_env import tf_keras
     from tasks.conversion import keras_model_to_tfjs
-    from tasks.keras_env import tf_keras
 
     keras = tf_keras()
     wider = keras.Sequential([keras.layers.Input(shape=(4,)), keras.layers.Dense(5, activation="relu"),

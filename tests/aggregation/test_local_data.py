@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aggregation.local_data import (
+from disco_client.local_data import (
     DataError,
     images_from_folder,
     labels_of,
@@ -128,7 +128,7 @@ def test_too_few_samples_for_the_shards_is_refused():
 
 
 def test_text_is_cut_into_next_token_windows_as_the_browser_cuts_it():
-    from aggregation.local_data import text_windows
+    from disco_client.local_data import text_windows
 
     training = {"dataType": "text", "tokenizer": "bytes", "maxSequenceLength": 4}
     x, y = text_windows("abcdefghij", training)  # 10 ids: windows at 0 and 4 (5 ids each), then "ij" padded
@@ -144,7 +144,7 @@ def test_text_is_cut_into_next_token_windows_as_the_browser_cuts_it():
 
 
 def test_text_splits_iid_only():
-    from aggregation.local_data import text_windows
+    from disco_client.local_data import text_windows
 
     x, y = text_windows("abcdefghijklmnopqrstuvwxyz" * 4, {"dataType": "text", "maxSequenceLength": 8})
     parts = split(x, y, 3, seed=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-from aggregation.incoming import PART_BYTES, send_update
+from disco_client.parts import PART_BYTES, send_update
 from disco_site.limits import WS_MIN_MESSAGE_BYTES, daphne_ws_args, ws_max_message_bytes
 
 

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from aggregation.remote import ParticipantError, TaskServerClient
+from disco_client.keras import KerasFederatedClient
+from disco_client.remote import ParticipantError
 from tests.hostile_models import build_hostile_files
 
 
-class _ServedBy(TaskServerClient):
+class _ServedBy(KerasFederatedClient):
     """A client whose server is a dictionary of paths, as a hostile server would answer."""
 
     files: dict[str, bytes]

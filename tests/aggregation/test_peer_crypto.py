@@ -1,4 +1,4 @@
-"""aggregation/peer_crypto.py: the shared vectors, per-direction keys, and refusals of what is not authentic."""
+"""disco_client/peer_crypto.py: the shared vectors, per-direction keys, and refusals of what is not authentic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregation.peer_crypto import (
+from disco_client.peer_crypto import (
     PeerCryptoError,
     RoundKeys,
     associated_data,

@@ -1,10 +1,10 @@
-"""aggregation/peer.py's relay path without a server: sealed payloads in 1 MiB parts, joined and opened."""
+"""disco_client/peer.py's relay path without a server: sealed payloads in 1 MiB parts, joined and opened."""
 
 from __future__ import annotations
 
-from aggregation.peer import DecentralizedClient
-from aggregation.peer_crypto import RoundKeys, encode_public_key, generate_private_key
-from aggregation.relay import RELAY_PART_BYTES, decode_relay_frame, encode_relay_frame, split_relay
+from disco_client.peer import DecentralizedClient
+from disco_client.peer_crypto import RoundKeys, encode_public_key, generate_private_key
+from disco_client.relay import RELAY_PART_BYTES, decode_relay_frame, encode_relay_frame, split_relay
 
 A, B = "0b7c2a8e-0000-4000-8000-000000000001", "5d1e6f70-0000-4000-8000-000000000002"
 

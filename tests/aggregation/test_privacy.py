@@ -1,4 +1,4 @@
-"""aggregation/privacy.py: clipping bounds the norm, the noise has standard deviation z*C (not (z*C)**2)."""
+"""disco_client/privacy.py: clipping bounds the norm, the noise has standard deviation z*C (not (z*C)**2)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from aggregation.privacy import clip_l2, privatize, privatize_weights
+from disco_client.privacy import clip_l2, privatize, privatize_weights
 
 
 def test_clipping_bounds_the_norm_and_keeps_the_direction():

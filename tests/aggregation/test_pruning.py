@@ -6,8 +6,8 @@ import pytest
 from django.core.files.base import ContentFile
 
 from aggregation import rounds
-from aggregation.codec import decode_weights
 from aggregation.models import Contribution, Participant, Round
+from disco_client.codec import decode_weights
 from tasks.versions import create_version
 from tests.aggregation.test_consumer import update_frame
 

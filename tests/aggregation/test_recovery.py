@@ -1,4 +1,4 @@
-"""The Python participant recovers by itself (aggregation.remote, aggregation.participant).
+"""The Python participant recovers by itself (disco_client.remote, disco_client.participant).
 
 A fake server (``websockets.serve`` on a free port, no Django) plays each case: a connection that
 closes mid-round, ``stale_round``, ``round_failed``, a server that stops answering. No fixed sleeps:
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import websockets
 
-from aggregation.participant import FederatedClient
-from aggregation.remote import ParticipantError, Recovery, wait_limits
+from disco_client.participant import FederatedClient
+from disco_client.remote import ParticipantError, Recovery, wait_limits
 
 
 def test_backoff_grows_by_the_factor_and_is_bounded():
@@ -39,16 +39,7 @@ def test_wait_limits_derive_from_the_round_deadline():
     assert wait_limits(60, None, round=0.5)["round"] == 0.5
 
 
-class Weight:
-    name = "w"
-    path = None
-
-    def numpy(self):
-        return np.array([1.0, 2.0], dtype=np.float32)
-
-
-class Model:
-    weights = [Weight()]
+UPDATE = [("w", np.array([1.0, 2.0], dtype=np.float32))]  # one tensor, in the manifest's order
 
 
 Script = Callable[[int, dict, "websockets.ServerConnection"], object]
@@ -87,7 +78,7 @@ async def run_client(script, **options):
                                  deadline_seconds=30, **options)
         await asyncio.wait_for(client.connect(), 10)
         try:
-            outcome = await asyncio.wait_for(client.contribute(Model(), round_number=client.seen["round"],
+            outcome = await asyncio.wait_for(client.contribute(UPDATE, round_number=client.seen["round"],
                                                                base_version=client.seen["version"], samples=5), 20)
         finally:
             await client.close()
@@ -198,7 +189,7 @@ async def test_a_server_that_answers_nothing_is_dropped_and_reconnected():
 
 
 async def test_a_peer_reconnects_when_the_signalling_connection_closes_while_it_waits_for_peers():
-    from aggregation.peer import DecentralizedClient
+    from disco_client.peer import DecentralizedClient
 
     deadline = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
 

@@ -1,4 +1,4 @@
-"""aggregation/relay.py: relay frames and their parts on the shared vectors; reassembly and its refusals."""
+"""disco_client/relay.py: relay frames and their parts on the shared vectors; reassembly and its refusals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregation.relay import RelayError, RelayReassembler, decode_relay_frame, encode_relay_frame, split_relay
+from disco_client.relay import RelayError, RelayReassembler, decode_relay_frame, encode_relay_frame, split_relay
 from tests.vectors.make_relay_vectors import build
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "relay.json").read_text())

@@ -12,8 +12,8 @@ from django.core.files.base import ContentFile
 
 from aggregation import rounds
 from aggregation import tasks as agg_tasks
-from aggregation.codec import decode_weights
 from aggregation.models import Participant, Round
+from disco_client.codec import decode_weights
 from tasks.versions import create_version
 from tests.aggregation.test_consumer import connect, update_frame
 from tests.aggregation.websockets import receive

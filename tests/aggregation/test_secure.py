@@ -1,4 +1,4 @@
-"""aggregation/secure.py: the shared vectors, exact reconstruction, the quantization bound, frames and refusals."""
+"""disco_client/secure.py: the shared vectors, exact reconstruction, the quantization bound, frames and refusals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregation.codec import CodecError, encode_weights
-from aggregation.secure import (
+from disco_client.codec import CodecError, encode_weights
+from disco_client.secure import (
     INT32_MAX,
     add_shares,
     decode_fixed,

@@ -13,11 +13,11 @@ from django.core.files.base import ContentFile
 
 from aggregation import rounds
 from aggregation import tasks as agg_tasks
-from aggregation.codec import decode_weights
 from aggregation.models import Participant, Round, ServerOptimizerState
 from aggregation.optimizer_state import read_arrays
 from aggregation.server_optimizers import fedadam, fedavgm
 from aggregation.weights import version_vector
+from disco_client.codec import decode_weights
 from tasks.versions import create_version, set_current_version
 from tests.aggregation import optimizer_process
 from tests.aggregation.test_consumer import update_frame

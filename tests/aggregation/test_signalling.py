@@ -10,10 +10,10 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from aggregation.models import PeerRound, PeerTurn
-from aggregation.peer_crypto import encode_public_key, generate_private_key
-from aggregation.relay import RELAY_PART_BYTES, RELAY_SLACK, RelayReassembler, decode_relay_frame, split_relay
 from aggregation.signalling import max_relay_bytes
 from aggregation.sweeper import sweep
+from disco_client.peer_crypto import encode_public_key, generate_private_key
+from disco_client.relay import RELAY_PART_BYTES, RELAY_SLACK, RelayReassembler, decode_relay_frame, split_relay
 from tasks.models import Task
 from tests.aggregation.websockets import connect as connect_to
 from tests.aggregation.websockets import receive

@@ -11,8 +11,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from aggregation import presence, rounds, sweeper
-from aggregation.codec import decode_weights
 from aggregation.models import Participant, PeerRound, PeerTurn, Round
+from disco_client.codec import decode_weights
 from tasks.models import ConversionJob
 from tasks.versions import create_version
 from tests.aggregation.test_consumer import update_frame

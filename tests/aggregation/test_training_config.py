@@ -1,4 +1,4 @@
-"""The Python participant compiles a task's model as the training page does (tasks/training_config.py)."""
+"""The Python participant compiles a task's model as the training page does (disco_client/training_config.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregation.remote import TaskServerClient
-from tasks.training_config import (
+from disco_client.keras import KerasFederatedClient
+from disco_client.training_config import (
     TrainingSettings,
     compile_arguments,
     default_settings,
@@ -101,7 +101,7 @@ def test_no_config_is_adam_at_the_page_rate_with_the_loss_the_output_implies():
 
 # --- End to end: a served model.json compiled with SGD(0.05) trains as plain SGD(0.05) --------------------
 
-class _Served(TaskServerClient):
+class _Served(KerasFederatedClient):
     """A client whose server is a dictionary of paths."""
 
     files: dict[str, bytes]
@@ -111,7 +111,7 @@ class _Served(TaskServerClient):
 
 
 def _linear_model(optimizer: Any) -> Any:
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     keras = tf_keras()
     keras.utils.set_random_seed(7)
@@ -123,8 +123,8 @@ def _linear_model(optimizer: Any) -> Any:
 @pytest.fixture(scope="module")
 def sgd_task():
     """A linear model its author compiled with SGD(0.05), as the server serves it, and data to train on."""
+    from disco_client.keras_env import tf_keras
     from tasks.conversion import keras_model_to_tfjs
-    from tasks.keras_env import tf_keras
 
     author = _linear_model(tf_keras().optimizers.SGD(learning_rate=0.05))
     artifacts = keras_model_to_tfjs(author)
@@ -144,7 +144,7 @@ def _participant(artifacts: Any) -> _Served:
 
 
 def test_the_participant_trains_one_epoch_as_plain_sgd_not_adam(sgd_task):
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     artifacts, x, y, start = sgd_task
     optimizer_config = json.loads(artifacts.model_json_bytes())["modelTopology"]["training_config"]["optimizer_config"]

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregation.relay import decode_relay_frame
-from aggregation.secure import fixed_point_scale, quantization_bound
+from disco_client.relay import decode_relay_frame
+from disco_client.secure import fixed_point_scale, quantization_bound
 from tasks.sample_data import learnable_tabular_csv
 from tests.browser.train_helpers import DONE
 from tests.live_platform import Database

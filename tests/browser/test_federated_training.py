@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregation.participant import FederatedClient
+from disco_client.keras import KerasFederatedClient
 from tasks.sample_data import learnable_tabular_csv
 from tests.browser.train_helpers import DONE, open_train_page
 from tests.live_platform import LivePlatform, Worker
@@ -51,7 +51,7 @@ def test_two_pages_and_a_python_participant_converge_to_the_same_weights(live_pl
     python_part = np.array([[float(v) for v in line.split(",")] for line in body[160:]], dtype=np.float32)
     x, y = python_part[:, :4], python_part[:, 4:5]
 
-    client = FederatedClient(base, TASK, log=lambda _: None)
+    client = KerasFederatedClient(base, TASK, log=lambda _: None)
     with ThreadPoolExecutor(max_workers=1) as pool:
         python_run = pool.submit(asyncio.run, client.run(x, y, rounds=2))
         contexts = [browser.new_context() for _ in range(2)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregation.participant import FederatedClient
+from disco_client.keras import KerasFederatedClient
 from tasks.sample_data import learnable_tabular_csv
 from tests.browser.train_helpers import DONE, open_train_page
 from tests.live_platform import LivePlatform, daphne, free_port
@@ -49,7 +49,7 @@ def test_the_page_reconnects_after_a_restart_and_finishes_its_rounds(browser, tm
         assert "reconnecting" in page.inner_text("#fed-status")
         with daphne(env, tmp_path / "daphne-2.log", port=port) as base:
             page.wait_for_function(HAS, arg="reconnected", timeout=120_000)
-            client = FederatedClient(base, TASK, log=lambda _: None)
+            client = KerasFederatedClient(base, TASK, log=lambda _: None)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 python_run = pool.submit(asyncio.run, client.run(python_part[:, :4], python_part[:, 4:5], rounds=2))
                 page.wait_for_function(DONE, timeout=180_000)
@@ -95,7 +95,7 @@ def test_a_reloaded_page_resumes_as_the_same_participant_and_its_update_still_co
         # Its update for round 1, sent again, is already in: counted once, and the page waits for the round.
         page.wait_for_function(DUPLICATE, timeout=120_000)
         after = page.evaluate("window.discoFederated.participantId")
-        client = FederatedClient(base, TASK, log=lambda _: None)
+        client = KerasFederatedClient(base, TASK, log=lambda _: None)
         with ThreadPoolExecutor(max_workers=1) as pool:
             python_run = pool.submit(asyncio.run, client.run(python_part[:, :4], python_part[:, 4:5], rounds=2))
             page.wait_for_function(DONE, timeout=180_000)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregation.participant import FederatedClient
+from disco_client.keras import KerasFederatedClient
 from tasks.sample_data import learnable_tabular_csv
 
 pytestmark = pytest.mark.browser
@@ -33,7 +33,7 @@ async def _three_participants(base: str) -> list:
     rows = learnable_tabular_csv(150, seed=9).strip().splitlines()[1:]
     data = np.array([[float(v) for v in line.split(",")] for line in rows], dtype=np.float32)
     # A loaded test machine can take longer than the default quarter deadline to open a socket.
-    clients = [FederatedClient(base, TASK, log=lambda _: None, waits={"open": 60}) for _ in range(3)]
+    clients = [KerasFederatedClient(base, TASK, log=lambda _: None, waits={"open": 60}) for _ in range(3)]
     parts = [data[i * 50:(i + 1) * 50] for i in range(3)]
     return await asyncio.gather(*(c.run(p[:, :4], p[:, 4:5], rounds=1) for c, p in zip(clients, parts, strict=True)))
 

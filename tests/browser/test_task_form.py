@@ -21,7 +21,7 @@ WIDTHS = (1280, 390)
 
 def save_heart_model(path: Path) -> Path:
     """A tf_keras model for the task's 3 input columns and one sigmoid output, saved as .h5."""
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     keras = tf_keras()
     keras.utils.set_random_seed(3)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from disco_client.keras_env import tf_keras
 from tasks.choices import DataType, Scheme, Tokenizer
-from tasks.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
 TABULAR_COLUMNS = ["a", "b", "c", "d"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.keras_env import tf_keras
+from disco_client.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
 COLUMNS = ["a", "b", "c", "d", "e"]

@@ -1,8 +1,11 @@
 """A federated participant in numpy, for the fault-injection suite: the wire protocol without TensorFlow.
 
-It speaks what the browser and ``aggregation.participant`` speak (``join`` with a resume token, updates
-encoded by ``aggregation.codec`` and sent by ``aggregation.incoming.send_update``, ``round_closed``,
-``status``) and trains the task's small dense network with a few full-batch gradient steps. What it does
+It speaks what the browser and ``disco_client.participant`` speak (``join`` with a resume token, updates
+encoded by ``disco_client.codec`` and sent by ``disco_client.parts.send_update``, ``round_closed``,
+``status``) and trains the task's small dense network with the client's numpy trainer
+(``disco_client.trainer.train_dense``: a few full-batch gradient steps). It keeps its own loop rather than
+``disco_client.FederatedClient``'s because the faults need what a library client should not offer: a list
+of servers to fail over between, a gate to hold it mid-round, and ``vanish``. What it does
 when the platform fails under it is what a participant must do:
 
 - a connection that drops or cannot be opened: reconnect with backoff, to the next server of its list,
@@ -26,8 +29,9 @@ from typing import Any
 import numpy as np
 import websockets
 
-from aggregation.codec import encode_weights
-from aggregation.incoming import send_update
+from disco_client.codec import encode_weights
+from disco_client.parts import send_update
+from disco_client.trainer import train_dense
 
 
 def generated_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,26 +40,6 @@ def generated_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     x = rng.normal(size=(n, 5)).astype(np.float32)
     y = (x[:, 0] - x[:, 3] + 0.3 * rng.normal(size=n) > 0).astype(np.float32)
     return x, y
-
-
-def train_dense(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, *, steps: int = 5,
-                rate: float = 0.5) -> list[np.ndarray]:
-    """Full-batch gradient descent on a [kernel, bias]* ReLU network with a sigmoid output and log loss."""
-    w = [a.astype(np.float64) for a in weights]
-    target = y.reshape(-1, 1)
-    for _ in range(steps):
-        activations = [x.astype(np.float64)]
-        for i in range(0, len(w), 2):
-            z = activations[-1] @ w[i] + w[i + 1]
-            activations.append(np.maximum(z, 0) if i + 2 < len(w) else 1 / (1 + np.exp(-z)))
-        delta = (activations[-1] - target) / len(x)
-        grads: list[np.ndarray] = [None] * len(w)  # type: ignore[list-item]
-        for i in range(len(w) - 2, -1, -2):
-            grads[i], grads[i + 1] = activations[i // 2].T @ delta, delta.sum(axis=0)
-            if i:
-                delta = (delta @ w[i].T) * (activations[i // 2] > 0)
-        w = [a - rate * g for a, g in zip(w, grads, strict=True)]
-    return [a.astype(np.float32) for a in w]
 
 
 Gate = Callable[["NumpyParticipant", int], Awaitable[None]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tasks.keras_env import tf_keras
+from disco_client.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
 COLUMNS = ["Age", "SibSp", "Parch", "Fare", "Pclass"]
@@ -43,6 +43,12 @@ class FedTabularPairs(FedTabular):
 
     min_participants = 2
     task_id = "fed-pairs"
+
+
+class FedTabularNumpy(FedTabularPairs):
+    """Two participants a round that train with numpy (``disco_client.trainer.DenseTrainer``), no TensorFlow."""
+
+    task_id = "fed-numpy"
 
 
 class FedTabularPrivate(FedTabularPairs):

@@ -9,9 +9,10 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from aggregation import secure
-from aggregation.codec import encode_weights
-from aggregation.peer import DecentralizedClient, weighted_mean
+from disco_client import secure
+from disco_client.codec import encode_weights
+from disco_client.keras import KerasDecentralizedClient
+from disco_client.peer import weighted_mean
 from tests.conftest import snapshot
 from tests.integration.test_federated import check_evaluations, run_async, titanic_like, version_vector
 from tests.live_platform import LivePlatform, services_redis_url, wait_for_async
@@ -48,13 +49,13 @@ def platform(tmp_path_factory):
         p.stop()
 
 
-async def run_peers(url: str, task_id: str, datasets, rounds: int) -> tuple[list[DecentralizedClient], list]:
-    clients = [DecentralizedClient(url, task_id, log=lambda _: None) for _ in datasets]
+async def run_peers(url: str, task_id: str, datasets, rounds: int) -> tuple[list[KerasDecentralizedClient], list]:
+    clients = [KerasDecentralizedClient(url, task_id, log=lambda _: None) for _ in datasets]
     results = await asyncio.gather(*(c.run(x, y, rounds=rounds) for c, (x, y) in zip(clients, datasets, strict=True)))
     return clients, results
 
 
-def final_vectors(clients: list[DecentralizedClient]) -> list[np.ndarray]:
+def final_vectors(clients: list[KerasDecentralizedClient]) -> list[np.ndarray]:
     return [c.model_vector(c.model) for c in clients]
 
 
@@ -120,7 +121,7 @@ def test_python_peers_clip_their_round_change_on_a_private_task(platform):
 async def _dropout_round(url: str, task_id: str) -> list:
     """Two peers train and exchange; a third says ready, gets the peer list, then closes its connection."""
     datasets = [titanic_like(40, seed) for seed in (7, 8)]
-    quitter = DecentralizedClient(url, task_id, log=lambda _: None)
+    quitter = KerasDecentralizedClient(url, task_id, log=lambda _: None)
     welcome = await quitter.connect()
     deadline_seconds = welcome["deadlineSeconds"]
 
@@ -129,7 +130,7 @@ async def _dropout_round(url: str, task_id: str) -> list:
         await quitter._wait_for(lambda: welcome["round"] in quitter._peers, time.monotonic() + 120)
         await quitter.close()
 
-    clients = [DecentralizedClient(url, task_id, log=lambda _: None) for _ in datasets]
+    clients = [KerasDecentralizedClient(url, task_id, log=lambda _: None) for _ in datasets]
     # Training, the ready quorum and the exchange, never a hang: a time limit, not a measured duration.
     _, *results = await asyncio.wait_for(asyncio.gather(quit_mid_round(), *(
         c.run(x, y, rounds=1) for c, (x, y) in zip(clients, datasets, strict=True))), 2 * deadline_seconds + 60)
@@ -142,10 +143,10 @@ def test_a_peer_leaving_mid_round_under_mean_leaves_the_mean_of_the_others(platf
     assert all("1 peer(s) sent nothing" in r.fell_back for r in results)
 
 
-async def _partial_sender_round(url: str) -> tuple[list[DecentralizedClient], list]:
+async def _partial_sender_round(url: str) -> tuple[list[KerasDecentralizedClient], list]:
     """A third peer sends its update to one of the two others only, then leaves."""
     datasets = [titanic_like(n, seed) for n, seed in ((40, 21), (60, 22))]
-    quitter = DecentralizedClient(url, "peer-mean", log=lambda _: None)
+    quitter = KerasDecentralizedClient(url, "peer-mean", log=lambda _: None)
     welcome = await quitter.connect()
     model = quitter.load_keras_model(welcome["currentVersion"])
     number = welcome["round"]
@@ -161,7 +162,7 @@ async def _partial_sender_round(url: str) -> tuple[list[DecentralizedClient], li
                              what="the relayed update to reach its one recipient")  # the other still waits for it
         await quitter.close()
 
-    clients = [DecentralizedClient(url, "peer-mean", log=lambda _: None) for _ in datasets]
+    clients = [KerasDecentralizedClient(url, "peer-mean", log=lambda _: None) for _ in datasets]
     runs = [c.run(x, y, rounds=1) for c, (x, y) in zip(clients, datasets, strict=True)]
     _, *results = await asyncio.gather(send_to_one_then_leave(), *runs)
     return clients, [r[0] for r in results]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from aggregation.aggregators.bounds import capped_shares
-from aggregation.participant import FederatedClient, ParticipantError
+from disco_client.keras import KerasFederatedClient
+from disco_client.remote import ParticipantError
 from tests.live_platform import LivePlatform, manage, pending_tasks, unacked_ages, wait_for
 
 pytestmark = pytest.mark.services
@@ -21,7 +22,7 @@ VISIBILITY_TIMEOUT = 4  # seconds before a task a dead worker took is delivered 
 PROVIDERS = ("tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularPairs,"
              "tests.integration.fed_tasks.FedTabularPrivate,tests.integration.fed_tasks.FedTabularInvited,"
              "tests.integration.fed_tasks.FedTabularExact,tests.integration.fed_tasks.FedTabularInt8,"
-             "tests.integration.fed_tasks.FedTabularSampled")
+             "tests.integration.fed_tasks.FedTabularSampled,tests.integration.fed_tasks.FedTabularNumpy")
 
 
 def run_async(coroutine):
@@ -68,7 +69,7 @@ def platform(tmp_path_factory):
         manage(p.env, "migrate", "--noinput")
         embedded = {**p.env, "REDIS_URL": ""}  # convert the initial models in-process
         manage(embedded, "load_default_tasks", "--only", "fed-tabular", "fed-pairs", "fed-private",
-               "fed-invited", "fed-exact", "fed-int8", "fed-sampled")
+               "fed-invited", "fed-exact", "fed-int8", "fed-sampled", "fed-numpy")
         p.daphne = p.live.daphne()
         p.worker = p.live.worker("aggregation", pool="solo")
         yield p
@@ -77,8 +78,9 @@ def platform(tmp_path_factory):
 
 
 async def run_clients(url: str, task_id: str, datasets, rounds: int, tokens=None,
-                      part_bytes=None, token: str = "") -> list[FederatedClient]:
-    clients = [FederatedClient(url, task_id, log=lambda _: None, resume_token=(tokens or {}).get(i, ""), token=token)
+                      part_bytes=None, token: str = "") -> list[KerasFederatedClient]:
+    clients = [KerasFederatedClient(url, task_id, log=lambda _: None, resume_token=(tokens or {}).get(i, ""),
+                                    token=token)
                for i in range(len(datasets))]
     for client, size in zip(clients, part_bytes or [], strict=False):
         client.part_bytes = size
@@ -117,6 +119,55 @@ def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     maps = Path(f"/proc/{platform.worker.proc.pid}/maps").read_text()
     assert "tensorflow" not in maps  # the aggregation worker never loads TensorFlow
     assert list((platform.root / "media" / ".incoming").iterdir()) == []  # no spooled part left behind
+
+
+NUMPY_PARTICIPANTS = """
+import asyncio, json, sys
+import numpy as np
+from disco_client import DenseTrainer, FederatedClient
+
+def titanic_like(n, seed):  # as in test_federated, which this process does not import (it imports the server)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    return x, (x[:, 0] - x[:, 3] + 0.3 * rng.normal(size=n) > 0).astype(np.float32)
+
+async def main(url):
+    trainers = [DenseTrainer(*titanic_like(n, seed), validation=titanic_like(20, seed + 10), rate=0.3)
+                for n, seed in ((40, 1), (80, 2))]
+    clients = [FederatedClient(url, "fed-numpy", log=lambda _: None) for _ in trainers]
+    results = await asyncio.gather(*(c.run(t, rounds=3) for c, t in zip(clients, trainers)))
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "django", "aggregation",
+                                                                   "tasks", "disco_site"))
+    print(json.dumps({"loaded": loaded, "last": [c.last_update.tolist() for c in clients],
+                      "rounds": [[(r.round, r.version, r.outcome, r.reported, r.val_samples) for r in rs]
+                                 for rs in results],
+                      "weights": [np.concatenate([w.ravel() for w in t.get_weights()]).tolist() for t in trainers]}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_numpy_participants_without_tensorflow_train_the_task_with_the_server(platform):
+    """The client's protocol layer with a numpy trainer: joins, trains, sends, reports evaluations, and ends on
+    the server's versions, without TensorFlow (nor anything of the server) in its process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", NUMPY_PARTICIPANTS, platform.url], capture_output=True, text=True,
+                          timeout=240, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == []
+    assert platform.versions("fed-numpy") == [1, 2, 3, 4]
+    for rounds in report["rounds"]:
+        assert [r[:3] for r in rounds] == [[1, 2, "round_closed"], [2, 3, "round_closed"], [3, 4, "round_closed"]]
+        assert all(r[3] and r[4] == 20 for r in rounds)  # each round's result scored and reported
+    final = version_vector(platform, "fed-numpy", 4)
+    weights = capped_shares(np.array([40, 80], dtype=np.float64), 0.25)  # each at most a share: the plain mean
+    expected = sum(np.float32(w) * np.float32(last) for w, last in zip(weights, report["last"], strict=True))
+    np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
+    for weights in report["weights"]:  # both continue from the last version
+        np.testing.assert_array_equal(np.float32(weights), final)
 
 
 def check_evaluations(query, task_id: str, clients, sizes: list[int], table: str = "aggregation_round") -> None:
@@ -183,14 +234,15 @@ def test_python_participants_clip_their_round_change_on_a_private_task(platform)
 
 async def _straggler_round(url: str) -> dict:
     """Two participants contribute, a third stays connected but silent: the deadline closes the round."""
-    active = [FederatedClient(url, "fed-pairs", log=lambda _: None) for _ in range(2)]
-    silent = FederatedClient(url, "fed-pairs", log=lambda _: None)
+    active = [KerasFederatedClient(url, "fed-pairs", log=lambda _: None) for _ in range(2)]
+    silent = KerasFederatedClient(url, "fed-pairs", log=lambda _: None)
     welcomes = [await c.connect() for c in (*active, silent)]
     for c in active:
         c.load_keras_model(welcomes[0]["currentVersion"])
     for c, w in zip(active, welcomes, strict=False):
         model = c.load_keras_model(w["currentVersion"])
-        await c.send_update(model, round_number=w["round"], base_version=w["currentVersion"], samples=10)
+        await c.send_update(c.model_tensors(model), round_number=w["round"], base_version=w["currentVersion"],
+                            samples=10)
     closed = await active[0].next_event("round_closed", timeout=60)
     for c in (*active, silent):
         await c.close()
@@ -259,11 +311,12 @@ def test_a_killed_worker_yields_exactly_one_next_version(platform):
     platform.worker.stop()  # no worker: the closed round's aggregation waits in Redis
 
     async def contribute() -> None:
-        clients = [FederatedClient(platform.url, "fed-pairs", log=lambda _: None) for _ in range(2)]
+        clients = [KerasFederatedClient(platform.url, "fed-pairs", log=lambda _: None) for _ in range(2)]
         welcomes = [await c.connect() for c in clients]
         for c, w in zip(clients, welcomes, strict=True):
             model = c.load_keras_model(w["currentVersion"])
-            await c.send_update(model, round_number=w["round"], base_version=w["currentVersion"], samples=5)
+            await c.send_update(c.model_tensors(model), round_number=w["round"], base_version=w["currentVersion"],
+                                samples=5)
         for c in clients:
             await c.close()
 
@@ -292,7 +345,7 @@ def test_a_killed_worker_yields_exactly_one_next_version(platform):
 
 def test_four_participants_two_invited_per_round_each_round_takes_exactly_two_updates(platform):
     datasets = [titanic_like(60, seed) for seed in (51, 52, 53, 54)]
-    clients = [FederatedClient(platform.url, "fed-sampled", log=lambda _: None) for _ in datasets]
+    clients = [KerasFederatedClient(platform.url, "fed-sampled", log=lambda _: None) for _ in datasets]
 
     async def run_all():
         return await asyncio.gather(*(c.run(x, y, rounds=3) for c, (x, y) in zip(clients, datasets, strict=True)))

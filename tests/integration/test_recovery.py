@@ -2,7 +2,7 @@
 
 Two participants train three rounds of a two-participant task; after the first round daphne is
 stopped and started again on the same port. Both must reconnect with their resume tokens (backoff,
-``aggregation.remote.Recovery``) and finish their rounds. A participant refused with ``stale_round``
+``disco_client.remote.Recovery``) and finish their rounds. A participant refused with ``stale_round``
 syncs to the open round. No fixed sleeps: every wait has a limit.
 """
 
@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aggregation.participant import FederatedClient
-from aggregation.remote import Recovery
+from disco_client.keras import KerasFederatedClient
+from disco_client.remote import Recovery
 from tests.integration.test_federated import titanic_like
 from tests.live_platform import LivePlatform, daphne, free_port
 
@@ -36,12 +36,12 @@ def test_a_stale_update_syncs_the_participant_to_the_open_round(embedded_platfor
     logs: list[str] = []
 
     async def stale() -> dict:
-        client = FederatedClient(url, "fed-pairs", log=logs.append)
+        client = KerasFederatedClient(url, "fed-pairs", log=logs.append)
         client.fetch_task()
         welcome = await client.connect()
         model = client.load_keras_model(welcome["currentVersion"])
         try:  # an update for a round that is not open, as from a participant slower than the deadline
-            return await client.contribute(model, round_number=welcome["round"] - 1,
+            return await client.contribute(client.model_tensors(model), round_number=welcome["round"] - 1,
                                            base_version=welcome["currentVersion"], samples=10)
         finally:
             await client.close()
@@ -61,7 +61,7 @@ def test_participants_finish_their_rounds_across_a_daphne_restart(embedded_platf
     logs: list[str] = []
     # Up to ~28 attempts 0.2 s .. 3 s apart: a bounded minute and a half for daphne to come back.
     recovery = Recovery(initial_delay=0.2, max_delay=3.0, attempts=30)
-    clients = [FederatedClient(url, "fed-pairs", log=logs.append, recovery=recovery) for _ in range(2)]
+    clients = [KerasFederatedClient(url, "fed-pairs", log=logs.append, recovery=recovery) for _ in range(2)]
     datasets = [titanic_like(n, seed) for n, seed in ((60, 21), (80, 22))]
 
     async def train() -> list:

@@ -24,10 +24,10 @@ import websockets
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-import aggregation.peer
-import aggregation.remote
-from aggregation import secure
-from aggregation.peer_crypto import (
+import disco_client.peer
+import disco_client.remote
+from disco_client import secure
+from disco_client.peer_crypto import (
     PeerCryptoError,
     associated_data,
     decode_public_key,
@@ -36,7 +36,7 @@ from aggregation.peer_crypto import (
     open_sealed,
     shared_secret,
 )
-from aggregation.relay import RelayReassembler, decode_relay_frame
+from disco_client.relay import RelayReassembler, decode_relay_frame
 from tests.integration.test_decentralized import platform, run_peers  # noqa: F401  (the module's platform)
 from tests.integration.test_federated import run_async, titanic_like
 
@@ -121,15 +121,15 @@ async def _secure_rounds_behind(door: RecordingDoor, url: str, rounds: int, priv
         private_keys.append(key)
         return key
 
-    saved = (aggregation.remote.websockets.connect, aggregation.peer.generate_private_key)
-    aggregation.remote.websockets.connect = via_door
-    aggregation.peer.generate_private_key = remembered_key
+    saved = (disco_client.remote.websockets.connect, disco_client.peer.generate_private_key)
+    disco_client.remote.websockets.connect = via_door
+    disco_client.peer.generate_private_key = remembered_key
     try:
         async with door:
             datasets = [titanic_like(n, seed) for n, seed in ((50, 31), (70, 32), (80, 33))]
             return await run_peers(url, TASK, datasets, rounds=rounds)
     finally:
-        aggregation.remote.websockets.connect, aggregation.peer.generate_private_key = saved
+        disco_client.remote.websockets.connect, disco_client.peer.generate_private_key = saved
 
 
 def _raw(text: str) -> bytes:

@@ -1,4 +1,4 @@
-// static/disco/codec.js against the shared vectors of tests/vectors/codec.json (made by aggregation/codec.py).
+// static/disco/codec.js against the shared vectors of tests/vectors/codec.json (made by disco_client/codec.py).
 import assert from 'node:assert/strict';
 import {readFileSync} from 'node:fs';
 import {test} from 'node:test';

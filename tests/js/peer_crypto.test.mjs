@@ -1,5 +1,5 @@
 // static/disco/peer_crypto.js (WebCrypto) against the shared vectors of tests/vectors/peer_crypto.json
-// (made by aggregation/peer_crypto.py): the same secrets, keys and sealed bytes in both languages.
+// (made by disco_client/peer_crypto.py): the same secrets, keys and sealed bytes in both languages.
 import assert from 'node:assert/strict';
 import {readFileSync} from 'node:fs';
 import {test} from 'node:test';

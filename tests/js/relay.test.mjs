@@ -1,4 +1,4 @@
-// static/disco/relay.js against the shared vectors of tests/vectors/relay.json (made by aggregation/relay.py).
+// static/disco/relay.js against the shared vectors of tests/vectors/relay.json (made by disco_client/relay.py).
 import assert from 'node:assert/strict';
 import {readFileSync} from 'node:fs';
 import {test} from 'node:test';

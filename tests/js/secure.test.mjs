@@ -1,4 +1,4 @@
-// static/disco/secure.js against the shared vectors of tests/vectors/secure.json (made by aggregation/secure.py).
+// static/disco/secure.js against the shared vectors of tests/vectors/secure.json (made by disco_client/secure.py).
 import assert from 'node:assert/strict';
 import {readFileSync} from 'node:fs';
 import {test} from 'node:test';

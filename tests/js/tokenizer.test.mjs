@@ -1,4 +1,4 @@
-// static/disco/tokenizer.js against the vectors tasks/tokenizers.py is tested on (tests/vectors/tokenizer.json).
+// static/disco/tokenizer.js against the vectors disco_client/tokenizers.py is tested on (tests/vectors/tokenizer.json).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';

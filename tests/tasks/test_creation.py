@@ -49,8 +49,8 @@ def h5_files(tmp_path_factory) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def five_input_files() -> dict[str, bytes]:
     """TF.js files of a 5 -> 2 classifier: it fits VALUES with a fifth input column."""
+    from disco_client.keras_env import tf_keras
     from tasks.conversion import keras_model_to_tfjs
-    from tasks.keras_env import tf_keras
 
     keras = tf_keras()
     model = keras.Sequential([keras.layers.Input(shape=(5,)), keras.layers.Dense(2, activation="softmax")])

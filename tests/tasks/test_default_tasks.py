@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from disco_client.tokenizers import ByteTokenizer, get_tokenizer
 from tasks.choices import DataType
 from tasks.conversion import keras_model_to_tfjs
 from tasks.providers import TaskProvider, default_providers
 from tasks.spec import TaskSpec
-from tasks.tokenizers import ByteTokenizer, get_tokenizer
 from tasks.validation import validate_task_fields
 
 # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython whenever
@@ -130,7 +130,7 @@ def test_image_models_are_flat() -> None:
 
 
 def _keras_model_cls() -> type:
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     return tf_keras().Model
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tasks.model_files.allowlist import config_problems
+from disco_client.model_allowlist import config_problems
 from tasks.model_files.shapes import ShapeUnknownError, model_output_shapes
 from tasks.model_fit import check_model_fits_task
 from tasks.tfjs_format import parse_layers_model
@@ -17,7 +17,7 @@ PREDEFINED = ["mnist", "cifar10", "titanic", "simple_face", "lus_covid", "wikite
 
 
 def _keras() -> Any:
-    from tasks.keras_env import tf_keras
+    from disco_client.keras_env import tf_keras
 
     return tf_keras()
 

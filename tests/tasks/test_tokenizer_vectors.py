@@ -1,4 +1,4 @@
-"""tasks/tokenizers.py against the vectors that static/disco/tokenizer.js is also tested on."""
+"""disco_client/tokenizers.py against the vectors that static/disco/tokenizer.js is also tested on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.tokenizers import ByteTokenizer, get_tokenizer
+from disco_client.tokenizers import ByteTokenizer, get_tokenizer
 
 VECTORS = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "tokenizer.json").read_text("utf-8"))
 

@@ -1,4 +1,4 @@
-"""Writes tests/vectors/codec.json: frames made by aggregation/codec.py that both codecs must reproduce.
+"""Writes tests/vectors/codec.json: frames made by disco_client/codec.py that both codecs must reproduce.
 
 Run ``python tests/vectors/make_codec_vectors.py`` after a deliberate format change; the
 tests fail if the file and this script disagree.
@@ -16,7 +16,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from aggregation.codec import decode_weights, encode_weights  # noqa: E402
+from disco_client.codec import decode_weights, encode_weights  # noqa: E402
 
 OUT = Path(__file__).with_name("codec.json")
 
@@ -59,7 +59,7 @@ def build() -> dict:
         {"name": "unknown-encoding", "frame_hex": _rewrite(valid, header_len, "float32", "float64").hex(),
          "error": "Unknown encoding"},
     ]
-    return {"about": "Written by tests/vectors/make_codec_vectors.py from aggregation/codec.py.", "good": good,
+    return {"about": "Written by tests/vectors/make_codec_vectors.py from disco_client/codec.py.", "good": good,
             "bad": bad}
 
 

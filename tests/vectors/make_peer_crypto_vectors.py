@@ -1,4 +1,4 @@
-"""Writes tests/vectors/peer_crypto.json: what aggregation/peer_crypto.py computes, which peer_crypto.js must reproduce.
+"""Writes tests/vectors/peer_crypto.json: what disco_client/peer_crypto.py computes, for peer_crypto.js to reproduce.
 
 Run ``python tests/vectors/make_peer_crypto_vectors.py`` after a deliberate change; the tests fail
 if the file and this script disagree. The private keys are fixed scalars here so the file is
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from aggregation.peer_crypto import (  # noqa: E402
+from disco_client.peer_crypto import (  # noqa: E402
     associated_data,
     derive_key,
     encode_public_key,
@@ -58,7 +58,7 @@ def build() -> dict:
         {"name": "truncated", "sealed_hex": good[:20].hex(), "error": "at least 29 bytes"},
         {"name": "other-version", "sealed_hex": (b"\x02" + good[1:]).hex(), "error": "version 2"},
     ]
-    return {"about": "Written by tests/vectors/make_peer_crypto_vectors.py from aggregation/peer_crypto.py.",
+    return {"about": "Written by tests/vectors/make_peer_crypto_vectors.py from disco_client/peer_crypto.py.",
             "task": TASK, "round": ROUND, "peers": peers, "pairs": pairs, "sealed": sealed, "refused": refused}
 
 

@@ -1,4 +1,4 @@
-"""Writes tests/vectors/relay.json: what aggregation/relay.py frames, which relay.js must reproduce.
+"""Writes tests/vectors/relay.json: what disco_client/relay.py frames, which relay.js must reproduce.
 
 Run ``python tests/vectors/make_relay_vectors.py`` after a deliberate change; the tests fail if
 the file and this script disagree. Parts are tiny here (``part_bytes``) so the file stays small;
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from aggregation.relay import encode_relay_frame, split_relay  # noqa: E402
+from disco_client.relay import encode_relay_frame, split_relay  # noqa: E402
 
 OUT = Path(__file__).with_name("relay.json")
 PEER = "5d1e6f70-0000-4000-8000-000000000002"
@@ -36,7 +36,7 @@ BAD = [("too-short", b"\x01\x02", "4-byte header length"),
 def build() -> dict:
     splits = [{"envelope": env, "payload_hex": payload.hex(), "part_bytes": size,
                "frames_hex": [f.hex() for f in split_relay(env, payload, size)]} for env, payload, size in SPLITS]
-    return {"about": "Written by tests/vectors/make_relay_vectors.py from aggregation/relay.py.", "splits": splits,
+    return {"about": "Written by tests/vectors/make_relay_vectors.py from disco_client/relay.py.", "splits": splits,
             "bad_frames": [{"name": n, "frame_hex": f.hex(), "error": e} for n, f, e in BAD]}
 
 

@@ -1,4 +1,4 @@
-"""Writes tests/vectors/secure.json: what aggregation/secure.py computes, which secure.js must reproduce.
+"""Writes tests/vectors/secure.json: what disco_client/secure.py computes, which secure.js must reproduce.
 
 Run ``python tests/vectors/make_secure_vectors.py`` after a deliberate change; the tests fail
 if the file and this script disagree. Random shares come from a seeded generator here so
@@ -17,7 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from aggregation.secure import (  # noqa: E402
+from disco_client.secure import (  # noqa: E402
     add_shares,
     decode_fixed,
     decode_mean,
@@ -101,7 +101,7 @@ def _frames() -> tuple[list[dict], list[dict]]:
 def build() -> dict:
     good, bad = _frames()
     return {
-        "about": "Written by tests/vectors/make_secure_vectors.py from aggregation/secure.py.",
+        "about": "Written by tests/vectors/make_secure_vectors.py from disco_client/secure.py.",
         "scales": [{"max_share_value": r, "peers": n, "scale": fixed_point_scale(r, n)} for r, n in SCALES],
         "bad_scales": [{"max_share_value": r, "peers": n, "error": e} for r, n, e in BAD_SCALES],
         "encodings": _encodings(),

@@ -1,4 +1,8 @@
-"""``manage.py participate``: join a federated task from this machine with local data."""
+"""``manage.py participate``: join a federated task from this machine with local data.
+
+The participant is the Python client (``disco_client.keras.KerasFederatedClient``): it trains the task's
+TF.js model in ``tf_keras``; the command only reads the data and prints each round.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from aggregation.local_data import DataError, load_local_data
-from aggregation.participant import FederatedClient, ParticipantError, RoundResult
-from aggregation.remote import add_recovery_arguments, recovery_from_options
+from disco_client.keras import KerasFederatedClient
+from disco_client.local_data import DataError, load_local_data
+from disco_client.participant import RoundResult
+from disco_client.remote import ParticipantError, add_recovery_arguments, recovery_from_options
 
 
 class Command(BaseCommand):
@@ -27,7 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, task: str, data: Path, server: str, rounds: int | None, token: str = "",
                **options) -> None:
-        client = FederatedClient(server, task, log=self.stdout.write, token=token,
+        client = KerasFederatedClient(server, task, log=self.stdout.write, token=token,
                                  recovery=recovery_from_options(options))
         try:
             info = client.fetch_task()

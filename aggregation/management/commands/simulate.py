@@ -1,10 +1,11 @@
 """``manage.py simulate``: N Python participants train a task together against a live server.
 
-Federated tasks use ``FederatedClient``; decentralized ones ``DecentralizedClient``, which
-exchanges with its peers through the server's relay.
+The participants are the Python client's (``disco_client.keras``): federated tasks use
+``KerasFederatedClient``; decentralized ones ``KerasDecentralizedClient``, which exchanges with its
+peers through the server's relay.
 
 For research: ``--partition`` splits the data (iid, McMahan's label shards, a Dirichlet label
-split; ``aggregation.local_data.partition_indices``), ``--test-data`` scores every version the rounds
+split; ``disco_client.local_data.partition_indices``), ``--test-data`` scores every version the rounds
 produce on a held-out file, ``--byzantine K --attack NAME`` makes K participants lie
 (``aggregation.attacks``; they are ordinary participants whose update is replaced before it is sent,
 so the server's checks apply to them), ``--csv`` writes one row per round.
@@ -24,10 +25,9 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from aggregation.attacks import ATTACKS, NEEDS_HONEST, attack
-from aggregation.local_data import PARTITIONS, DataError, load_local_data, parse_partition, sample_data, split
-from aggregation.participant import FederatedClient, ParticipantError
-from aggregation.peer import DecentralizedClient
-from aggregation.remote import _targets, add_recovery_arguments, recovery_from_options
+from disco_client.keras import KerasDecentralizedClient, KerasFederatedClient, encode_targets
+from disco_client.local_data import PARTITIONS, DataError, data_from_files, load_local_data, parse_partition, split
+from disco_client.remote import ParticipantError, add_recovery_arguments, recovery_from_options
 
 CSV_FIELDS = ["round", "version", "participants", "attackers", "train_loss", "train_accuracy", "test_loss",
               "test_accuracy", "seconds"]
@@ -81,7 +81,7 @@ class Command(BaseCommand):
             raise CommandError(f"--byzantine must leave at least one honest participant: 0 <= K < {participants}.")
         report: Report | None = None
         try:
-            probe = FederatedClient(server, task, log=quiet, token=token)
+            probe = KerasFederatedClient(server, task, log=quiet, token=token)
             info = probe.fetch_task()
             training = info["trainingInformation"]
             scheme = training["scheme"]
@@ -90,11 +90,11 @@ class Command(BaseCommand):
             if scheme == "decentralized" and (byzantine or test_data):
                 raise CommandError("--byzantine and --test-data are for federated tasks: decentralized peers each "
                                    "keep their own model and no version is produced to score or attack.")
-            client_class = DecentralizedClient if scheme == "decentralized" else FederatedClient
+            client_class = KerasDecentralizedClient if scheme == "decentralized" else KerasFederatedClient
             recovery = recovery_from_options(options)
             clients = [client_class(server, task, log=quiet, token=token, recovery=recovery)
                        for _ in range(participants)]
-            x, y = load_local_data(data, info) if data else sample_data(info)
+            x, y = load_local_data(data, info) if data else _sample_data(info)
             parts = split(x, y, participants, partition=partition, seed=seed)
             held_out = Evaluator(probe, load_local_data(test_data, info)) if test_data else None
             if byzantine:
@@ -133,7 +133,7 @@ class Command(BaseCommand):
 class Evaluator:
     """Scores versions on held-out data: the task's model fetched as the clients fetch it, its loss and accuracy."""
 
-    def __init__(self, client: FederatedClient, data: tuple[np.ndarray, np.ndarray]):
+    def __init__(self, client: KerasFederatedClient, data: tuple[np.ndarray, np.ndarray]):
         self.client, (self.x, y) = client, data
         self.size = len(y)
         self.model = None
@@ -143,7 +143,7 @@ class Evaluator:
         if self.model is None:
             self.model = self.client.load_keras_model(version)
             loss = self.client.compile_for_training(self.model)  # as participants compile it: same loss
-            self._y = _targets(self._y, loss, self.model.output_shape[-1])
+            self._y = encode_targets(self._y, loss, self.model.output_shape[-1])
         self.client.set_version_weights(self.model, version)
         scores = self.model.evaluate(self.x, self._y, verbose=0, return_dict=True, batch_size=256)
         accuracy = scores.get("accuracy")
@@ -250,12 +250,19 @@ class Report:
             self.file.close()
 
 
+def _sample_data(task: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    """The task's generated sample data (predefined tasks), as (x, y)."""
+    from tasks.sample_data import sample_files
+
+    return data_from_files(sample_files(task["id"]), task)
+
+
 def _warm_up() -> None:
     """Import TensorFlow and the TF.js converter once before the participants start: their first model load
     would otherwise block the event loop while the others' WebSocket handshakes time out."""
-    from tasks.conversion import _tensorflowjs
+    from disco_client.keras_env import tensorflowjs
 
-    _tensorflowjs()
+    tensorflowjs()
 
 
 def _mean(results, name: str) -> float:

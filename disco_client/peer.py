@@ -10,7 +10,7 @@ then either
   in float64, in sorted peer-id order, then rounded to float32, so every peer gets identical
   weights even when a peer leaves halfway through sending; or
 - **secure** (three peers or more): fixed-point encode the weights, split them into additive
-  shares modulo 2**32 (``aggregation.secure``), send share j to peer j, broadcast the sum of
+  shares modulo 2**32 (``disco_client.secure``), send share j to peer j, broadcast the sum of
   the shares held ("partial"), and decode the sum of all partials: the plain mean up to the
   quantization bound, while no peer (nor the server) sees another's update.
 
@@ -18,14 +18,16 @@ A peer missing the round's deadline is left out of the mean; in secure aggregati
 shares cannot be recovered, so the round's result is the local weights, with the reason in
 ``PeerRoundResult.fell_back``. Nothing waits forever.
 
-Every payload is sealed end to end (``aggregation.peer_crypto``): the peer makes a fresh ECDH
+Local training goes through a ``Trainer`` (``disco_client.trainer``; ``disco_client.keras`` for the
+task's TF.js model in ``tf_keras``). Every payload is sealed end to end (``disco_client.peer_crypto``,
+the one module of the client that needs the ``cryptography`` package): the peer makes a fresh ECDH
 P-256 key pair each round, sends the public key with ``ready``, gets the round's keys with
 the ``peers`` list, and seals what it sends each peer with AES-GCM under their pairwise key.
-The relay carries only ciphertext, in parts of at most 1 MiB (``aggregation.relay``). A
+The relay carries only ciphertext, in parts of at most 1 MiB (``disco_client.relay``). A
 payload that fails authentication is refused like a missing one::
 
     client = DecentralizedClient("http://127.0.0.1:8000", "mnist")
-    results = asyncio.run(client.run(x, y, rounds=3))
+    results = asyncio.run(client.run(trainer, rounds=3))
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from .codec import CodecError, TensorSpec, decode_weights, encode_weights
 from .peer_crypto import PeerCryptoError, RoundKeys, encode_public_key, generate_private_key
 from .relay import RELAY_SLACK, RelayError, RelayReassembler, decode_relay_frame, split_relay
 from .remote import ParticipantError, TaskServerClient
+from .trainer import Trainer, unflatten
 
 
 @dataclass
@@ -359,14 +362,14 @@ class DecentralizedClient(TaskServerClient):
             return None
         return values
 
-    async def report_evaluation(self, round_number: int, x_val: Any,
-                                y_val: np.ndarray | None) -> tuple[tuple[float, float | None, int] | None, bool]:
-        """Score the round's result (the model holds it now) on the validation split and report it.
+    async def report_evaluation(self, round_number: int,
+                                trainer: Trainer) -> tuple[tuple[float, float | None, int] | None, bool]:
+        """Score the round's result (the trainer holds it now) on its validation data and report it.
 
         Returns (scores or None, whether the server recorded them); a refusal is logged, not raised.
         The server's other messages meanwhile (the next round's) are kept as during an exchange.
         """
-        scores = await self.score(x_val, y_val)
+        scores = await self.score(trainer)
         if scores is None:
             return None, False
         if self._ws is None:
@@ -391,24 +394,28 @@ class DecentralizedClient(TaskServerClient):
         return scores, reported
 
     # --- training loop -----------------------------------------------------------------------
-    async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
-                  on_round: Callable[[PeerRoundResult], None] | None = None,
-                  validation: tuple[Any, np.ndarray] | None = None) -> list[PeerRoundResult]:
-        """Train ``rounds`` decentralized rounds on (x, y); returns each round's local metrics.
+    async def run(self, trainer: Trainer, *, rounds: int, epochs_per_round: int | None = None,
+                  on_round: Callable[[PeerRoundResult], None] | None = None) -> list[PeerRoundResult]:
+        """Join and train ``rounds`` decentralized rounds with ``trainer``; returns each round's local metrics.
 
-        After each round the peers' aggregate is scored on the validation split and the scores are
-        reported to the server: ``validation`` when given, else the task's ``validationSplit`` share of
-        (x, y), which is then not trained on.
+        After each round the peers' aggregate is scored on the trainer's validation data (``validate``) and
+        the scores are reported to the server.
         """
-        info, welcome, y = await self.join_with_model(y)
-        model = self.model
-        x, y, x_val, y_val = self.hold_out(x, y, info, validation)
+        info, welcome = await self.join(trainer)
+        return await self.train_rounds(trainer, info, welcome, rounds=rounds, epochs_per_round=epochs_per_round,
+                                       on_round=on_round)
+
+    async def train_rounds(self, trainer: Trainer, info: dict[str, Any], welcome: dict[str, Any], *, rounds: int,
+                           epochs_per_round: int | None = None,
+                           on_round: Callable[[PeerRoundResult], None] | None = None) -> list[PeerRoundResult]:
+        """The rounds after ``join``: ``trainer`` holds the welcome's version; the connection is closed at the end."""
         round_number, results = welcome["round"], []
         try:
             for _ in range(rounds):
-                train_loss = await self.train_local_round(x, y, info, epochs_per_round)
+                train_loss = await self.train_round(trainer, info, epochs_per_round)
+                local = trainer.get_weights()
                 try:
-                    outcome = await self.exchange(self.model_tensors(model), len(y), round_number)
+                    outcome = await self.exchange(self.tensors(local), trainer.samples, round_number)
                 except (ParticipantError, websockets.ConnectionClosed) as exc:
                     if getattr(exc, "code", "closed") != "closed":
                         raise
@@ -419,12 +426,12 @@ class DecentralizedClient(TaskServerClient):
                              f"in round {round_number}.")
                     continue
                 round_number = outcome.round if outcome.round is not None else round_number
-                self.set_model_vector(model, outcome.vector)
-                val, reported = await self.report_evaluation(round_number, x_val, y_val)
-                scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
+                trainer.set_weights(unflatten(outcome.vector, local))
+                val, reported = await self.report_evaluation(round_number, trainer)
+                loss, accuracy, samples = await asyncio.to_thread(trainer.evaluate)
                 result = PeerRoundResult(round_number, outcome.peers, "relay", outcome.fell_back, train_loss,
-                                         float(scores["loss"]), scores.get("accuracy"), len(y), outcome.contributors,
-                                         *(val or (None, None, None)), reported)
+                                         float(loss), None if accuracy is None else float(accuracy), samples,
+                                         outcome.contributors, *(val or (None, None, None)), reported)
                 results.append(result)
                 if on_round:
                     on_round(result)

@@ -93,7 +93,7 @@ def _quantize_int8(values: np.ndarray) -> tuple[np.float32, np.ndarray]:
 def encode_header(header: Mapping[str, Any]) -> bytes:
     """``u32 LE n | n bytes of canonical JSON``, space-padded so the payload starts on an 8-byte boundary.
 
-    Shared by every binary frame (weights here, uint32 share vectors in ``aggregation/secure.py``).
+    Shared by every binary frame (weights here, uint32 share vectors in ``disco_client/secure.py``).
     """
     raw = _canonical(header)
     raw += b" " * ((-(4 + len(raw))) % _ALIGN)

@@ -1,17 +1,17 @@
 """A Python participant: joins a federated task over the same protocol as the browser.
 
-It fetches the task's current TF.js model over HTTP, loads it into ``tf_keras``, compiles it as the
-training page does (``tasks.training_config``: the author's loss and optimizer from model.json), trains
-``roundDuration`` epochs on local data, sends its weights (in parts when they are large), waits for
-the round to end and continues from the version the server names: the new global model, or after a
-``round_failed`` the last good one. It recovers by itself (``aggregation.remote``): a closed
+It takes the task's current weights from the server, trains ``roundDuration`` epochs on local data
+through a ``Trainer`` (``disco_client.trainer``: numpy, or ``disco_client.keras`` for the task's
+TF.js model in ``tf_keras``), sends its weights (in parts when they are large, ``disco_client.parts``),
+waits for the round to end and continues from the version the server names: the new global model, or
+after a ``round_failed`` the last good one. It recovers by itself (``disco_client.remote``): a closed
 connection is reopened with backoff and the resume token, a ``stale_round`` refusal or a round that
 ended meanwhile syncs it to the server's current round and version, and no wait is unbounded.
-Tests, simulations and
-people who want to join from a script use it::
+Tests, simulations and people who want to join from a script use it::
 
+    trainer = DenseTrainer(x, y)          # or disco_client.keras.KerasFederatedClient(...).run(x, y, ...)
     client = FederatedClient("http://127.0.0.1:8000", "titanic")
-    history = asyncio.run(client.run(x, y, rounds=3))
+    history = asyncio.run(client.run(trainer, rounds=3))
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import numpy as np
 import websockets
 
 from .codec import encode_weights
-from .incoming import PART_BYTES
-from .incoming import send_update as send_weight_message
-from .remote import ParticipantError, TaskServerClient, _weight_name
+from .parts import PART_BYTES
+from .parts import send_update as send_weight_message
+from .remote import ParticipantError, TaskServerClient
+from .trainer import Trainer, flatten, unflatten
 
 __all__ = ["FederatedClient", "ParticipantError", "RoundResult"]
 
@@ -63,26 +64,26 @@ class FederatedClient(TaskServerClient):
     # through the same protocol, so the server checks it as any update. None (the default): send what trained.
     replace_update: Callable[[np.ndarray, np.ndarray, int], Awaitable[np.ndarray]] | None = None
 
-    def _frame(self, model: Any, *, round_number: int, base_version: int, samples: int, encoding: str) -> bytes:
-        by_name = {_weight_name(v): v for v in model.weights}
-        tensors = [(name, by_name[name].numpy()) for name in self.weight_order]  # the manifest's order
-        self.last_update = np.concatenate([t.ravel() for _, t in tensors]).astype(np.float32)
+    def _frame(self, tensors: list[tuple[str, np.ndarray]], *, round_number: int, base_version: int, samples: int,
+               encoding: str) -> bytes:
+        self.last_update = flatten([t for _, t in tensors])
         fields = {"type": "update", "task": self.task_id, "round": round_number, "baseVersion": base_version,
                   "samples": samples}
         return encode_weights(fields, tensors, encoding)
 
-    async def send_update(self, model: Any, *, round_number: int, base_version: int, samples: int,
-                          encoding: str | None = None) -> dict[str, Any]:
-        """Send one update and return the server's ``accepted`` (no recovery: ``contribute`` recovers).
+    async def send_update(self, tensors: list[tuple[str, np.ndarray]], *, round_number: int, base_version: int,
+                          samples: int, encoding: str | None = None) -> dict[str, Any]:
+        """Send one update, (name, weights) pairs in the manifest's order (``tensors``), and return the server's
+        ``accepted`` (no recovery: ``contribute`` recovers).
 
         ``encoding``: the codec's; by default the task's compression, as the server's welcome said."""
-        frame = self._frame(model, round_number=round_number, base_version=base_version, samples=samples,
+        frame = self._frame(tensors, round_number=round_number, base_version=base_version, samples=samples,
                             encoding=encoding or self.compression)
         await send_weight_message(self._ws, frame, self.part_bytes)
         return await self.next_event("accepted", timeout=self.limits()["accepted"])
 
-    async def contribute(self, model: Any, *, round_number: int, base_version: int, samples: int,
-                         encoding: str | None = None) -> dict[str, Any]:
+    async def contribute(self, tensors: list[tuple[str, np.ndarray]], *, round_number: int, base_version: int,
+                         samples: int, encoding: str | None = None) -> dict[str, Any]:
         """Send this round's update and return how the round ended, with the version to continue from.
 
         ``{"type": "round_closed" | "round_failed" | "sync", "round", "version", "nextRound", "reason"?}``:
@@ -92,7 +93,7 @@ class FederatedClient(TaskServerClient):
         Not invited to the round (the task's participantsPerRound): nothing is sent (unless a ``participants``
         message invites it before the round ends); it waits for the round's end, marked ``contributed: False``.
         """
-        frame = self._frame(model, round_number=round_number, base_version=base_version, samples=samples,
+        frame = self._frame(tensors, round_number=round_number, base_version=base_version, samples=samples,
                             encoding=encoding or self.compression)
         accepted, uninvited, probes = False, False, 0
         while True:
@@ -155,9 +156,9 @@ class FederatedClient(TaskServerClient):
             outcome["contributed"] = False
         return outcome
 
-    async def report_evaluation(self, outcome: dict[str, Any], x_val: Any,
-                                y_val: np.ndarray | None) -> tuple[tuple[float, float | None, int] | None, bool]:
-        """Score the round's result (the model holds it now) on the validation split and report it.
+    async def report_evaluation(self, outcome: dict[str, Any],
+                                trainer: Trainer) -> tuple[tuple[float, float | None, int] | None, bool]:
+        """Score the round's result (the trainer holds it now) on its validation data and report it.
 
         Only a round that produced the version the model holds is scored: a failed round made none, a
         superseded one's result is not what the participant continues from, a sync names no round's
@@ -166,7 +167,7 @@ class FederatedClient(TaskServerClient):
         version = outcome.get("version")
         if outcome.get("type") != "round_closed" or outcome.get("resultVersion", version) != version:
             return None, False
-        scores = await self.score(x_val, y_val)
+        scores = await self.score(trainer)
         if scores is None:
             return None, False
         if self._ws is None:
@@ -186,18 +187,21 @@ class FederatedClient(TaskServerClient):
         return scores, True
 
     # --- Training loop ------------------------------------------------------------------
-    async def run(self, x: Any, y: np.ndarray, *, rounds: int, epochs_per_round: int | None = None,
-                  on_round: Callable[[RoundResult], None] | None = None,
-                  validation: tuple[Any, np.ndarray] | None = None) -> list[RoundResult]:
-        """Train ``rounds`` federated rounds on (x, y); returns each round's local metrics.
+    async def run(self, trainer: Trainer, *, rounds: int, epochs_per_round: int | None = None,
+                  on_round: Callable[[RoundResult], None] | None = None) -> list[RoundResult]:
+        """Join and train ``rounds`` federated rounds with ``trainer``; returns each round's local metrics.
 
-        After each round the new global model is scored on the validation split and the scores are
-        reported to the server: ``validation`` when given, else the task's ``validationSplit`` share of
-        (x, y), which is then not trained on.
+        After each round the new global model is scored on the trainer's validation data (``validate``)
+        and the scores are reported to the server.
         """
-        info, welcome, y = await self.join_with_model(y)
-        model = self.model
-        x, y, x_val, y_val = self.hold_out(x, y, info, validation)
+        info, welcome = await self.join(trainer)
+        return await self.train_rounds(trainer, info, welcome, rounds=rounds, epochs_per_round=epochs_per_round,
+                                       on_round=on_round)
+
+    async def train_rounds(self, trainer: Trainer, info: dict[str, Any], welcome: dict[str, Any], *, rounds: int,
+                           epochs_per_round: int | None = None,
+                           on_round: Callable[[RoundResult], None] | None = None) -> list[RoundResult]:
+        """The rounds after ``join``: ``trainer`` holds the welcome's version; the connection is closed at the end."""
         round_number, version = welcome["round"], welcome["currentVersion"]
         if welcome.get("invited") is False:
             self.log(f"Not invited to round {round_number} ({welcome.get('participantsPerRound')} participants per "
@@ -205,23 +209,24 @@ class FederatedClient(TaskServerClient):
         results = []
         try:
             for _ in range(rounds):
-                base = self.model_vector(model) if self.replace_update else None
-                train_loss = await self.train_local_round(x, y, info, epochs_per_round)
+                base = flatten(trainer.get_weights()) if self.replace_update else None
+                train_loss = await self.train_round(trainer, info, epochs_per_round)
                 if self.replace_update:
-                    self.set_model_vector(model, await self.replace_update(self.model_vector(model), base,
-                                                                           round_number))
-                outcome = await self.contribute(model, round_number=round_number, base_version=version,
-                                                samples=len(y))
+                    trained = trainer.get_weights()
+                    replaced = await self.replace_update(flatten(trained), base, round_number)
+                    trainer.set_weights(unflatten(replaced, trained))
+                outcome = await self.contribute(self.tensors(trainer.get_weights()), round_number=round_number,
+                                                base_version=version, samples=trainer.samples)
                 if outcome["type"] == "round_failed":
                     self.log(f"Round {outcome['round']} failed: {outcome.get('reason')}, continuing from version "
                              f"{outcome['version']}.")
                 round_number, version = outcome["nextRound"], outcome["version"]
-                self.set_version_weights(model, version)
-                val, reported = await self.report_evaluation(outcome, x_val, y_val)
-                scores = await asyncio.to_thread(model.evaluate, x, y, verbose=0, return_dict=True)
+                trainer.set_weights(await asyncio.to_thread(self.fetch_weights, version))
+                val, reported = await self.report_evaluation(outcome, trainer)
+                loss, accuracy, samples = await asyncio.to_thread(trainer.evaluate)
                 val_loss, val_accuracy, val_samples = val or (None, None, None)
-                result = RoundResult(outcome["round"], version, train_loss, float(scores["loss"]),
-                                     scores.get("accuracy"), len(y), outcome["type"],
+                result = RoundResult(outcome["round"], version, train_loss, float(loss),
+                                     None if accuracy is None else float(accuracy), samples, outcome["type"],
                                      contributed=outcome.get("contributed", True), val_loss=val_loss,
                                      val_accuracy=val_accuracy, val_samples=val_samples, reported=reported)
                 results.append(result)

@@ -1,7 +1,7 @@
 """A Python participant's local data: a CSV, an image folder or an ``.npz``, shaped for the task.
 
 The browser client applies the same preprocessing steps (``static/disco/preprocessing.js``);
-here they are applied with numpy and Pillow.
+here they are applied with numpy, and Pillow for image folders (imported only when one is read).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def text_windows(text: str, training: dict[str, Any]) -> tuple[dict[str, np.ndar
     ``positions`` and ``causal_mask`` (the same for every window: broadcast views, no copies); y the
     next-token targets, float32 n x L x 1.
     """
-    from tasks.tokenizers import get_tokenizer
+    from .tokenizers import get_tokenizer
 
     length = int(training.get("maxSequenceLength") or 128)
     try:
@@ -138,13 +138,11 @@ def load_local_data(path: Path, task: dict[str, Any]) -> tuple[Any, np.ndarray]:
     raise DataError(f"{path}: give a CSV (tabular tasks), an image folder (image tasks) or an .npz with x and y.")
 
 
-def sample_data(task: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The task's generated sample data (predefined tasks), as (x, y)."""
+def data_from_files(files: dict[str, bytes], task: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    """(x, y) from files given by name and content: a tabular task's CSV, a text task's .txt files, or images
+    named as an image folder holds them (e.g. the server's generated sample data, ``manage.py simulate``)."""
     import tempfile
 
-    from tasks.sample_data import sample_files
-
-    files = sample_files(task["id"])
     training = task["trainingInformation"]
     if training["dataType"] == "tabular":
         (text,) = [data.decode() for name, data in files.items() if name.endswith(".csv")]

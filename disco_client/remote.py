@@ -1,5 +1,7 @@
-"""What both Python clients (federated and decentralized) share: the task's HTTP API, TF.js models in
-``tf_keras``, and one WebSocket with a queue of the server's messages.
+"""What both Python clients (federated and decentralized) share: the task's HTTP API (the task, a
+version's weights in the weight manifest's order), local training through a ``Trainer``
+(``disco_client.trainer``) and one WebSocket with a queue of the server's messages. No TensorFlow here:
+``disco_client.keras`` loads the task's TF.js model into ``tf_keras`` on top of these classes.
 
 Binary frames from the server are queued as ``{"type": "binary", "data": bytes}``; text
 frames as their JSON. ``next_event`` raises the server's ``error`` messages.
@@ -20,19 +22,19 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import websockets
 
 from .codec import ENCODINGS
+from .privacy import privatize_weights
+from .trainer import Trainer, flatten, unflatten
 
 WS_MAX_SIZE = 256 * 1024 * 1024
 
@@ -127,7 +129,6 @@ class TaskServerClient:
     task: dict[str, Any] = field(default_factory=dict)
     weight_order: list[str] = field(default_factory=list)
     topology: dict[str, Any] = field(default_factory=dict)
-    model: Any = None
     recovery: Recovery = field(default_factory=Recovery)
     compression: str = "float32"  # how the server wants federated updates encoded (its welcome says)
     deadline_seconds: float | None = None  # the task's round deadline; else the task's, the welcome's, the default
@@ -169,125 +170,77 @@ class TaskServerClient:
             self.deadline_seconds = (self.task.get("trainingInformation") or {}).get("roundDeadlineSeconds")
         return self.task
 
-    def fetch_version(self, number: int, directory: Path) -> Path:
-        """Download a fixed version's model.json and shards into ``directory``.
+    def fetch_weights(self, number: int) -> list[np.ndarray]:
+        """Version ``number``'s weights as float32 arrays in its weight manifest's order (``weight_order``).
 
-        The model is checked as an upload would be before anything reads it: the allow-list
-        (``tasks.model_files.allowlist``) over its whole configuration, so a model that carries
-        code never reaches ``tf_keras`` on the participant's machine, and plain shard names, so
-        no file is written outside ``directory``, whoever serves the model.
+        Only the manifest and the shards are read, never the topology: nothing here deserializes a model.
         """
-        from tasks.model_files.allowlist import config_problems
-
-        base = f"/tasks/{self.task_id}/versions/{number}/"
-        model_json = json.loads(self._get(base + "model.json"))
-        problems = config_problems(model_json)
-        if problems:
-            raise ParticipantError(f"Version {number} of task {self.task_id!r} was not loaded: " + " ".join(problems))
-        for group in model_json["weightsManifest"]:
-            for name in group["paths"]:
-                if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
-                    raise ParticipantError(f"Version {number} of task {self.task_id!r} names a weight file "
-                                           f"{str(name)[:80]!r} that is not a plain file name; it was not loaded.")
-                (directory / name).write_bytes(self._get(base + name))
-        (directory / "model.json").write_text(json.dumps(model_json))
-        self.weight_order = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]]
-        self.topology = model_json["modelTopology"]
-        return directory / "model.json"
-
-    def load_keras_model(self, number: int) -> Any:
-        from tasks.conversion import _tensorflowjs
-        from tasks.keras_env import safe_mode
-
-        converters = _tensorflowjs().converters
-        with tempfile.TemporaryDirectory(prefix="disco-participant-") as tmp:
-            path = self.fetch_version(number, Path(tmp))
-            with safe_mode():
-                return converters.load_keras_model(str(path))
-
-    def set_version_weights(self, model: Any, number: int) -> None:
-        """Overwrite ``model``'s weights with version ``number``'s, matched by name."""
         base = f"/tasks/{self.task_id}/versions/{number}/"
         manifest = json.loads(self._get(base + "model.json"))["weightsManifest"]
-        by_name = {}
+        names, weights = [], []
         for group in manifest:
             data = b"".join(self._get(base + p) for p in group["paths"])
             offset = 0
             for w in group["weights"]:
                 size = int(np.prod(w["shape"])) if w["shape"] else 1
-                by_name[w["name"]] = np.frombuffer(data, dtype="<f4", count=size, offset=offset).reshape(w["shape"])
+                if offset + 4 * size > len(data):
+                    raise ParticipantError(f"Version {number} of task {self.task_id!r}: the shards hold fewer bytes "
+                                           f"than the manifest's weight {w['name']!r} needs.")
+                weights.append(np.frombuffer(data, dtype="<f4", count=size, offset=offset)
+                               .reshape(w["shape"]).astype(np.float32))
+                names.append(w["name"])
                 offset += 4 * size
-        for variable in model.weights:
-            variable.assign(by_name[_weight_name(variable)])
+        self.weight_order = names
+        return weights
+
+    def tensors(self, weights: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+        """(name, array) pairs in the manifest's order, as the codec takes them."""
+        if len(weights) != len(self.weight_order):
+            raise ParticipantError(f"The trainer has {len(weights)} weight tensors; the task's model has "
+                                   f"{len(self.weight_order)}.")
+        return list(zip(self.weight_order, weights, strict=True))
 
     # --- Local training (both schemes) ------------------------------------------------------
-    def compile_for_training(self, model: Any) -> str:
-        """Compile ``model`` as the training page compiles this task's model.json; return the loss.
+    async def join(self, trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fetch the task, connect, and give ``trainer`` the current version's weights.
 
-        The author's ``training_config`` (loss, Adam / SGD with momentum / RMSprop and learning rate)
-        when the page understands it, else the page's defaults (``tasks.training_config``).
-        """
-        from tasks.training_config import compile_for_training
-
-        data_type = (self.task.get("trainingInformation") or {}).get("dataType")
-        return compile_for_training(model, self.topology.get("training_config"), data_type).loss
-
-    async def join_with_model(self, y: np.ndarray) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
-        """Fetch the task, connect, and load its current model compiled for local training.
-
-        Returns the task's trainingInformation, the server's welcome and ``y`` as the loss wants it.
+        Returns the task's trainingInformation and the server's welcome.
         """
         info = self.fetch_task()["trainingInformation"]
         welcome = await self.connect()
-        model = self.model = self.load_keras_model(welcome["currentVersion"])
-        loss = self.compile_for_training(model)
-        return info, welcome, _targets(y, loss, model.output_shape[-1])
+        weights = await asyncio.to_thread(self.fetch_weights, welcome["currentVersion"])
+        trainer.set_weights(weights)
+        return info, welcome
 
-    async def train_local_round(self, x: Any, y: np.ndarray, info: dict[str, Any], epochs: int | None = None) -> float:
-        """Train ``self.model`` for a round (``roundDuration`` epochs) and return the last training loss.
+    async def train_round(self, trainer: Trainer, info: dict[str, Any], epochs: int | None = None) -> float:
+        """Train for a round (``roundDuration`` epochs) and return the last training loss.
 
         With the task's differential privacy the round's change is then clipped to L2 norm C and
-        given N(0, (zC)^2) noise (``aggregation.privacy``), as the browser does before sharing.
+        given N(0, (zC)^2) noise (``disco_client.privacy``), as the browser does before sharing.
         """
-        from .privacy import privatize_weights
-
-        start = self.model_vector(self.model)
-        history = await asyncio.to_thread(self.model.fit, x, y, epochs=epochs or info["roundDuration"],
-                                          batch_size=info["batchSize"], verbose=0)
+        start = trainer.get_weights()
+        loss = await asyncio.to_thread(trainer.train, epochs or info["roundDuration"])
         privacy = info.get("privacy")
         if privacy:
-            self.set_model_vector(self.model, privatize_weights(self.model_vector(self.model), start,
-                                                                privacy["clippingRadius"],
-                                                                privacy.get("noiseScale") or 0.0))
-        return float(history.history["loss"][-1])
+            trained = trainer.get_weights()
+            private = privatize_weights(flatten(trained), flatten(start), privacy["clippingRadius"],
+                                        privacy.get("noiseScale") or 0.0)
+            trainer.set_weights(unflatten(private, trained))
+        return float(loss)
 
     # --- Federated evaluation (both schemes) ----------------------------------------------------
-    def hold_out(self, x: Any, y: np.ndarray, info: dict[str, Any],
-                 validation: tuple[Any, np.ndarray] | None = None) -> tuple[Any, np.ndarray, Any, np.ndarray | None]:
-        """(x, y) for training and the validation split scored after each round (None when there is none).
-
-        ``validation``: the participant's own (x, y), used as given (its labels encoded as the loss
-        wants). Without it the task's ``validationSplit`` share of (x, y) is held out, as the browser does.
-        """
-        if validation is not None:
-            x_val, y_val = validation
-            return x, y, x_val, _targets(np.asarray(y_val), self.model.loss, self.model.output_shape[-1])
-        train, held = split_indices(len(y), float(info.get("validationSplit") or 0.0))
-        if not len(held):
-            return x, y, None, None
-        return _rows(x, train), y[train], _rows(x, held), y[held]
-
-    async def score(self, x_val: Any, y_val: np.ndarray | None) -> tuple[float, float | None, int] | None:
-        """(loss, accuracy or None, samples) of ``self.model`` on the validation split; None when there is
+    async def score(self, trainer: Trainer) -> tuple[float, float | None, int] | None:
+        """(loss, accuracy or None, samples) of the trainer's model on its validation split; None when there is
         nothing to score or the loss is not a number (a diverged model has nothing to report)."""
-        if y_val is None or not len(y_val):
+        scores = await asyncio.to_thread(trainer.validate)
+        if scores is None or not scores[2]:
             return None
-        scores = await asyncio.to_thread(self.model.evaluate, x_val, y_val, verbose=0, return_dict=True)
-        loss, accuracy = float(scores["loss"]), scores.get("accuracy", scores.get("acc"))
+        loss, accuracy, samples = scores
+        loss = float(loss)
         if not np.isfinite(loss):
             self.log(f"The validation loss is {loss}: nothing to report.")
             return None
-        return loss, None if accuracy is None else min(1.0, max(0.0, float(accuracy))), len(y_val)
+        return loss, None if accuracy is None else min(1.0, max(0.0, float(accuracy))), int(samples)
 
     def evaluation_message(self, round_number: int, scores: tuple[float, float | None, int],
                            version: int | None = None) -> dict[str, Any]:
@@ -446,27 +399,6 @@ class TaskServerClient:
     async def close(self) -> None:
         await self._drop()
 
-    # --- Weights as one vector -------------------------------------------------------------
-    def model_vector(self, model: Any) -> np.ndarray:
-        """All of ``model``'s weights in the manifest's order, as one float32 vector."""
-        by_name = {_weight_name(v): v for v in model.weights}
-        return np.concatenate([by_name[n].numpy().ravel() for n in self.weight_order]).astype(np.float32)
-
-    def model_tensors(self, model: Any) -> list[tuple[str, np.ndarray]]:
-        """(name, array) pairs in the manifest's order, as the codec takes them."""
-        by_name = {_weight_name(v): v for v in model.weights}
-        return [(name, by_name[name].numpy()) for name in self.weight_order]
-
-    def set_model_vector(self, model: Any, vector: np.ndarray) -> None:
-        """Write a flat vector (manifest order) back into ``model``'s weights."""
-        by_name = {_weight_name(v): v for v in model.weights}
-        start = 0
-        for name in self.weight_order:
-            variable = by_name[name]
-            size = int(np.prod(variable.shape))
-            variable.assign(np.asarray(vector[start:start + size], dtype=np.float32).reshape(variable.shape))
-            start += size
-
 
 def split_indices(count: int, validation_split: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(training, validation) sample indices, each in the data's order (``splitIndices`` in trainer.js).
@@ -499,17 +431,3 @@ def _detail(error: urllib.error.HTTPError) -> str:
         return json.loads(error.read())["detail"]
     except (ValueError, KeyError, TypeError):
         return f"HTTP {error.code} from {error.url}"
-
-
-def _targets(y: np.ndarray, loss: str, classes: int) -> np.ndarray:
-    """Labels as the loss wants them (``targetEncoding`` in trainer.js): one-hot for categorical
-    cross-entropy over several classes, as given otherwise."""
-    if loss == "categorical_crossentropy" and classes > 1 and (y.ndim == 1 or y.shape[-1] == 1):
-        return np.eye(classes, dtype=np.float32)[y.reshape(-1).astype(int)]
-    return y
-
-
-def _weight_name(variable: Any) -> str:
-    """A Keras variable's name as the TF.js manifest writes it (no ':0' suffix)."""
-    name = getattr(variable, "path", None) or variable.name
-    return name.split(":")[0]

@@ -2,7 +2,8 @@
 
 TF.js reads Keras-2-style layer configs, so models are built and loaded with
 ``tf_keras`` and ``TF_USE_LEGACY_KERAS=1`` set before TensorFlow is first imported.
-Only workers, management commands and tests call this: never a web request.
+Only workers, management commands, tests and the client's TensorFlow layer (``disco_client.keras``)
+call this: never a web request. Importing this module imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ def tf_keras() -> ModuleType:
     import tf_keras as keras
 
     return keras
+
+
+def tensorflowjs() -> ModuleType:
+    """The ``tensorflowjs`` package (its converters load a TF.js model.json into ``tf_keras``)."""
+    tf_keras()  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
+    import tensorflowjs as tfjs
+
+    return tfjs
 
 
 def safe_mode() -> AbstractContextManager:
