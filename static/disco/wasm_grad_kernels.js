@@ -28,7 +28,11 @@
  * - BatchMatMul with a transposed operand: transposed first, then XNNPACK's fully connected path;
  * - MaxPoolGrad, wrong natively for windows whose maximum is <= 0: one pass in JS on the heap
  *   (also 3-4× faster than the native loop);
- * - Tile, as block copies: batch norm's gradient tiles a per-channel vector over activations.
+ * - Tile, as block copies: batch norm's gradient tiles a per-channel vector over activations;
+ * - Sum and Mean over leading axes (batch norm's moments and gradients, biases' gradients), as one
+ *   pass in JS over the heap instead of a transpose then a reduction;
+ * - Greater, GreaterEqual, Less, LessEqual, LogicalAnd and LogicalOr on operands of one shape or a
+ *   scalar (ReLU6's gradient), as one pass in JS without branches.
  *
  * TF.js is never imported: it is the argument of `registerWasmGradientKernels` or the global `tf`
  * (pages load it as a classic script, Node tests set globalThis.tf). NHWC only.
@@ -49,10 +53,13 @@ export const WASM_GRADIENT_KERNELS = Object.freeze([
  * (through XNNPACK instead of a naive loop), and MaxPoolGrad, whose native version is wrong: it
  * starts its search for the window maximum at FLT_MIN, the smallest positive float, so a window
  * whose values are all <= 0 sends its gradient to the wrong place, and it gives ties to the last
- * maximum where TF.js's other backends give them to the first; and Tile (block copies instead of an
- * index computation per element: batch norm's gradient tiles over whole activations).
+ * maximum where TF.js's other backends give them to the first; Tile (block copies instead of an
+ * index computation per element: batch norm's gradient tiles over whole activations); Sum and Mean
+ * over leading axes (one pass in JS instead of a transpose and a reduction); and comparisons and logical
+ * and/or on operands of one shape or a scalar (one pass in JS without branches: ReLU6's gradient).
  */
-export const WASM_REPLACED_KERNELS = Object.freeze(['Conv2DBackpropInput', 'BatchMatMul', 'MaxPoolGrad', 'Tile']);
+export const WASM_REPLACED_KERNELS = Object.freeze(['Conv2DBackpropInput', 'BatchMatMul', 'MaxPoolGrad', 'Tile', 'Sum', 'Mean',
+  'Greater', 'GreaterEqual', 'Less', 'LessEqual', 'LogicalAnd', 'LogicalOr']);
 
 /** A kernel of this module cannot compute what it was asked (unsupported layout or dtype). */
 export class WasmGradError extends Error {
@@ -452,6 +459,99 @@ function batchMatMul(tf, native, { inputs, backend, attrs }) {
   });
 }
 
+/**
+ * Sum or Mean over leading axes (e.g. [0, 1, 2] of an NHWC activation: batch norm's moments and gradients,
+ * a bias's gradient) as one pass in JS over the wasm heap, accumulating rows into a float64 vector. The
+ * native kernels transpose the reduced axes to the end first, then reduce: several times slower on
+ * MobileNet's activations (see bench/browser_train.py --profile and the README). (A product with a
+ * vector of ones through XNNPACK is no faster: it packs the whole operand first.) Anything else (other
+ * axes, int32, small tensors) goes to the native kernel.
+ */
+function reduceLeading(tf, native, mean, { inputs, backend, attrs }) {
+  const { x } = inputs;
+  const { keepDims } = attrs;
+  const rank = x.shape.length;
+  const axes = tf.util.parseAxisParam(attrs.axis, x.shape).sort((a, b) => a - b);
+  const leading = axes.length > 0 && axes.length < rank && axes.every((axis, i) => axis === i);
+  if (!leading || x.dtype !== 'float32' || tf.util.sizeFromShape(x.shape) < SMALL) {
+    return native.kernelFunc({ inputs, backend, attrs });
+  }
+  const k = axes.length;
+  const inner = tf.util.sizeFromShape(x.shape.slice(k));
+  const rows = tf.util.sizeFromShape(x.shape.slice(0, k));
+  const outShape = keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : x.shape.slice(k);
+  const out = backend.makeOutput(outShape, 'float32');
+  // Views on the wasm heap, taken after the last allocation (a growing heap detaches them).
+  const values = backend.typedArrayFromHeap(x);
+  const sums = new Float64Array(inner);
+  // Four rows a step: a quarter of the writes to `sums` (channels are few: 8 to 128 in MobileNets).
+  let row = 0;
+  for (let base = 0; row + 4 <= rows; row += 4, base += 4 * inner) {
+    for (let j = 0, a = base, b = base + inner, c = base + 2 * inner, d = base + 3 * inner; j < inner; j++) {
+      sums[j] += (values[a + j] + values[b + j]) + (values[c + j] + values[d + j]);
+    }
+  }
+  for (let base = row * inner; row < rows; row++, base += inner) {
+    for (let j = 0; j < inner; j++) sums[j] += values[base + j];
+  }
+  if (mean) for (let j = 0; j < inner; j++) sums[j] /= rows;
+  backend.typedArrayFromHeap(out).set(sums);
+  return out;
+}
+
+/**
+ * Element-wise comparisons and logical operations as one pass in JS over the heap, for operands of one
+ * shape or a scalar: the native kernels are 10-20x slower than Multiply on the same tensor (measured
+ * in Node on [10, 56, 56, 32]: LessEqual with a scalar 4.0 ms, LogicalAnd 4.5 ms, Multiply 0.2 ms; here
+ * 1.4 and 1.9 ms). ReLU6's gradient (MobileNets) runs them on every activation. (Select is no faster
+ * in JS: left native.) For each: [same shape, scalar second operand] loops, without branches (a mask of random
+ * signs mispredicts a branch per element: 3.8 ms against 1.4); a scalar first operand is swapped.
+ */
+const ELEMENTWISE = {
+  Greater: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] > b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] > s); }],
+  GreaterEqual: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] >= b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] >= s); }],
+  Less: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] < b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] < s); }],
+  LessEqual: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] <= b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] <= s); }],
+  LogicalAnd: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) & (b[i] !== 0); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) & (s !== 0); }],
+  LogicalOr: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) | (b[i] !== 0); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) | (s !== 0); }],
+};
+
+/** The operation with its operands swapped (a scalar first operand goes second). */
+const MIRRORED = {
+  Greater: 'Less', Less: 'Greater', GreaterEqual: 'LessEqual', LessEqual: 'GreaterEqual',
+  LogicalAnd: 'LogicalAnd', LogicalOr: 'LogicalOr',
+};
+
+function elementwise(tf, native, kernelName, { inputs, backend, attrs }) {
+  let { a, b } = inputs;
+  let name = kernelName;
+  const size = (t) => tf.util.sizeFromShape(t.shape);
+  const logical = name.startsWith('Logical');
+  const dtypeOk = (t) => t.dtype === (logical ? 'bool' : 'float32');
+  if (!dtypeOk(a) || !dtypeOk(b) || Math.max(size(a), size(b)) < SMALL) return native.kernelFunc({ inputs, backend, attrs });
+  if (size(a) === 1 && size(b) > 1) {
+    [a, b] = [b, a];
+    name = MIRRORED[name];
+  }
+  const scalar = size(b) === 1 && b.shape.length <= a.shape.length;
+  if (!scalar && !tf.util.arraysEqual(a.shape, b.shape)) return native.kernelFunc({ inputs, backend, attrs });
+  const shape = scalar ? a.shape.slice() : a.shape;
+  const out = backend.makeOutput(shape, 'bool');
+  // Views on the wasm heap, taken after the last allocation (a growing heap detaches them).
+  const o = backend.typedArrayFromHeap(out);
+  const av = backend.typedArrayFromHeap(a);
+  const bv = backend.typedArrayFromHeap(b);
+  if (scalar) ELEMENTWISE[name][1](o, av, bv[0], o.length);
+  else ELEMENTWISE[name][0](o, av, bv, o.length);
+  return out;
+}
+
 /** Kernels the wasm backend lacks: registered when missing. */
 const MISSING = {
   Conv2DBackpropFilter: conv2DBackpropFilter,
@@ -467,6 +567,9 @@ const REPLACED = {
   BatchMatMul: batchMatMul,
   MaxPoolGrad: (tf, native, args) => maxPoolGrad(tf, args),
   Tile: tile,
+  Sum: (tf, native, args) => reduceLeading(tf, native, false, args),
+  Mean: (tf, native, args) => reduceLeading(tf, native, true, args),
+  ...Object.fromEntries(Object.keys(ELEMENTWISE).map((name) => [name, (tf, native, args) => elementwise(tf, native, name, args)])),
 };
 
 /** Marks the kernel functions of this module, so that registering twice changes nothing. */
