@@ -322,7 +322,7 @@ def rule_threads(browser: Any, base: str, task_id: str, parameters: int) -> int:
         page.close()
 
 
-def kernel_table(model_id: str, batch: int, keras: float, report: dict[str, Any], top: int = 8,
+def kernel_table(model_id: str, batch: int, keras: float, report: dict[str, Any], top: int = 10,
                  shapes: bool = True) -> str:
     """The profiled batch's kernels taking the most time: calls, ms, share of the (unprofiled) batch time,
     and the browser/tf_keras ratio without that kernel (the batch time less its ms); under each, with

@@ -271,6 +271,26 @@ test('comparisons and logical and/or (one pass in JS) match cpu: same shapes, sc
   tf.dispose([relu6, expected]);
 });
 
+test('Identity shares its input\'s buffer; clones and variables stay independent and are freed', async () => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend();
+  const before = backend.numDataIds();
+  const x = tensor([3, 4], 60);
+  const y = tf.clone(x);
+  assert.equal(backend.numDataIds(), before + 1, 'one buffer for x and its clone');
+  x.dispose();
+  assert.deepEqual(Array.from(y.dataSync()), Array.from(values(12, 60)), 'the clone outlives x');
+  const v = tf.variable(y);
+  y.dispose();
+  const zeros = tf.zeros([3, 4]);
+  v.assign(zeros);
+  zeros.dispose();
+  assert.deepEqual(Array.from(v.dataSync()), new Array(12).fill(0));
+  v.dispose();
+  assert.equal(backend.numDataIds(), before);
+  await compare('identity of strings and bools', () => [tf.clone(tf.tensor1d([true, false], 'bool')).cast('int32')]);
+});
+
 test('NCHW is refused with a message that names the layout', () => {
   tf.tidy(() => {
     const x = tf.zeros([1, 2, 5, 5]);
@@ -424,6 +444,7 @@ test('no tensor or wasm buffer leaks over repeated calls', async () => {
     () => tf.matMul(tensor([6, 4], 36), tensor([6, 5], 37), true, false),
     () => tf.tile(tensor([1, 3], 38), [4, 2]),
     () => [tf.sum(tensor([4, 32, 32, 16], 41), [0, 1, 2]), tf.mean(tensor([70000, 3], 46), 0)],
+    () => tf.clone(tensor([4, 5], 44)),
     () => tf.logicalAnd(tf.lessEqual(tensor([4, 32, 32, 16], 42), 0.5), tf.greater(tensor([4, 32, 32, 16], 43), 0)),
     () => tf.engine().runKernel('MaxPoolGrad', { dy: tensor([2, 5, 5, 3], 39), input: x, output: tensor([2, 5, 5, 3], 40) },
       { filterSize: 2, strides: 2, pad: 'same' }),
