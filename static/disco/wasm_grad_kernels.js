@@ -587,6 +587,46 @@ const REPLACED = {
   ...Object.fromEntries(Object.keys(ELEMENTWISE).map((name) => [name, (tf, native, args) => elementwise(tf, native, name, args)])),
 };
 
+/**
+ * Tile's gradient as one Sum: dy reshaped to [rep, size] pairs (axes that are not repeated merged into
+ * their neighbours) and summed over the rep axes. TF.js's own gradient adds one Slice of dy per repetition
+ * (a loop over every rep of every axis): the GPT's layer normalisations tile a [1, 1, 48] weight over
+ * 128 positions and a [1, 128, 1] statistic over 48 channels, so each training batch ran 2,464 Slices
+ * and as many Adds, 46% of its time on wasm (bench/browser_train.py --profile). The same sum, so the same
+ * values on every backend; registered for all of them (a gradient is not per backend in TF.js).
+ */
+function tileGradient(tf) {
+  return {
+    kernelName: 'Tile',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved;
+      const { reps } = attrs;
+      return {
+        x: () => {
+          const dims = [];
+          const axes = [];
+          let mergeable = false;  // whether the last of dims is a size that a size-only axis can join
+          x.shape.forEach((size, i) => {
+            if (reps[i] > 1) {
+              axes.push(dims.length);
+              dims.push(reps[i], size);
+              mergeable = true;
+            } else if (mergeable) {
+              dims[dims.length - 1] *= size;
+            } else {
+              dims.push(size);
+              mergeable = true;
+            }
+          });
+          const grad = axes.length ? tf.sum(tf.reshape(dy, dims), axes) : dy;
+          return tf.reshape(grad, x.shape);
+        },
+      };
+    },
+  };
+}
+
 /** Marks the kernel functions of this module, so that registering twice changes nothing. */
 const MARK = 'discoWasmGradKernel';
 
@@ -596,7 +636,8 @@ const MARK = 'discoWasmGradKernel';
  * that are slow or wrong in training (`WASM_REPLACED_KERNELS`; the native kernel stays the
  * fallback for what a replacement does not handle, and its setup still runs when the backend
  * starts).
- * Idempotent: a kernel already provided by this module, or a missing kernel that a later wasm
+ * With the replacements comes Tile's gradient as one Sum (`tileGradient`; for every backend, as TF.js
+ * keeps one gradient per kernel). Idempotent: a kernel already provided by this module, or a missing kernel that a later wasm
  * backend provides itself, is left alone. Call it once the wasm backend's script has run (its
  * kernels must be registered for the replacements to find them), before or after the backend is
  * initialised by `tf.setBackend('wasm')`.
@@ -618,6 +659,12 @@ export function registerWasmGradientKernels(tf = globalThis.tf, { replaceNative 
     registered.push(kernelName);
   }
   if (!replaceNative) return registered;
+  const tileGrad = tf.getGradient ? tf.getGradient('Tile') : null;
+  if (typeof tf.registerGradient === 'function' && !(tileGrad && tileGrad.gradFunc[MARK])) {
+    const config = tileGradient(tf);
+    config.gradFunc[MARK] = true;
+    tf.registerGradient(config);
+  }
   for (const kernelName of WASM_REPLACED_KERNELS) {
     const native = tf.getKernel(kernelName, 'wasm');
     if (!native || native.kernelFunc[MARK]) continue;

@@ -14,6 +14,9 @@ globalThis.tf = require('@tensorflow/tfjs');
 require('@tensorflow/tfjs-backend-wasm');
 const tf = globalThis.tf;
 
+// TF.js's own gradient of Tile (a Slice and an Add per repetition), before this module replaces it.
+const originalTileGrad = tf.getGradient('Tile');
+
 // Registered before the wasm backend starts, as on the training page: the native setup of the
 // replaced kernels must still run when it does.
 const firstRegistration = registerWasmGradientKernels(tf);
@@ -289,6 +292,26 @@ test('Identity shares its input\'s buffer; clones and variables stay independent
   v.dispose();
   assert.equal(backend.numDataIds(), before);
   await compare('identity of strings and bools', () => [tf.clone(tf.tensor1d([true, false], 'bool')).cast('int32')]);
+});
+
+test('Tile\'s gradient (one Sum) equals TF.js\'s own (a Slice per repetition) on cpu and wasm', async () => {
+  assert.notEqual(tf.getGradient('Tile'), originalTileGrad);
+  const cases = [[[5], [3]], [[2, 3], [1, 4]], [[2, 3], [3, 1]], [[1, 1, 48], [1, 128, 1]], [[1, 128, 1], [1, 1, 48]],
+    [[2, 3, 4], [2, 1, 3]], [[2, 1, 3, 2], [1, 4, 2, 3]], [[3, 4], [1, 1]], [[1, 1, 1, 8], [4, 5, 5, 1]]];
+  for (const backend of ['cpu', 'wasm']) {
+    await tf.setBackend(backend);
+    for (const [shape, reps] of cases) {
+      tf.tidy(() => {
+        const x = tensor(shape, 61);
+        const dy = tensor(shape.map((d, i) => d * reps[i]), 62);
+        const ours = tf.getGradient('Tile').gradFunc(dy, [x], { reps }).x();
+        const theirs = originalTileGrad.gradFunc(dy, [x], { reps }).x();
+        assertClose([{ shape: ours.shape, data: Array.from(ours.dataSync()) }],
+          [{ shape: theirs.shape, data: Array.from(theirs.dataSync()) }], `${backend} tile ${shape} x ${reps}`);
+      });
+    }
+  }
+  await tf.setBackend('wasm');
 });
 
 test('NCHW is refused with a message that names the layout', () => {
