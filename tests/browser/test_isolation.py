@@ -43,7 +43,8 @@ def test_train_page_is_isolated_and_wasm_threads_start(live_platform, page):
 
     open_train_page(page, live_platform["url"], "tiny_tabular", "?wasm_threads=2")
     assert page.evaluate("navigator.hardwareConcurrency") == os.cpu_count()
-    (trainer,) = [w for w in page.workers if w.url.endswith("/static/disco/train_worker.js")]
+    # The new page's worker (the previous page's may not yet be gone from the list).
+    trainer = [w for w in page.workers if w.url.endswith("/static/disco/train_worker.js")][-1]
     assert trainer.evaluate("tf.wasm.getThreadsCount()") == 2
     assert page.evaluate("window.discoTrain.threads") == 2
     assert "2 threads, as the address asks" in page.inner_text("#backend-info")
