@@ -137,15 +137,76 @@ export function backendReason(model, backend) {
 }
 
 /**
- * How many threads the wasm backend should use: one per logical core when the page is
- * cross-origin isolated (the threaded SIMD build needs SharedArrayBuffer), else 1.
- * @param {{crossOriginIsolated?: boolean, navigator?: {hardwareConcurrency?: number}}} [scope] (default: globalThis)
+ * Below this many parameters the wasm backend gets one thread: a small model's operations are so short
+ * that waking a second thread costs more than it saves (bench/browser_train.py, 2 cores: the titanic MLP
+ * trained at 6,380 samples/s on one thread against 1,506 on two; mnist's and lus_covid's CNNs, also under
+ * this size, at 2-5 times their two-thread rates). See the README.
+ */
+export const WASM_ONE_THREAD_BELOW = 100_000;
+
+/**
+ * On this many logical cores or fewer the wasm backend gets one thread whatever the model: the training
+ * worker's second thread competes with the page, the browser and the wasm thread itself for the other
+ * core. Measured on 2 cores (shared with other work): every predefined model trained faster on one
+ * thread, MobileNet v1 at 5.7 samples/s against 2.7, the GPT at 6.2 against 2.3.
+ */
+export const WASM_ONE_THREAD_UP_TO_CORES = 2;
+
+/**
+ * The number of parameters of a model from its weight specs (model.json's `weightsManifest[].weights`,
+ * or `artifacts.weightSpecs`), without loading it: the sum of the products of their shapes.
+ * @param {Array<{shape: number[]}>|Array<{weights: Array<{shape: number[]}>}>} specs
  * @returns {number}
  */
-export function wasmThreadsWanted(scope = globalThis) {
-  if (!scope.crossOriginIsolated) return 1;
-  return Math.max(1, Number(scope.navigator?.hardwareConcurrency) || 1);
+export function parameterCount(specs) {
+  const flat = (specs || []).flatMap((s) => (Array.isArray(s.weights) ? s.weights : [s]));
+  return flat.reduce((sum, w) => sum + (w.shape || []).reduce((p, d) => p * d, 1), 0);
 }
+
+/**
+ * The thread count forced by the page's address (`?wasm_threads=N`, 1 to 64), or null.
+ * @param {any} [scope] (default: globalThis)
+ * @returns {number|null}
+ */
+export function forcedWasmThreads(scope = globalThis) {
+  let value = null;
+  try { value = new URLSearchParams(scope.location?.search || '').get('wasm_threads'); } catch { value = null; }
+  const n = Number(value);
+  return value && Number.isInteger(n) && n >= 1 && n <= 64 ? n : null;
+}
+
+/**
+ * How many threads the wasm backend should use, and why: 1 when the page is not cross-origin isolated
+ * (the threaded SIMD build needs SharedArrayBuffer); else `forced` (or `?wasm_threads=N`) when given; else
+ * 1 for a model of fewer than `WASM_ONE_THREAD_BELOW` parameters; else 1 on a machine of at most
+ * `WASM_ONE_THREAD_UP_TO_CORES` logical cores; else one per logical core.
+ * @param {{crossOriginIsolated?: boolean, navigator?: {hardwareConcurrency?: number}, location?: {search?: string}}} [scope]
+ *   (default: globalThis)
+ * @param {{parameters?: number|null, forced?: number|null}} [model] the model's parameter count, when known
+ * @returns {{threads: number, reason: 'not-isolated'|'forced'|'small-model'|'few-cores'|'cores'}}
+ */
+export function wasmThreadsChoice(scope = globalThis, { parameters = null, forced = null } = {}) {
+  if (!scope.crossOriginIsolated) return { threads: 1, reason: 'not-isolated' };
+  const wanted = forced ?? forcedWasmThreads(scope);
+  if (wanted) return { threads: wanted, reason: 'forced' };
+  if (parameters != null && parameters < WASM_ONE_THREAD_BELOW) return { threads: 1, reason: 'small-model' };
+  const cores = Math.max(1, Number(scope.navigator?.hardwareConcurrency) || 1);
+  if (cores <= WASM_ONE_THREAD_UP_TO_CORES) return { threads: 1, reason: 'few-cores' };
+  return { threads: cores, reason: 'cores' };
+}
+
+/**
+ * How many threads the wasm backend should use (`wasmThreadsChoice`'s count).
+ * @param {any} [scope] (default: globalThis)
+ * @param {{parameters?: number|null, forced?: number|null}} [model]
+ * @returns {number}
+ */
+export function wasmThreadsWanted(scope = globalThis, model = {}) {
+  return wasmThreadsChoice(scope, model).threads;
+}
+
+/** Why the wasm backend got the threads it has (set by `configureWasm`). */
+let wasmThreadsReason = null;
 
 /**
  * The wasm backend's threads, in words for the participant (call once the backend is initialised).
@@ -156,9 +217,14 @@ export function wasmThreadsInfo(scope = globalThis) {
   const tf = tfjs();
   let threads = 1;
   try { threads = tf.wasm.getThreadsCount(); } catch { threads = 1; }
-  const text = scope.crossOriginIsolated
-    ? `${threads} thread${threads === 1 ? '' : 's'}`
-    : '1 thread: this page is not cross-origin isolated, so WebAssembly cannot use more';
+  const count = `${threads} thread${threads === 1 ? '' : 's'}`;
+  let text = count;
+  if (!scope.crossOriginIsolated) text = '1 thread: this page is not cross-origin isolated, so WebAssembly cannot use more';
+  else if (wasmThreadsReason === 'small-model' && threads === 1) {
+    text = `${count}: this model is small, and its operations run faster without waking a second thread`;
+  } else if (wasmThreadsReason === 'few-cores' && threads === 1) {
+    text = `${count}: this device has ${WASM_ONE_THREAD_UP_TO_CORES} cores or fewer, and a second thread would compete with the page for them`;
+  } else if (wasmThreadsReason === 'forced') text = `${count}, as the address asks (wasm_threads)`;
   return { threads, text };
 }
 
@@ -187,13 +253,15 @@ export async function setBackend(name) {
  * only then, `navigator.hardwareConcurrency` reads twice the threads wanted; the real value is back
  * (the own property removed) as soon as the backend is up.
  * @param {any} [scope] (default: globalThis)
+ * @param {{parameters?: number|null, forced?: number|null}} [model] the model's parameter count (see
+ *   `parameterCount`) and a forced thread count: a small model gets one thread (`wasmThreadsChoice`)
  * @returns {Promise<number>} the wasm backend's threads (0 when it is not loaded or did not start)
  */
-export async function startWasm(scope = globalThis) {
+export async function startWasm(scope = globalThis, model = {}) {
   const tf = tfjs();
   if (!tf.wasm || tf.findBackendFactory('wasm') == null) return 0;
-  configureWasm(scope);
-  const wanted = wasmThreadsWanted(scope);
+  configureWasm(scope, model);
+  const wanted = wasmThreadsWanted(scope, model);
   const nav = scope.navigator;
   const doubled = wanted > 1 && nav && !Object.prototype.hasOwnProperty.call(nav, 'hardwareConcurrency');
   if (doubled) Object.defineProperty(nav, 'hardwareConcurrency', { value: wanted * 2, configurable: true });
@@ -214,12 +282,15 @@ let wasmConfigured = false;
  * TF.js runs anything: the first operation initialises the best registered backend, possibly wasm,
  * and its thread count is fixed then. Idempotent; a no-op when the wasm backend is not loaded.
  * @param {any} [scope] (default: globalThis)
+ * @param {{parameters?: number|null, forced?: number|null}} [model] see `wasmThreadsChoice`
  */
-export function configureWasm(scope = globalThis) {
+export function configureWasm(scope = globalThis, model = {}) {
   const tf = tfjs();
   if (wasmConfigured || !tf.wasm) return;
   tf.wasm.setWasmPaths(WASM_PATH);
-  tf.wasm.setThreadsCount(wasmThreadsWanted(scope));
+  const { threads, reason } = wasmThreadsChoice(scope, model);
+  tf.wasm.setThreadsCount(threads);
+  wasmThreadsReason = reason;
   wasmConfigured = true;
 }
 

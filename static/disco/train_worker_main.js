@@ -7,7 +7,7 @@
 
 import { textModelInputs } from './data.js';
 import {
-  chooseBackend, describeFigures, probeBackends, setBackend, startWasm, wasmThreadsInfo,
+  chooseBackend, describeFigures, parameterCount, probeBackends, setBackend, startWasm, wasmThreadsInfo,
 } from './backends.js';
 import { Trainer, compileFromTrainingConfig, ensureCompiled, explainError, targetEncoding } from './trainer.js';
 import { applyWeightEntries, errorMessage, weightBuffers, weightEntries } from './train_worker_protocol.js';
@@ -51,12 +51,14 @@ function backendFacts(active) {
 
 /** @type {Record<string, (message: any, post: (message: any, transfer?: Transferable[]) => void) => Promise<any>>} */
 const handlers = {
-  async load({ artifacts, trainingConfig, task, probeBudgetMs }) {
+  async load({ artifacts, trainingConfig, task, probeBudgetMs, wasm }) {
     state.artifacts = artifacts;
     state.trainingConfig = trainingConfig;
     state.task = task;
     let wasmError = null;
-    try { await startWasm(); } catch (error) { wasmError = String(error.message || error); }
+    // A small model gets one wasm thread (backends.js, wasmThreadsChoice): its size from the weight specs.
+    const size = { parameters: parameterCount(artifacts.weightSpecs), forced: wasm?.forced ?? null };
+    try { await startWasm(globalThis, size); } catch (error) { wasmError = String(error.message || error); }
     if (state.model) state.model.dispose();
     state.model = await freshModel();
     try {

@@ -8,7 +8,7 @@
  *
  * | request      | payload                                   | result                                  |
  * | ------------ | ----------------------------------------- | --------------------------------------- |
- * | `load`       | `{artifacts, trainingConfig, task, probeBudgetMs?}` | `{params, probe, backend, threads}`     |
+ * | `load`       | `{artifacts, trainingConfig, task, probeBudgetMs?, wasm?}` | `{params, probe, backend, threads}` |
  * | `setBackend` | `{name}` ('auto' = the probe's choice)    | `{backend, threads, threadsText}`       |
  * | `train`      | `{data, task, stopFlag?}`                 | `{stopped, epochs, history, batches}`   |
  * | `stop`       | `{}`                                      | `{}` (takes effect after the batch running) |

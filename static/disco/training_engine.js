@@ -64,12 +64,15 @@ export class WorkerEngine {
    * Load the model into the worker, probe the backends there and start the fastest.
    * @param {any} artifacts the model's artifacts (model.json + weights), as tf.io.http(...).load() gives them
    * @param {any} trainingConfig modelTopology.training_config
-   * @param {{probeBudgetMs?: number}} [options] the probe's time (default: backends.js's PROBE_BUDGET_MS)
+   * @param {{probeBudgetMs?: number, wasm?: {parameters?: number, forced?: number|null}}} [options] the probe's time
+   *   (default: backends.js's PROBE_BUDGET_MS); wasm: the model's size and a forced thread count (startWasm)
    * @returns {Promise<BackendFacts & {probe: any, probeText: string}>}
    */
   async load(artifacts, trainingConfig, options = {}) {
     // Copied by postMessage (weightData may be one ArrayBuffer or a list of them): the page keeps its own.
-    return this.client.request('load', { artifacts, trainingConfig, task: this.task, probeBudgetMs: options.probeBudgetMs });
+    return this.client.request('load', {
+      artifacts, trainingConfig, task: this.task, probeBudgetMs: options.probeBudgetMs, wasm: options.wasm,
+    });
   }
 
   /**
@@ -158,12 +161,13 @@ export class PageEngine {
    * Probe the backends here and start the fastest.
    * @param {any} artifacts
    * @param {(model: any) => void} compile compiles a fresh copy as the page compiles its model
-   * @param {{probeBudgetMs?: number}} [options] the probe's time (default: backends.js's PROBE_BUDGET_MS)
+   * @param {{probeBudgetMs?: number, wasm?: {parameters?: number, forced?: number|null}}} [options] the probe's time
+   *   (default: backends.js's PROBE_BUDGET_MS); wasm: the model's size and a forced thread count (startWasm)
    * @returns {Promise<BackendFacts & {probe: any, probeText: string}>}
    */
   async load(artifacts, compile, options = {}) {
     const tf = globalThis.tf;
-    try { await startWasm(); } catch { /* the probe and the rule do without it */ }
+    try { await startWasm(globalThis, options.wasm); } catch { /* the probe and the rule do without it */ }
     const fresh = async () => {
       const copy = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
       compile(copy);

@@ -28,7 +28,12 @@
  * - BatchMatMul with a transposed operand: transposed first, then XNNPACK's fully connected path;
  * - MaxPoolGrad, wrong natively for windows whose maximum is <= 0: one pass in JS on the heap
  *   (also 3-4× faster than the native loop);
- * - Tile, as block copies: batch norm's gradient tiles a per-channel vector over activations.
+ * - Tile, as block copies: batch norm's gradient tiles a per-channel vector over activations;
+ * - Sum and Mean over leading axes (batch norm's moments and gradients, biases' gradients), as one
+ *   pass in JS over the heap instead of a transpose then a reduction;
+ * - Greater, GreaterEqual, Less, LessEqual, LogicalAnd and LogicalOr on operands of one shape or a
+ *   scalar (ReLU6's gradient), as one pass in JS without branches;
+ * - Identity, sharing its input's buffer as the cpu backend does, instead of a copy.
  *
  * TF.js is never imported: it is the argument of `registerWasmGradientKernels` or the global `tf`
  * (pages load it as a classic script, Node tests set globalThis.tf). NHWC only.
@@ -49,10 +54,14 @@ export const WASM_GRADIENT_KERNELS = Object.freeze([
  * (through XNNPACK instead of a naive loop), and MaxPoolGrad, whose native version is wrong: it
  * starts its search for the window maximum at FLT_MIN, the smallest positive float, so a window
  * whose values are all <= 0 sends its gradient to the wrong place, and it gives ties to the last
- * maximum where TF.js's other backends give them to the first; and Tile (block copies instead of an
- * index computation per element: batch norm's gradient tiles over whole activations).
+ * maximum where TF.js's other backends give them to the first; Tile (block copies instead of an
+ * index computation per element: batch norm's gradient tiles over whole activations); Sum and Mean
+ * over leading axes (one pass in JS instead of a transpose and a reduction); and comparisons and logical
+ * and/or on operands of one shape or a scalar (one pass in JS without branches: ReLU6's gradient); and
+ * Identity (its input's buffer shared, not copied).
  */
-export const WASM_REPLACED_KERNELS = Object.freeze(['Conv2DBackpropInput', 'BatchMatMul', 'MaxPoolGrad', 'Tile']);
+export const WASM_REPLACED_KERNELS = Object.freeze(['Conv2DBackpropInput', 'BatchMatMul', 'MaxPoolGrad', 'Tile', 'Sum', 'Mean',
+  'Greater', 'GreaterEqual', 'Less', 'LessEqual', 'LogicalAnd', 'LogicalOr', 'Identity']);
 
 /** A kernel of this module cannot compute what it was asked (unsupported layout or dtype). */
 export class WasmGradError extends Error {
@@ -452,6 +461,111 @@ function batchMatMul(tf, native, { inputs, backend, attrs }) {
   });
 }
 
+/**
+ * Sum or Mean over leading axes (e.g. [0, 1, 2] of an NHWC activation: batch norm's moments and gradients,
+ * a bias's gradient) as one pass in JS over the wasm heap, accumulating rows into a float64 vector. The
+ * native kernels transpose the reduced axes to the end first, then reduce: several times slower on
+ * MobileNet's activations (see bench/browser_train.py --profile and the README). (A product with a
+ * vector of ones through XNNPACK is no faster: it packs the whole operand first.) Anything else (other
+ * axes, int32, small tensors) goes to the native kernel.
+ */
+function reduceLeading(tf, native, mean, { inputs, backend, attrs }) {
+  const { x } = inputs;
+  const { keepDims } = attrs;
+  const rank = x.shape.length;
+  const axes = tf.util.parseAxisParam(attrs.axis, x.shape).sort((a, b) => a - b);
+  const leading = axes.length > 0 && axes.length < rank && axes.every((axis, i) => axis === i);
+  if (!leading || x.dtype !== 'float32' || tf.util.sizeFromShape(x.shape) < SMALL) {
+    return native.kernelFunc({ inputs, backend, attrs });
+  }
+  const k = axes.length;
+  const inner = tf.util.sizeFromShape(x.shape.slice(k));
+  const rows = tf.util.sizeFromShape(x.shape.slice(0, k));
+  const outShape = keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : x.shape.slice(k);
+  const out = backend.makeOutput(outShape, 'float32');
+  // Views on the wasm heap, taken after the last allocation (a growing heap detaches them).
+  const values = backend.typedArrayFromHeap(x);
+  const sums = new Float64Array(inner);
+  // Four rows a step: a quarter of the writes to `sums` (channels are few: 8 to 128 in MobileNets).
+  let row = 0;
+  for (let base = 0; row + 4 <= rows; row += 4, base += 4 * inner) {
+    for (let j = 0, a = base, b = base + inner, c = base + 2 * inner, d = base + 3 * inner; j < inner; j++) {
+      sums[j] += (values[a + j] + values[b + j]) + (values[c + j] + values[d + j]);
+    }
+  }
+  for (let base = row * inner; row < rows; row++, base += inner) {
+    for (let j = 0; j < inner; j++) sums[j] += values[base + j];
+  }
+  if (mean) for (let j = 0; j < inner; j++) sums[j] /= rows;
+  backend.typedArrayFromHeap(out).set(sums);
+  return out;
+}
+
+/**
+ * Element-wise comparisons and logical operations as one pass in JS over the heap, for operands of one
+ * shape or a scalar: the native kernels are 10-20x slower than Multiply on the same tensor (measured
+ * in Node on [10, 56, 56, 32]: LessEqual with a scalar 4.0 ms, LogicalAnd 4.5 ms, Multiply 0.2 ms; here
+ * 1.4 and 1.9 ms). ReLU6's gradient (MobileNets) runs them on every activation. (Select is no faster
+ * in JS: left native.) For each: [same shape, scalar second operand] loops, without branches (a mask of random
+ * signs mispredicts a branch per element: 3.8 ms against 1.4); a scalar first operand is swapped.
+ */
+const ELEMENTWISE = {
+  Greater: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] > b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] > s); }],
+  GreaterEqual: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] >= b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] >= s); }],
+  Less: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] < b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] < s); }],
+  LessEqual: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] <= b[i]); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = +(a[i] <= s); }],
+  LogicalAnd: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) & (b[i] !== 0); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) & (s !== 0); }],
+  LogicalOr: [(o, a, b, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) | (b[i] !== 0); },
+    (o, a, s, n) => { for (let i = 0; i < n; i++) o[i] = (a[i] !== 0) | (s !== 0); }],
+};
+
+/** The operation with its operands swapped (a scalar first operand goes second). */
+const MIRRORED = {
+  Greater: 'Less', Less: 'Greater', GreaterEqual: 'LessEqual', LessEqual: 'GreaterEqual',
+  LogicalAnd: 'LogicalAnd', LogicalOr: 'LogicalOr',
+};
+
+function elementwise(tf, native, kernelName, { inputs, backend, attrs }) {
+  let { a, b } = inputs;
+  let name = kernelName;
+  const size = (t) => tf.util.sizeFromShape(t.shape);
+  const logical = name.startsWith('Logical');
+  const dtypeOk = (t) => t.dtype === (logical ? 'bool' : 'float32');
+  if (!dtypeOk(a) || !dtypeOk(b) || Math.max(size(a), size(b)) < SMALL) return native.kernelFunc({ inputs, backend, attrs });
+  if (size(a) === 1 && size(b) > 1) {
+    [a, b] = [b, a];
+    name = MIRRORED[name];
+  }
+  const scalar = size(b) === 1 && b.shape.length <= a.shape.length;
+  if (!scalar && !tf.util.arraysEqual(a.shape, b.shape)) return native.kernelFunc({ inputs, backend, attrs });
+  const shape = scalar ? a.shape.slice() : a.shape;
+  const out = backend.makeOutput(shape, 'bool');
+  // Views on the wasm heap, taken after the last allocation (a growing heap detaches them).
+  const o = backend.typedArrayFromHeap(out);
+  const av = backend.typedArrayFromHeap(a);
+  const bv = backend.typedArrayFromHeap(b);
+  if (scalar) ELEMENTWISE[name][1](o, av, bv[0], o.length);
+  else ELEMENTWISE[name][0](o, av, bv, o.length);
+  return out;
+}
+
+/**
+ * Identity sharing its input's buffer (one more reference to it), as TF.js's cpu backend and Reshape do:
+ * the native kernel copies the whole tensor, and the gradient tape and the optimizers call it on every
+ * weight and many activations (1,600 calls, 5% of a MobileNetV2 training batch).
+ */
+function identity(tf, native, { inputs, backend, attrs }) {
+  const { x } = inputs;
+  if (x.dtype === 'string') return native.kernelFunc({ inputs, backend, attrs });
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 /** Kernels the wasm backend lacks: registered when missing. */
 const MISSING = {
   Conv2DBackpropFilter: conv2DBackpropFilter,
@@ -467,7 +581,51 @@ const REPLACED = {
   BatchMatMul: batchMatMul,
   MaxPoolGrad: (tf, native, args) => maxPoolGrad(tf, args),
   Tile: tile,
+  Sum: (tf, native, args) => reduceLeading(tf, native, false, args),
+  Mean: (tf, native, args) => reduceLeading(tf, native, true, args),
+  Identity: identity,
+  ...Object.fromEntries(Object.keys(ELEMENTWISE).map((name) => [name, (tf, native, args) => elementwise(tf, native, name, args)])),
 };
+
+/**
+ * Tile's gradient as one Sum: dy reshaped to [rep, size] pairs (axes that are not repeated merged into
+ * their neighbours) and summed over the rep axes. TF.js's own gradient adds one Slice of dy per repetition
+ * (a loop over every rep of every axis): the GPT's layer normalisations tile a [1, 1, 48] weight over
+ * 128 positions and a [1, 128, 1] statistic over 48 channels, so each training batch ran 2,464 Slices
+ * and as many Adds, 46% of its time on wasm (bench/browser_train.py --profile). The same sum, so the same
+ * values on every backend; registered for all of them (a gradient is not per backend in TF.js).
+ */
+function tileGradient(tf) {
+  return {
+    kernelName: 'Tile',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved;
+      const { reps } = attrs;
+      return {
+        x: () => {
+          const dims = [];
+          const axes = [];
+          let mergeable = false;  // whether the last of dims is a size that a size-only axis can join
+          x.shape.forEach((size, i) => {
+            if (reps[i] > 1) {
+              axes.push(dims.length);
+              dims.push(reps[i], size);
+              mergeable = true;
+            } else if (mergeable) {
+              dims[dims.length - 1] *= size;
+            } else {
+              dims.push(size);
+              mergeable = true;
+            }
+          });
+          const grad = axes.length ? tf.sum(tf.reshape(dy, dims), axes) : dy;
+          return tf.reshape(grad, x.shape);
+        },
+      };
+    },
+  };
+}
 
 /** Marks the kernel functions of this module, so that registering twice changes nothing. */
 const MARK = 'discoWasmGradKernel';
@@ -478,7 +636,8 @@ const MARK = 'discoWasmGradKernel';
  * that are slow or wrong in training (`WASM_REPLACED_KERNELS`; the native kernel stays the
  * fallback for what a replacement does not handle, and its setup still runs when the backend
  * starts).
- * Idempotent: a kernel already provided by this module, or a missing kernel that a later wasm
+ * With the replacements comes Tile's gradient as one Sum (`tileGradient`; for every backend, as TF.js
+ * keeps one gradient per kernel). Idempotent: a kernel already provided by this module, or a missing kernel that a later wasm
  * backend provides itself, is left alone. Call it once the wasm backend's script has run (its
  * kernels must be registered for the replacements to find them), before or after the backend is
  * initialised by `tf.setBackend('wasm')`.
@@ -500,6 +659,12 @@ export function registerWasmGradientKernels(tf = globalThis.tf, { replaceNative 
     registered.push(kernelName);
   }
   if (!replaceNative) return registered;
+  const tileGrad = tf.getGradient ? tf.getGradient('Tile') : null;
+  if (typeof tf.registerGradient === 'function' && !(tileGrad && tileGrad.gradFunc[MARK])) {
+    const config = tileGradient(tf);
+    config.gradFunc[MARK] = true;
+    tf.registerGradient(config);
+  }
   for (const kernelName of WASM_REPLACED_KERNELS) {
     const native = tf.getKernel(kernelName, 'wasm');
     if (!native || native.kernelFunc[MARK]) continue;

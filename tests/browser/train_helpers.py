@@ -24,9 +24,9 @@ def write_shapes(folder: Path, n: int, seed: int) -> dict[str, list[Path]]:
     return groups
 
 
-def open_train_page(page: Any, base: str, task_id: str) -> None:
-    """Open the task's training page and wait for its model to be loaded."""
-    page.goto(f"{base}/tasks/{task_id}/train/")
+def open_train_page(page: Any, base: str, task_id: str, query: str = "") -> None:
+    """Open the task's training page (``query``: e.g. ``?wasm_threads=2``) and wait for its model to be loaded."""
+    page.goto(f"{base}/tasks/{task_id}/train/{query}")
     page.wait_for_function("() => window.discoTrain && window.discoTrain.state !== 'loading'", timeout=60_000)
     assert page.evaluate("window.discoTrain.state") == "ready", page.evaluate("JSON.stringify(window.discoTrain.error)")
 

@@ -223,3 +223,44 @@ test('webgpu is still asked for an adapter once the probe\'s time is up, so the 
   assert.equal(none.figures.find((f) => f.backend === 'webgpu').status, 'unable');
   tf.removeBackend('webgpu');
 });
+
+test('a small model, or a 2-core machine, gets one wasm thread; else one per core; the address can force a count', async () => {
+  const {
+    WASM_ONE_THREAD_BELOW, WASM_ONE_THREAD_UP_TO_CORES, forcedWasmThreads, parameterCount, wasmThreadsChoice,
+    wasmThreadsWanted,
+  } = await import('../../static/disco/backends.js');
+  // Sizes from model.json's weightsManifest (or artifacts.weightSpecs), before the model is loaded.
+  const manifest = [{ paths: ['w.bin'], weights: [
+    { name: 'dense/kernel', shape: [12, 64], dtype: 'float32' }, { name: 'dense/bias', shape: [64], dtype: 'float32' },
+    { name: 'out/kernel', shape: [64, 1], dtype: 'float32' }, { name: 'out/bias', shape: [1], dtype: 'float32' }] }];
+  assert.equal(parameterCount(manifest), 12 * 64 + 64 + 64 + 1);
+  assert.equal(parameterCount(manifest[0].weights), 12 * 64 + 64 + 64 + 1);
+  assert.equal(parameterCount(undefined), 0);
+
+  const isolated = { crossOriginIsolated: true, navigator: { hardwareConcurrency: 4 }, location: { search: '' } };
+  assert.deepEqual(wasmThreadsChoice(isolated, { parameters: 897 }), { threads: 1, reason: 'small-model' });
+  assert.deepEqual(wasmThreadsChoice(isolated, { parameters: WASM_ONE_THREAD_BELOW - 1 }), { threads: 1, reason: 'small-model' });
+  assert.deepEqual(wasmThreadsChoice(isolated, { parameters: WASM_ONE_THREAD_BELOW }), { threads: 4, reason: 'cores' });
+  assert.deepEqual(wasmThreadsChoice(isolated, { parameters: 1_663_370 }), { threads: 4, reason: 'cores' });
+  assert.equal(wasmThreadsWanted(isolated), 4);  // size unknown: one per core, as before
+  assert.equal(wasmThreadsWanted({ ...isolated, navigator: {} }), 1);
+  // On 2 cores (or fewer) one thread whatever the size: the second competes with the page for the other core.
+  const twoCores = { ...isolated, navigator: { hardwareConcurrency: WASM_ONE_THREAD_UP_TO_CORES } };
+  assert.deepEqual(wasmThreadsChoice(twoCores, { parameters: 1_663_370 }), { threads: 1, reason: 'few-cores' });
+  assert.deepEqual(wasmThreadsChoice(twoCores, { parameters: 897 }), { threads: 1, reason: 'small-model' });
+  assert.deepEqual(wasmThreadsChoice({ ...isolated, navigator: { hardwareConcurrency: 3 } }, { parameters: 1e6 }),
+    { threads: 3, reason: 'cores' });
+
+  // ?wasm_threads=N (bench/browser_train.py --wasm-threads) or an explicit count wins over the size rule.
+  const forced = { ...twoCores, location: { search: '?probe_ms=900&wasm_threads=2' } };
+  assert.equal(forcedWasmThreads(forced), 2);
+  assert.deepEqual(wasmThreadsChoice(forced, { parameters: 897 }), { threads: 2, reason: 'forced' });
+  assert.deepEqual(wasmThreadsChoice(isolated, { parameters: 1_663_370, forced: 1 }), { threads: 1, reason: 'forced' });
+  for (const search of ['?wasm_threads=0', '?wasm_threads=two', '?wasm_threads=1.5', '?wasm_threads=']) {
+    assert.equal(forcedWasmThreads({ location: { search } }), null, search);
+  }
+  assert.equal(forcedWasmThreads({}), null);
+  // Without cross-origin isolation there is one thread whatever is asked.
+  assert.deepEqual(wasmThreadsChoice({ ...forced, crossOriginIsolated: false }, { parameters: 1_663_370 }),
+    { threads: 1, reason: 'not-isolated' });
+});

@@ -14,6 +14,9 @@ globalThis.tf = require('@tensorflow/tfjs');
 require('@tensorflow/tfjs-backend-wasm');
 const tf = globalThis.tf;
 
+// TF.js's own gradient of Tile (a Slice and an Add per repetition), before this module replaces it.
+const originalTileGrad = tf.getGradient('Tile');
+
 // Registered before the wasm backend starts, as on the training page: the native setup of the
 // replaced kernels must still run when it does.
 const firstRegistration = registerWasmGradientKernels(tf);
@@ -223,6 +226,94 @@ test('Tile matches cpu for float32, int32 and bool, any axes', async () => {
   ]);
 });
 
+test('Sum and Mean over leading axes (one pass in JS) match cpu; other reductions stay native', async () => {
+  // At least 65,536 values, so that the replacement (not the native kernel) runs.
+  await compare('sum and mean', () => [
+    tf.sum(tensor([4, 32, 32, 16], 41), [0, 1, 2]),
+    tf.mean(tensor([4, 32, 32, 16], 42), [0, 1, 2]),
+    tf.sum(tensor([4, 32, 32, 16], 43), [2, 0, 1], true),
+    tf.mean(tensor([3, 128, 200], 44), [0, 1], true),
+    tf.sum(tensor([70000, 3], 45), 0),
+    tf.mean(tensor([70000, 3], 46), [-2]),
+    tf.sum(tensor([2, 40, 40, 24], 47), [1, 2]),
+    tf.mean(tensor([2, 40, 40, 24], 48), [3]),
+    tf.sum(tensor([2, 40, 40, 24], 49)),
+    tf.sum(tf.ones([300, 300], 'int32'), 0),
+  ]);
+  await tf.setBackend('wasm');
+  const batch = tf.tidy(() => tf.sum(tensor([16, 64, 64, 8], 50), [0, 1, 2]));
+  assert.deepEqual(batch.shape, [8]);
+  batch.dispose();
+});
+
+test('comparisons and logical and/or (one pass in JS) match cpu: same shapes, scalars either side, ties', async () => {
+  // At least 65,536 values, so that the replacements (not the native kernels) run; values rounded to
+  // quarters so that ties are many, and a NaN compares false.
+  const q = (shape, seed) => tf.round(tensor(shape, seed).mul(8)).div(4);
+  const withNan = () => tf.concat([q([65535], 53), tf.tensor1d([Number.NaN])]);
+  const cases = () => {
+    const a = q([4, 32, 32, 16], 51);
+    const b = q([4, 32, 32, 16], 52);
+    const s = tf.scalar(0.5);
+    const out = [];
+    for (const op of ['greater', 'greaterEqual', 'less', 'lessEqual']) {
+      out.push(tf[op](a, b), tf[op](a, s), tf[op](s, a), tf[op](withNan(), tf.scalar(0)));
+    }
+    const x = tf.greater(a, 0);
+    const y = tf.lessEqual(b, 0.25);
+    out.push(tf.logicalAnd(x, y), tf.logicalOr(x, y), tf.logicalAnd(x, tf.scalar(true, 'bool')),
+      tf.logicalOr(tf.scalar(false, 'bool'), y), tf.logicalAnd(tf.scalar(false, 'bool'), x));
+    out.push(tf.greater(q([3, 4], 54), q([3, 4], 55)), tf.less(q([300, 300], 56), q([300, 1], 57)));  // native
+    return out.map((t) => t.cast('int32'));
+  };
+  await compare('comparisons', cases);
+  await tf.setBackend('wasm');
+  const relu6 = tf.tidy(() => tf.grad((x) => tf.relu6(x).sum())(q([4, 32, 32, 16], 58).mul(4)));
+  const expected = tf.tidy(() => q([4, 32, 32, 16], 58).mul(4).greater(0).logicalAnd(q([4, 32, 32, 16], 58).mul(4).lessEqual(6)));
+  assert.deepEqual(Array.from(relu6.dataSync()), Array.from(expected.dataSync()));
+  tf.dispose([relu6, expected]);
+});
+
+test('Identity shares its input\'s buffer; clones and variables stay independent and are freed', async () => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend();
+  const before = backend.numDataIds();
+  const x = tensor([3, 4], 60);
+  const y = tf.clone(x);
+  assert.equal(backend.numDataIds(), before + 1, 'one buffer for x and its clone');
+  x.dispose();
+  assert.deepEqual(Array.from(y.dataSync()), Array.from(values(12, 60)), 'the clone outlives x');
+  const v = tf.variable(y);
+  y.dispose();
+  const zeros = tf.zeros([3, 4]);
+  v.assign(zeros);
+  zeros.dispose();
+  assert.deepEqual(Array.from(v.dataSync()), new Array(12).fill(0));
+  v.dispose();
+  assert.equal(backend.numDataIds(), before);
+  await compare('identity of strings and bools', () => [tf.clone(tf.tensor1d([true, false], 'bool')).cast('int32')]);
+});
+
+test('Tile\'s gradient (one Sum) equals TF.js\'s own (a Slice per repetition) on cpu and wasm', async () => {
+  assert.notEqual(tf.getGradient('Tile'), originalTileGrad);
+  const cases = [[[5], [3]], [[2, 3], [1, 4]], [[2, 3], [3, 1]], [[1, 1, 48], [1, 128, 1]], [[1, 128, 1], [1, 1, 48]],
+    [[2, 3, 4], [2, 1, 3]], [[2, 1, 3, 2], [1, 4, 2, 3]], [[3, 4], [1, 1]], [[1, 1, 1, 8], [4, 5, 5, 1]]];
+  for (const backend of ['cpu', 'wasm']) {
+    await tf.setBackend(backend);
+    for (const [shape, reps] of cases) {
+      tf.tidy(() => {
+        const x = tensor(shape, 61);
+        const dy = tensor(shape.map((d, i) => d * reps[i]), 62);
+        const ours = tf.getGradient('Tile').gradFunc(dy, [x], { reps }).x();
+        const theirs = originalTileGrad.gradFunc(dy, [x], { reps }).x();
+        assertClose([{ shape: ours.shape, data: Array.from(ours.dataSync()) }],
+          [{ shape: theirs.shape, data: Array.from(theirs.dataSync()) }], `${backend} tile ${shape} x ${reps}`);
+      });
+    }
+  }
+  await tf.setBackend('wasm');
+});
+
 test('NCHW is refused with a message that names the layout', () => {
   tf.tidy(() => {
     const x = tf.zeros([1, 2, 5, 5]);
@@ -375,6 +466,9 @@ test('no tensor or wasm buffer leaks over repeated calls', async () => {
     () => tf.unsortedSegmentSum(tensor([4, 3], 35), tf.tensor1d([0, 2, 2, 1], 'int32'), 3),
     () => tf.matMul(tensor([6, 4], 36), tensor([6, 5], 37), true, false),
     () => tf.tile(tensor([1, 3], 38), [4, 2]),
+    () => [tf.sum(tensor([4, 32, 32, 16], 41), [0, 1, 2]), tf.mean(tensor([70000, 3], 46), 0)],
+    () => tf.clone(tensor([4, 5], 44)),
+    () => tf.logicalAnd(tf.lessEqual(tensor([4, 32, 32, 16], 42), 0.5), tf.greater(tensor([4, 32, 32, 16], 43), 0)),
     () => tf.engine().runKernel('MaxPoolGrad', { dy: tensor([2, 5, 5, 3], 39), input: x, output: tensor([2, 5, 5, 3], 40) },
       { filterSize: 2, strides: 2, pad: 'same' }),
   ];

@@ -18,7 +18,9 @@ import { evaluate, predict, toCsv } from '../evaluate.js';
 import { deleteModel, downloadModel, listModels, loadModel, modelMetadata, saveModel } from '../model_library.js';
 import { TrainingCharts } from '../charts.js';
 import { compileFromTrainingConfig, ensureCompiled, explainError } from '../trainer.js';
-import { backendReason, describeFigures, startWasm, webgpuSelectable } from '../backends.js';
+import {
+  backendReason, describeFigures, forcedWasmThreads, parameterCount, startWasm, webgpuSelectable,
+} from '../backends.js';
 import { PageEngine, WorkerEngine } from '../training_engine.js';
 import {
   DataConnector, describeData, downloadText, el, loadConnected, renderPreview, renderProblems,
@@ -109,9 +111,12 @@ async function loadTaskModel() {
     const probeOptions = { probeBudgetMs: probeBudget(query.get('probe_ms')) };
     // This thread's copy of the model is read and written (sessions, library) and runs evaluation and
     // predictions: on wasm (XNNPACK's fast inference, no WebGL context), else on the cpu backend.
-    if (!inPage && !(await startWasm().catch(() => 0))) await tf.setBackend('cpu');
-    // One request: the artifacts hold modelTopology.training_config, which TF.js does not apply.
+    // One request: the artifacts hold modelTopology.training_config, which TF.js does not apply. Loaded
+    // before wasm starts: a small model gets one wasm thread (backends.js, wasmThreadsChoice).
     const artifacts = await tf.io.http(modelUrl).load();
+    const size = { parameters: parameterCount(artifacts.weightSpecs), forced: forcedWasmThreads() };
+    probeOptions.wasm = size;
+    if (!inPage && !(await startWasm(globalThis, size).catch(() => 0))) await tf.setBackend('cpu');
     trainingConfig = artifacts.modelTopology?.training_config ?? null;
     model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     compileModel(model);
