@@ -20,7 +20,9 @@ Per configuration (P, N, K, aggregator) it prints:
   /proc/<pid>/clear_refs), daphnes then workers (the prefork pool child, which aggregates, counted);
 - upd/4P: bytes one update takes on the wire over 4P (its float32 weights);
 - I/O/4P: bytes the server processes read and wrote (rchar + wchar: files and pipes) per round over 4P,
-  beside (4N+1), a budget of four copies of each update and one of the new version.
+  beside (4N+1), a budget of four copies of each update and one of the new version;
+- retries: WebSocket connections the participants had to try again while joining (daphne drops a handshake
+  not accepted within 5 s, its --websocket_connect_timeout; they retry with backoff as real clients do).
 
 Settings it needs for N participants from one machine, set explicitly: DISCO_MAX_CONNECTIONS_PER_ADDRESS=0 (the
 per-address cap, 64 by default, would refuse the 65th participant: every participant comes from 127.0.0.1) and
@@ -64,19 +66,31 @@ class Crowd:
         self.versions: list[int] = []
         self.frames: list[bytes] = []
         self.specs: list[dict] = []
+        self.retries = 0  # connections tried again while joining
 
     async def join(self) -> None:
         import websockets
 
-        gate = asyncio.Semaphore(32)
+        gate = asyncio.Semaphore(16)
 
         async def one(i: int):
             url = self.urls[(self.offset + i) % len(self.urls)]
-            async with gate:
-                ws = await websockets.connect(url.replace("http", "ws", 1) + f"/ws/federated/{TASK}/", max_size=None,
-                                              ping_interval=None, origin=url, open_timeout=120, close_timeout=5)
-                await ws.send(json.dumps({"type": "join", "client": "python"}))
-                welcome = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            # daphne drops a handshake its application has not accepted within 5 s (--websocket_connect_timeout):
+            # under a burst of joins, try again with backoff, as the page and the Python client do.
+            for attempt in range(1, 11):
+                try:
+                    async with gate:
+                        ws = await websockets.connect(url.replace("http", "ws", 1) + f"/ws/federated/{TASK}/",
+                                                      max_size=None, ping_interval=None, origin=url, open_timeout=120,
+                                                      close_timeout=5)
+                        await ws.send(json.dumps({"type": "join", "client": "python"}))
+                        welcome = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                    break
+                except (OSError, websockets.WebSocketException):
+                    if attempt == 10:
+                        raise
+                    self.retries += 1
+                    await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt))
             if welcome["type"] != "welcome":
                 raise SystemExit(f"refused: {welcome}")
             return ws, welcome
@@ -124,7 +138,7 @@ class Crowd:
         results = await asyncio.gather(*(one(i) for i in range(self.count)))
         self.frames = []
         return {"first_sent": min(r[0] for r in results), "last_closed": max(r[1] for r in results),
-                "bytes": results[0][2]}
+                "bytes": results[0][2], "join_retries": self.retries}
 
 
 async def participant_process(urls: list[str], count: int, offset: int, rounds: int) -> None:
@@ -210,6 +224,7 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
             io.append(_io(server) - io0)
             times.append(max(r["last_closed"] for r in reports) - min(r["first_sent"] for r in reports))
             update_bytes = reports[0]["bytes"]
+            retries = sum(r["join_retries"] for r in reports)
         peaks = {"daphne": [_peak_mib(d.proc.pid) for d in daphnes],
                  "worker": [max(_peak_mib(p.pid) for p in _server_processes([], [w])) for w in workers]}
         for child in children:
@@ -222,7 +237,7 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
             "round_s": statistics.median(times), "rounds_s": times,
             "cpu_per_participant_round": statistics.median(cpu) / n, "peak_mib": peaks,
             "update_over_4p": update_bytes / (4 * params), "io_over_4p": statistics.median(io) / (4 * params),
-            "budget_4n1": 4 * n + 1}
+            "budget_4n1": 4 * n + 1, "join_retries": retries}
 
 
 def run_params(params: int, ns: list[int], ks: list[int], aggregators: list[str], rounds: int, workers_count: int,
@@ -261,7 +276,7 @@ def run_params(params: int, ns: list[int], ks: list[int], aggregators: list[str]
 
 
 HEADER = (f"{'P':>9} {'N':>4} {'K':>2} {'M':>2} {'aggregator':<10} {'round s':>8} {'CPU-s/p-round':>13} "
-          f"{'upd/4P':>7} {'I/O/4P':>8} {'(4N+1)':>6}  peak MiB (daphnes | workers)")
+          f"{'upd/4P':>7} {'I/O/4P':>8} {'(4N+1)':>6} {'retries':>7}  peak MiB (daphnes | workers)")
 
 
 def print_row(r: dict) -> None:
@@ -269,7 +284,7 @@ def print_row(r: dict) -> None:
         " ".join(f"{m:.0f}" for m in r["peak_mib"]["worker"])
     print(f"{r['P']:>9,} {r['N']:>4} {r['K']:>2} {r['M']:>2} {r['aggregator']:<10} {r['round_s']:>8.2f} "
           f"{r['cpu_per_participant_round']:>13.4f} {r['update_over_4p']:>7.4f} {r['io_over_4p']:>8.1f} "
-          f"{r['budget_4n1']:>6}  {peaks}", flush=True)
+          f"{r['budget_4n1']:>6} {r['join_retries']:>7}  {peaks}", flush=True)
 
 
 def main() -> None:
