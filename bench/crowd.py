@@ -12,8 +12,9 @@ send a random float32 update of P parameters through the federated protocol (joi
 aggregation.codec and sent by aggregation.incoming.send_update, in 1 MiB parts when larger; then wait for
 ``round_closed``). Updates are made before the round starts, so the time measured is the server's.
 
-Per configuration (P, N, K, aggregator) it prints:
-- round s: the median over rounds of first update sent -> last participant told the round closed;
+Per configuration (P, N, K, aggregator), once no participant of the last one is connected, the participants join,
+make --warmup rounds (1; not measured: the joins' aftermath) and then --rounds measured rounds. It prints:
+- round s: the median over the measured rounds of first update sent -> last participant told the round closed;
 - CPU-s/p-round: CPU seconds (user + system) of the server processes (every daphne, every worker and its pool
   children; not Redis or PostgreSQL) per participant per round, median over rounds;
 - peak MiB: VmHWM of each server process over the configuration (reset before it through
@@ -185,16 +186,27 @@ def _reset_peak(pid: int) -> None:
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
 
 
-def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rounds: int, procs: int) -> dict:
+def _connected(live) -> int:
+    return live.db.query("SELECT count(*) FROM aggregation_participant WHERE task_id = %s AND connected",
+                         (TASK,))[0][0]
+
+
+def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rounds: int, procs: int,
+               warmup: int = 1) -> dict:
     agg_params = {"f": 1} if aggregator == "krum" else {}
     cast = "::jsonb" if live.db.postgres else ""
     live.db.query(f"UPDATE tasks_task SET min_participants = %s, aggregator = %s, aggregator_params = %s{cast} "
                   "WHERE id = %s", (n, aggregator, json.dumps(agg_params), TASK))
+    # The last configuration's participants must be gone: a round waits for every connected participant, and a
+    # daphne stopped with sockets open leaves its rows connected until the sweeper finds them silent (120 s).
+    deadline = time.monotonic() + 300
+    while _connected(live) and time.monotonic() < deadline:
+        time.sleep(1)
     urls = [d.url for d in daphnes]
     per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     offsets = [sum(per[:i]) for i in range(procs)]
     children = [subprocess.Popen([sys.executable, __file__, "--participants", json.dumps(urls), str(count),
-                                  str(offset), str(rounds)], cwd=ROOT, env={**os.environ, **live.env},
+                                  str(offset), str(warmup + rounds)], cwd=ROOT, env={**os.environ, **live.env},
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 for count, offset in zip(per, offsets, strict=True) if count]
     try:
@@ -202,7 +214,7 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
         for p in server:
             _reset_peak(p.pid)
         times, cpu, io, update_bytes = [], [], [], 0
-        for _ in range(rounds):
+        for index in range(warmup + rounds):
             for child in children:
                 line = child.stdout.readline().strip()
                 if line != "ready":
@@ -219,12 +231,14 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
                     raise SystemExit(f"a participant process ended (exit {child.wait()})")
                 reports.append(json.loads(line))
             server = _server_processes(daphnes, workers)
+            retries = sum(r["join_retries"] for r in reports)
+            if index < warmup:  # the first round after the joins: not measured
+                continue
             # The worker's last writes (the new version, the round's row) end before the participants are told.
             cpu.append(_cpu(server) - cpu0)
             io.append(_io(server) - io0)
             times.append(max(r["last_closed"] for r in reports) - min(r["first_sent"] for r in reports))
             update_bytes = reports[0]["bytes"]
-            retries = sum(r["join_retries"] for r in reports)
         peaks = {"daphne": [_peak_mib(d.proc.pid) for d in daphnes],
                  "worker": [max(_peak_mib(p.pid) for p in _server_processes([], [w])) for w in workers]}
         for child in children:
@@ -241,7 +255,7 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
 
 
 def run_params(params: int, ns: list[int], ks: list[int], aggregators: list[str], rounds: int, workers_count: int,
-               procs: int, redis_url: str, keep: bool) -> list[dict]:
+               procs: int, redis_url: str, keep: bool, warmup: int = 1) -> list[dict]:
     from tests.live_platform import LivePlatform
 
     results = []
@@ -259,7 +273,7 @@ def run_params(params: int, ns: list[int], ks: list[int], aggregators: list[str]
             try:
                 for aggregator in aggregators:
                     for n in ns:
-                        result = run_config(live, daphnes, workers, params, n, aggregator, rounds, procs)
+                        result = run_config(live, daphnes, workers, params, n, aggregator, rounds, procs, warmup)
                         print_row(result)
                         results.append(result)
             finally:
@@ -294,7 +308,8 @@ def main() -> None:
     parser.add_argument("--daphnes", type=int, nargs="+", default=[1, 2], help="K, daphne processes")
     parser.add_argument("--workers", type=int, default=1, help="M, aggregation worker processes")
     parser.add_argument("--aggregator", nargs="+", default=["mean", "median", "krum"])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds per configuration")
+    parser.add_argument("--warmup", type=int, default=1, help="rounds before those, not measured")
     parser.add_argument("--procs", type=int, default=4, help="participant processes")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="flushed at the start of each P")
     parser.add_argument("--json", help="also write every result to this file")
@@ -311,7 +326,7 @@ def main() -> None:
     results = []
     for params, ns in matrix.items():
         results += run_params(params, ns, args.daphnes, args.aggregator, args.rounds, args.workers, args.procs,
-                              args.redis_url, args.keep)
+                              args.redis_url, args.keep, args.warmup)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
