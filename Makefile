@@ -62,6 +62,9 @@ test: setup
 	@test -x /usr/bin/chromium || { echo "Installing Debian's chromium for the browser tests"; \
 		apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }; } \
 		|| { echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; }
+	@test -x /usr/sbin/nginx || { echo "Installing Debian's nginx for the reverse-proxy test (not started as a service)"; \
+		apt-get install -y -qq nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx; }; } \
+		|| { echo "The reverse-proxy test needs Debian's nginx: sudo apt-get install nginx"; exit 1; }
 	$(VENV)/bin/ruff check .
 	node --test tests/js/
 	$(PY) -m pytest

@@ -267,11 +267,12 @@ class Process:
 class Daphne(Process):
     """daphne serving the platform on ``port``; ``restart()`` serves again on the same port."""
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None):
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None, proxy_headers: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # --proxy-headers: the client's address is X-Forwarded-For's (as behind deploy/nginx.conf), else the socket's.
         super().__init__([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), *daphne_ws_args(env),
-                          "disco_site.asgi:application"], env, log)
+                          *(["--proxy-headers"] if proxy_headers else []), "disco_site.asgi:application"], env, log)
 
     def start(self) -> None:
         wait_for(lambda: port_is_free(self.port), timeout=30, what=f"port {self.port} to be free")
@@ -419,9 +420,9 @@ class LivePlatform:
     def manage(self, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
         return manage({**self.env, **env}, *args, timeout=timeout)
 
-    def daphne(self, port: int | None = None) -> Daphne:
+    def daphne(self, port: int | None = None, proxy_headers: bool = False) -> Daphne:
         n = sum(isinstance(p, Daphne) for p in self.processes)
-        process = Daphne(self.env, self.root / f"daphne-{n}.log", port)
+        process = Daphne(self.env, self.root / f"daphne-{n}.log", port, proxy_headers)
         self.processes.append(process)
         return process
 

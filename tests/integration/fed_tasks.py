@@ -92,3 +92,10 @@ class FedTabularSampled(FedTabularPairs):
 
     def get_task(self) -> TaskSpec:
         return replace(super().get_task(), participants_per_round=2)
+
+
+class FedTabularFour(FedTabular):
+    """Four participants a round (the reverse-proxy test spreads them over two daphnes through nginx)."""
+
+    min_participants = 4
+    task_id = "fed-four"
