@@ -109,7 +109,7 @@ class Crowd:
     def make_frames(self, round_index: int) -> None:
         import numpy as np
 
-        from aggregation.codec import encode_weights
+        from disco_client.codec import encode_weights
 
         rng = np.random.default_rng([self.seed, round_index])
         self.frames = []
@@ -119,7 +119,7 @@ class Crowd:
                                                "baseVersion": self.versions[i], "samples": 10}, tensors))
 
     async def round(self) -> dict:
-        from aggregation.incoming import send_update
+        from disco_client.parts import send_update
 
         async def one(i: int):
             ws = self.sockets[i]

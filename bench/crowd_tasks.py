@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 
-from bench.round_tasks import UNITS, inputs_for
 from tasks.keras_env import tf_keras
+
+from bench.round_tasks import UNITS, inputs_for
 from tasks.spec import TaskSpec
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregation.participant import FederatedClient
-from aggregation.peer import DecentralizedClient
+from disco_client.keras import KerasDecentralizedClient, KerasFederatedClient
 from tests.integration.test_federated import run_async, titanic_like
 from tests.live_platform import ROOT, LivePlatform, Process, free_port, wait_for
 
@@ -51,7 +50,7 @@ def platform(tmp_path_factory):
 
 
 @dataclass
-class CountingClient(FederatedClient):
+class CountingClient(KerasFederatedClient):
     """A federated participant that notes every ``round_closed`` the server sends it (duplicates included) and
     may claim an address of its own in X-Forwarded-For."""
 
@@ -126,7 +125,7 @@ def test_peers_on_two_daphnes_complete_rounds_over_the_relay(platform):
     (task,) = [t for t in platform.get("/api/tasks/") if t["id"] == "peer-mean"]
     assert task["trainingInformation"]["allowRelay"] is True
     datasets = [titanic_like(n, seed) for n, seed in ((50, 71), (60, 72), (70, 73))]
-    clients = [DecentralizedClient(url, "peer-mean", log=lambda _: None) for url in (a.url, b.url, a.url)]
+    clients = [KerasDecentralizedClient(url, "peer-mean", log=lambda _: None) for url in (a.url, b.url, a.url)]
 
     async def run_all():
         return await asyncio.gather(*(c.run(x, y, rounds=2) for c, (x, y) in zip(clients, datasets, strict=True)))
