@@ -32,7 +32,10 @@ files limit (``ulimit -n``) must exceed that.
 
 Default matrix (the issue's): N in {100, 250, 500} at P = 200,000 and N in {50, 100} at P = 1,660,000, K in {1, 2},
 aggregators mean, median and krum (f = 1). Choose a subset:
-``.venv/bin/python bench/crowd.py --n 100 --p 200000 --daphnes 2 --aggregator mean --rounds 2``.
+``.venv/bin/python bench/crowd.py --participants 100 --params 200000 --web-processes 2 --aggregator mean --rounds 2``
+(``--n``, ``--p``, ``--daphnes`` are short aliases). After each configuration's row it prints one JSON line
+(``participants``, ``params``, ``web_processes``, ``aggregator``, ``round_s``, ``cpu_s_per_participant_round``,
+``peak_mib`` of each process, ...) so runs can be compared by script.
 """
 
 from __future__ import annotations
@@ -205,7 +208,7 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
     urls = [d.url for d in daphnes]
     per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     offsets = [sum(per[:i]) for i in range(procs)]
-    children = [subprocess.Popen([sys.executable, __file__, "--participants", json.dumps(urls), str(count),
+    children = [subprocess.Popen([sys.executable, __file__, "--child", json.dumps(urls), str(count),
                                   str(offset), str(warmup + rounds)], cwd=ROOT, env={**os.environ, **live.env},
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 for count, offset in zip(per, offsets, strict=True) if count]
@@ -247,9 +250,9 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
         for child in children:
             if child.poll() is None:
                 child.kill()
-    return {"P": params, "N": n, "K": len(daphnes), "M": len(workers), "aggregator": aggregator,
-            "round_s": statistics.median(times), "rounds_s": times,
-            "cpu_per_participant_round": statistics.median(cpu) / n, "peak_mib": peaks,
+    return {"participants": n, "params": params, "web_processes": len(daphnes), "workers": len(workers),
+            "aggregator": aggregator, "round_s": statistics.median(times), "rounds_s": times,
+            "cpu_s_per_participant_round": statistics.median(cpu) / n, "peak_mib": peaks,
             "update_over_4p": update_bytes / (4 * params), "io_over_4p": statistics.median(io) / (4 * params),
             "budget_4n1": 4 * n + 1, "join_retries": retries}
 
@@ -275,6 +278,7 @@ def run_params(params: int, ns: list[int], ks: list[int], aggregators: list[str]
                     for n in ns:
                         result = run_config(live, daphnes, workers, params, n, aggregator, rounds, procs, warmup)
                         print_row(result)
+                        print(json.dumps(result), flush=True)  # one line per configuration, for scripts
                         results.append(result)
             finally:
                 for d in daphnes:
@@ -296,16 +300,20 @@ HEADER = (f"{'P':>9} {'N':>4} {'K':>2} {'M':>2} {'aggregator':<10} {'round s':>8
 def print_row(r: dict) -> None:
     peaks = " ".join(f"{m:.0f}" for m in r["peak_mib"]["daphne"]) + " | " + \
         " ".join(f"{m:.0f}" for m in r["peak_mib"]["worker"])
-    print(f"{r['P']:>9,} {r['N']:>4} {r['K']:>2} {r['M']:>2} {r['aggregator']:<10} {r['round_s']:>8.2f} "
-          f"{r['cpu_per_participant_round']:>13.4f} {r['update_over_4p']:>7.4f} {r['io_over_4p']:>8.1f} "
+    print(f"{r['params']:>9,} {r['participants']:>4} {r['web_processes']:>2} {r['workers']:>2} "
+          f"{r['aggregator']:<10} {r['round_s']:>8.2f} "
+          f"{r['cpu_s_per_participant_round']:>13.4f} {r['update_over_4p']:>7.4f} {r['io_over_4p']:>8.1f} "
           f"{r['budget_4n1']:>6} {r['join_retries']:>7}  {peaks}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, nargs="+", help="participants (default: the matrix's for each P)")
-    parser.add_argument("--p", type=int, nargs="+", help="parameters, multiples of 1000 (default: 200000 1660000)")
-    parser.add_argument("--daphnes", type=int, nargs="+", default=[1, 2], help="K, daphne processes")
+    parser.add_argument("--participants", "--n", type=int, nargs="+", dest="n",
+                        help="N, participants (default: the matrix's for each P)")
+    parser.add_argument("--params", "--p", type=int, nargs="+", dest="p",
+                        help="P, parameters, multiples of 1000 (default: 200000 1660000)")
+    parser.add_argument("--web-processes", "--daphnes", type=int, nargs="+", default=[1, 2], dest="daphnes",
+                        help="K, daphne processes")
     parser.add_argument("--workers", type=int, default=1, help="M, aggregation worker processes")
     parser.add_argument("--aggregator", nargs="+", default=["mean", "median", "krum"])
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per configuration")
@@ -314,10 +322,10 @@ def main() -> None:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="flushed at the start of each P")
     parser.add_argument("--json", help="also write every result to this file")
     parser.add_argument("--keep", action="store_true", help="keep the platform's folder (logs, media)")
-    parser.add_argument("--participants", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # a participant process (run_config)
     args = parser.parse_args()
-    if args.participants:
-        urls, count, offset, rounds = args.participants
+    if args.child:
+        urls, count, offset, rounds = args.child
         asyncio.run(participant_process(json.loads(urls), int(count), int(offset), int(rounds)))
         return
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
