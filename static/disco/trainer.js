@@ -309,6 +309,7 @@ export class Trainer {
     let lastYield = performance.now();
     const yieldMs = this.callbacks.yieldMs ?? YIELD_MS;
     const tick = this.callbacks.nextTick ?? nextTick;
+    const stopNow = () => this.stopRequested || Boolean(this.callbacks.shouldStop && this.callbacks.shouldStop());
     try {
       for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
         const round = Math.ceil(epoch / roundDuration);
@@ -343,8 +344,14 @@ export class Trainer {
               acc: accIndex >= 0 ? values[accIndex] : null, samplesPerSecond: seen / (trainMillis / 1000),
               started: t0, ended: performance.now() });
           }
-          if (this.stopRequested || (this.callbacks.shouldStop && this.callbacks.shouldStop())) { stopped = true; break; }
-          if (performance.now() - lastYield >= yieldMs) { await tick(); lastYield = performance.now(); }
+          if (stopNow()) { stopped = true; break; }
+          if (performance.now() - lastYield >= yieldMs) {
+            await tick();
+            lastYield = performance.now();
+            // Asked again after the yield: a Stop pressed while this thread waited for its turn must not let
+            // one more batch begin (under load the yield alone can take longer than a batch).
+            if (stopNow()) { stopped = true; break; }
+          }
         }
         if (stopped) {
           this.log(`Stopped by the participant during epoch ${epoch}; the model keeps what it learned so far.`);

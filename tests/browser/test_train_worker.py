@@ -72,5 +72,5 @@ def test_stop_takes_effect_within_one_batch(live_platform, page, tmp_path: Path)
     after_stop = [b for b in result["batches"] if b["ended"] > result["stopAt"] + CLOCK_SLACK_MS]
     assert len(after_stop) <= 1, after_stop
     started_after = [b for b in result["batches"] if b["started"] > result["stopAt"] + CLOCK_SLACK_MS]
-    assert not started_after, started_after
+    assert not started_after, (result["stopAt"], started_after)
     assert "Stopped after" in page.inner_text("#train-status")

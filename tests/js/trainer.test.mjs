@@ -95,6 +95,19 @@ test('stop() ends training at the next batch and keeps the model', async () => {
   assert.equal(trainer.running, false);
 });
 
+test('a stop asked while the loop yields starts no further batch', async () => {
+  let batches = 0; let ticks = 0; let flag = false;
+  const trainer = new Trainer(mlp(), task({ epochs: 50 }), {
+    yieldMs: 0,
+    nextTick: async () => { ticks += 1; if (ticks === 2) flag = true; }, // Stop pressed during the 2nd yield
+    shouldStop: () => flag,
+    onBatchEnd: () => { batches += 1; },
+  });
+  const result = await trainer.train(data(200));
+  assert.equal(result.stopped, true);
+  assert.equal(batches, 2);
+});
+
 test('a NaN loss stops training with a message saying what to do', async () => {
   const d = data(32);
   d.x[0] = NaN;
