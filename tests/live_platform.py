@@ -254,6 +254,9 @@ class Process:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                # Said, because a process that ignores SIGTERM costs every test that stops it the whole timeout.
+                print(f"{self.argv[:4]} did not stop within {timeout:g} s of SIGTERM: killed (log: {self.log})",
+                      file=sys.stderr)
                 self.kill()
         if self.proc is not None:  # children left by a clean stop (a prefork pool) go too
             with contextlib.suppress(ProcessLookupError, PermissionError):
