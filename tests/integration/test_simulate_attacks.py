@@ -26,6 +26,10 @@ from tasks.sample_data import titanic_like_csv
 from tests.live_platform import LivePlatform
 
 ROUNDS = 3
+# Each participant holds out the task's validationSplit (federated evaluation), so with the README table's 600
+# passengers it trains on 48 rows: 3 rounds took the honest mean to 71 % only, and the trimmed mean under attack
+# once to 0.62-0.66 (a CI run). With 1,200 the honest mean reaches 77 % in 3 rounds, in the same time.
+TRAIN_ROWS = 1200
 ROBUST_FLOOR = 0.67
 HURT_BY = 0.08
 LOSS_FACTOR = 3.0
@@ -65,7 +69,7 @@ def platform(tmp_path_factory):
         live.manage("load_default_tasks", "--only", "titanic")
         live.daphne()
         train, test = root / "train.csv", root / "test.csv"
-        train.write_text(titanic_like_csv(600, seed=1))
+        train.write_text(titanic_like_csv(TRAIN_ROWS, seed=1))
         test.write_text(titanic_like_csv(400, seed=2))
         yield live, train, test
     finally:
