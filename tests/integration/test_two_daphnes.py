@@ -1,8 +1,8 @@
 """Two daphne processes serving one task: the Redis channel layer carries a round's end, peer signalling and the
 relay from one process to the other; and the same two behind the repository's nginx example (deploy/nginx.conf).
 
-Needs Redis (both daphnes must share a channel layer): skipped when ``REDIS_URL`` is not set; ``.ci/run`` sets it.
-Runs on the database the environment selects, on database 1 of that Redis (flushed at the start).
+Needs Redis (both daphnes must share a channel layer): the one ``REDIS_URL`` names, else the local Redis server
+``make test`` needs anyway; database 1 of it (flushed at the start). Runs on the database the environment selects.
 """
 
 from __future__ import annotations
@@ -28,15 +28,18 @@ from tests.live_platform import ROOT, LivePlatform, Process, free_port, wait_for
 pytestmark = pytest.mark.services
 PROVIDERS = ("tests.integration.fed_tasks.FedTabular,tests.integration.fed_tasks.FedTabularFour,"
              "tests.integration.peer_tasks.PeerTabular")
+SERVICES_REDIS_URL = "redis://127.0.0.1:6379/1"
 SPOOFED = "203.0.113.9"  # an address a client claims in its own X-Forwarded-For
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("two daphnes share a task through the Redis channel layer: set REDIS_URL (as .ci/run does)")
     root = tmp_path_factory.mktemp("two-daphnes")
-    live = LivePlatform.selected(root, redis_db=1, DISCO_TASK_PROVIDERS=PROVIDERS, STATIC_ROOT=str(root / "static"))
+    extra = {"DISCO_TASK_PROVIDERS": PROVIDERS, "STATIC_ROOT": str(root / "static")}
+    # Two daphnes share a task only through the Redis channel layer: without REDIS_URL (the embedded pass), the
+    # Redis server `make test` needs anyway (README), on a database of this module's own.
+    live = (LivePlatform.selected(root, redis_db=1, **extra) if os.environ.get("REDIS_URL")
+            else LivePlatform(root, redis_url=SERVICES_REDIS_URL, **extra))
     try:
         live.manage("migrate", "--noinput")
         live.manage("load_default_tasks", "--only", "fed-tabular", "fed-four", "peer-mean", REDIS_URL="")
