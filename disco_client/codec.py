@@ -171,6 +171,23 @@ class Segment:
         return {"float32": 4, "float16": 2, "int8": 1}[self.encoding]
 
 
+def _checked_tensors(header: Mapping[str, Any], payload_bytes: int,
+                     expected: Sequence[TensorSpec] | None) -> tuple[str, tuple[TensorSpec, ...], int]:
+    """(encoding, tensor specs, value count) of a header whose payload has ``payload_bytes``, checked: a known
+    encoding, the ``expected`` tensors when given, and a payload of exactly the size the tensors need."""
+    encoding = header.get("encoding")
+    if encoding not in ENCODINGS:
+        raise CodecError(f"Unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}.")
+    specs = _specs(header)
+    if expected is not None and tuple(specs) != tuple(expected):
+        raise CodecError(_mismatch(specs, tuple(expected)))
+    needed = sum(_tensor_bytes(encoding, s.size) for s in specs)
+    if payload_bytes != needed:
+        raise CodecError(f"The payload has {payload_bytes:,} bytes but the header's tensors need {needed:,} "
+                         f"as {encoding}.")
+    return encoding, specs, sum(s.size for s in specs)
+
+
 def frame_segments(header: Mapping[str, Any], payload_offset: int, frame_bytes: int, *,
                    expected: Sequence[TensorSpec] | None = None) -> tuple[tuple[TensorSpec, ...], tuple[Segment, ...]]:
     """Where each value of a frame lies, from its header alone: the tensor specs and the payload's segments.
@@ -181,17 +198,7 @@ def frame_segments(header: Mapping[str, Any], payload_offset: int, frame_bytes: 
     padded: one segment each. An int8 segment's ``scale`` is left 0: it is the float32 stored in the 4 bytes
     before the segment's ``offset``, which the reader reads.
     """
-    encoding = header.get("encoding")
-    if encoding not in ENCODINGS:
-        raise CodecError(f"Unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}.")
-    specs = _specs(header)
-    if expected is not None and tuple(specs) != tuple(expected):
-        raise CodecError(_mismatch(specs, tuple(expected)))
-    needed = sum(_tensor_bytes(encoding, s.size) for s in specs)
-    if frame_bytes - payload_offset != needed:
-        raise CodecError(f"The payload has {frame_bytes - payload_offset:,} bytes but the header's tensors need "
-                         f"{needed:,} as {encoding}.")
-    total = sum(s.size for s in specs)
+    encoding, specs, total = _checked_tensors(header, frame_bytes - payload_offset, expected)
     if encoding == "float32":
         return specs, (Segment(0, total, payload_offset, encoding),)
     segments, start, pos = [], 0, payload_offset
@@ -215,17 +222,7 @@ def decode_weights(frame: bytes | bytearray | memoryview, *, max_bytes: int | No
     if max_bytes is not None and len(frame) > max_bytes:
         raise CodecError(f"The frame has {len(frame):,} bytes, over this task's limit of {max_bytes:,}.")
     header, offset = read_header(frame)
-    encoding = header.get("encoding")
-    if encoding not in ENCODINGS:
-        raise CodecError(f"Unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}.")
-    specs = _specs(header)
-    if expected is not None and tuple(specs) != tuple(expected):
-        raise CodecError(_mismatch(specs, tuple(expected)))
-    needed = sum(_tensor_bytes(encoding, s.size) for s in specs)
-    if len(frame) - offset != needed:
-        raise CodecError(f"The payload has {len(frame) - offset:,} bytes but the header's tensors need {needed:,} "
-                         f"as {encoding}.")
-    total = sum(s.size for s in specs)
+    encoding, specs, total = _checked_tensors(header, len(frame) - offset, expected)
     if encoding == "float32":
         vector = np.frombuffer(frame, dtype="<f4", count=total, offset=offset)
     elif encoding == "float16":
