@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ import websockets
 
 from disco_client.codec import encode_weights
 from disco_client.parts import send_update
+from disco_client.remote import ParticipantError, Recovery, TaskServerClient
 from disco_client.trainer import train_dense
 
 
@@ -77,23 +77,12 @@ class NumpyParticipant:
         return np.concatenate([w.ravel() for w in self.weights])
 
     # --- HTTP -----------------------------------------------------------------------------------------
-    def _get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.server + path, timeout=10) as response:
-            return response.read()
-
     def _fetch_version(self, number: int) -> None:
-        base = f"/tasks/{self.task_id}/versions/{number}/"
-        manifest = json.loads(self._get(base + "model.json"))["weightsManifest"]
-        names, weights = [], []
-        for group in manifest:
-            data = b"".join(self._get(base + p) for p in group["paths"])
-            offset = 0
-            for spec in group["weights"]:
-                size = int(np.prod(spec["shape"]))
-                weights.append(np.frombuffer(data, "<f4", size, offset).reshape(spec["shape"]).copy())
-                names.append(spec["name"])
-                offset += 4 * size
-        self.names, self.weights, self.version = names, weights, number
+        """Version ``number``'s weights, read from its manifest and shards as the client reads them."""
+        # One attempt: a server that cannot be reached is this participant's cue to fail over to the other one.
+        reader = TaskServerClient(self.server, self.task_id, log=lambda _: None, recovery=Recovery(attempts=1))
+        weights = reader.fetch_weights(number)
+        self.names, self.weights, self.version = reader.weight_order, weights, number
 
     # --- The protocol -----------------------------------------------------------------------------------
     async def run(self, *, deadline: float) -> None:
@@ -105,7 +94,7 @@ class NumpyParticipant:
             try:
                 await self._session(deadline)
                 return
-            except (TimeoutError, OSError, websockets.WebSocketException):  # URLError is an OSError
+            except (TimeoutError, OSError, websockets.WebSocketException, ParticipantError):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.name} reached version {self.version}, not {self.target_version}"
                                        ) from None
