@@ -33,14 +33,6 @@ def two_versions(make_task, tiny_artifacts, other_tiny_artifacts):
     return task
 
 
-@pytest.fixture
-def held(monkeypatch):
-    """Closing a round queues nothing: the test runs aggregate_round itself, when it chooses."""
-    queued: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(rounds, "enqueue_named_on_commit", lambda name, *args: queued.append((name, args)))
-    return queued
-
-
 def close_round_one(task) -> Round:
     """Two participants send round 1's updates (trained from the current version); the round closes."""
     task.refresh_from_db()

@@ -30,14 +30,6 @@ def sampled(make_task, tiny_artifacts):
     return task
 
 
-@pytest.fixture
-def held(monkeypatch):
-    """Closing a round queues nothing: the test runs aggregate_round itself."""
-    queued: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(rounds, "enqueue_named_on_commit", lambda name, *args: queued.append((name, args)))
-    return queued
-
-
 def send(task, participant: Participant, fill: float = 0.5):
     """``participant``'s update to the task's open round, trained from its base version."""
     rnd = rounds.active_round(task)

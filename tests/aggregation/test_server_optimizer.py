@@ -30,12 +30,6 @@ SAMPLES = (10, 30)  # shares 0.25 and 0.75 of the weighted mean
 
 
 @pytest.fixture
-def held(monkeypatch):
-    """Closing a round queues nothing: the test runs aggregate_round itself."""
-    monkeypatch.setattr(rounds, "enqueue_named_on_commit", lambda name, *args: None)
-
-
-@pytest.fixture
 def fedavgm_task(make_task, tiny_artifacts):
     task = make_task("opt", min_participants=2, max_contribution_share=1.0, server_optimizer="fedavgm",
                      server_optimizer_params={"lr": LR, "momentum": MOMENTUM})
