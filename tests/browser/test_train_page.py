@@ -104,7 +104,7 @@ def test_image_participant_trains_a_cnn_on_shapes(live_platform, page, tmp_path:
     assert figures["wasm"]["status"] in ("ok", "timeout"), figures["wasm"]
     for label, files in groups.items():
         page.set_input_files(f"#train-connector input[data-slot='group:{label}']", files)
-    # Each group is read on its own: wait until both are (Start is enabled as soon as the first is).
+    # Each group is read on its own: wait until both are.
     page.wait_for_function("() => document.getElementById('data-status').textContent.includes('240 images ready')")
     page.wait_for_function("() => !document.getElementById('start-btn').disabled")
     assert page.locator("#data-preview img").count() > 0
@@ -114,6 +114,8 @@ def test_image_participant_trains_a_cnn_on_shapes(live_platform, page, tmp_path:
 
     for label, files in test_groups.items():
         page.set_input_files(f"#eval-connector input[data-slot='group:{label}']", files)
+    # Both groups read, not only the first (a CI run evaluated 20 of the 40 images).
+    page.wait_for_function("() => document.getElementById('eval-data-status').textContent.startsWith('40 samples')")
     page.wait_for_function("() => !document.getElementById('evaluate-btn').disabled")
     page.click("#evaluate-btn")
     page.wait_for_function("() => window.discoTrain.evaluation !== null")

@@ -80,7 +80,7 @@ function blocking(data) {
 
 function updateButtons() {
   const running = page.state === 'training';
-  const canTrain = !!model && !blocking(trainData) && !running;
+  const canTrain = !!model && !blocking(trainData) && !running && !readingTrain;
   /** @type {HTMLButtonElement} */ ($('start-btn')).disabled = !canTrain;
   /** @type {HTMLButtonElement} */ ($('stop-btn')).disabled = !running;
   /** @type {HTMLButtonElement} */ ($('backend-select')).disabled = running || !model;
@@ -209,12 +209,14 @@ $('backend-select').addEventListener('change', async (event) => {
 // 1. Connect data
 
 let loadSerial = 0;
+/** True while files just connected are being read: training must not start on the previous selection. */
+let readingTrain = false;
 const connector = new DataConnector($('train-connector'), task, { id: 'train', onChange: onTrainData });
 
 async function onTrainData(connection) {
   const serial = ++loadSerial;
   if (!Object.values(connection.slots).some((files) => files.length)) {
-    trainData = null; page.data = null;
+    trainData = null; page.data = null; readingTrain = false;
     setStatus('data-status', 'No data connected yet.');
     renderProblems(/** @type {any} */ ($('data-problems')), []);
     renderPreview($('data-preview'), null);
@@ -222,6 +224,8 @@ async function onTrainData(connection) {
     return;
   }
   setStatus('data-status', 'Reading your files (in this browser)…', 'busy');
+  readingTrain = true;
+  updateButtons();
   let data;
   try {
     data = await loadConnected(connection, task);
@@ -229,6 +233,7 @@ async function onTrainData(connection) {
     data = { count: 0, problems: [{ file: 'Data', message: String(error.message || error) }] };
   }
   if (serial !== loadSerial) return; // a newer change is being read
+  readingTrain = false;
   trainData = data;
   page.data = { count: data.count, trainCount: data.trainCount, counts: data.counts, problems: data.problems,
     labels: data.labels };
@@ -364,6 +369,8 @@ $('stop-btn').addEventListener('click', () => {
 
 let evalData = null;
 let evalSerial = 0;
+/** True while test files just connected are being read (Evaluate would otherwise use the previous selection). */
+let readingEval = false;
 const evalConnector = new DataConnector($('eval-connector'), task, { id: 'eval', allowUnlabelled: true, onChange: onEvalData });
 
 function addEvalOption(value, text, select = false) {
@@ -378,29 +385,38 @@ function addEvalOption(value, text, select = false) {
 function updateEvalButtons() {
   const chosen = /** @type {HTMLSelectElement} */ ($('eval-model')).value;
   const running = page.state === 'training';
-  const usable = evalData && evalData.count > 0 && !(evalData.problems || []).length;
+  const usable = !readingEval && evalData && evalData.count > 0 && !(evalData.problems || []).length;
   /** @type {HTMLButtonElement} */ ($('evaluate-btn')).disabled = !chosen || running || !usable || !evalData.y;
-  /** @type {HTMLButtonElement} */ ($('predict-btn')).disabled = !chosen || running || !(evalData && evalData.count > 0);
+  /** @type {HTMLButtonElement} */ ($('predict-btn')).disabled = !chosen || running || readingEval
+    || !(evalData && evalData.count > 0);
 }
 $('eval-model').addEventListener('change', updateEvalButtons);
 
 async function onEvalData(connection) {
   const serial = ++evalSerial;
   if (!Object.values(connection.slots).some((files) => files.length)) {
-    evalData = null;
+    evalData = null; readingEval = false;
     setStatus('eval-data-status', 'No test data connected yet.');
     renderProblems(/** @type {any} */ ($('eval-problems')), []);
     updateEvalButtons();
     return;
   }
   setStatus('eval-data-status', 'Reading your files (in this browser)…', 'busy');
-  let data = await loadConnected(connection, task, { state: trainData?.state, shuffle: false });
-  // A table without the output column is prediction data.
-  if (connection.mode === 'tabular' && !data.count) {
-    const unlabelled = await loadConnected(connection, task, { labelled: false, state: trainData?.state, shuffle: false });
-    if (unlabelled.count) data = unlabelled;
+  readingEval = true;
+  updateEvalButtons();
+  let data;
+  try {
+    data = await loadConnected(connection, task, { state: trainData?.state, shuffle: false });
+    // A table without the output column is prediction data.
+    if (connection.mode === 'tabular' && !data.count) {
+      const unlabelled = await loadConnected(connection, task, { labelled: false, state: trainData?.state, shuffle: false });
+      if (unlabelled.count) data = unlabelled;
+    }
+  } catch (error) {
+    data = { count: 0, problems: [{ file: 'Data', message: String(error.message || error) }] };
   }
   if (serial !== evalSerial) return;
+  readingEval = false;
   evalData = data;
   renderProblems(/** @type {any} */ ($('eval-problems')), data.problems || []);
   const labelled = data.y ? 'labelled: Evaluate or Predict' : 'without labels: Predict';
