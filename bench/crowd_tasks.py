@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from tasks.keras_env import tf_keras
+from disco_client.keras_env import tf_keras
 
 from bench.round_tasks import UNITS, inputs_for
 from tasks.spec import TaskSpec
