@@ -27,7 +27,7 @@ from tasks.models import Task
 from . import evaluations, rounds
 from .admission import CLOSE_UNKNOWN_TASK, AdmittingConsumer
 from .incoming import IncomingUpdate
-from .models import Participant
+from .models import Participant, Round
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> t
                          "invited": state.invited_for(participant.pk)}
 
 
-def _update_limit(task: Task) -> int:
-    return rounds.max_update_bytes(rounds.active_round(task))
+def _submit(participant: Participant, content: File, data: Any, rnd: Round | None = None) -> dict[str, Any]:
+    """Validate the weight message ``data`` (bytes or a memory map of ``content``) and store ``content``.
 
-
-def _submit(participant: Participant, content: File, data: Any) -> dict[str, Any]:
-    """Validate the weight message ``data`` (bytes or a memory map of ``content``) and store ``content``."""
+    ``rnd`` is the round that was open when the update was announced (``update_begin``), else it is looked up:
+    an update is checked against the round it was sent for, and ``rounds.submit`` refuses it if that round
+    closed meanwhile."""
     task = participant.task
-    rnd = rounds.active_round(task)
+    rnd = rnd or rounds.active_round(task)
     message = decode_weights(data, max_bytes=rounds.max_frame_bytes(), expected=rounds.expected_specs(rnd))
     contribution = rounds.submit(participant, message, content, rnd)
     reply = {"type": "accepted", "round": rnd.number, "samples": contribution.samples}
@@ -61,9 +61,9 @@ def _submit(participant: Participant, content: File, data: Any) -> dict[str, Any
     return reply
 
 
-def _submit_spooled(participant: Participant, incoming: IncomingUpdate) -> dict[str, Any]:
+def _submit_spooled(participant: Participant, incoming: IncomingUpdate, rnd: Round) -> dict[str, Any]:
     try:
-        return _submit(participant, incoming.file, incoming.message_bytes())
+        return _submit(participant, incoming.file, incoming.message_bytes(), rnd)
     finally:
         incoming.discard()
 
@@ -73,6 +73,7 @@ class FederatedConsumer(AdmittingConsumer):
 
     scheme = "federated"
     incoming: IncomingUpdate | None = None
+    incoming_round: Round | None = None  # the round open when ``incoming`` was announced
     # After a refused announcement its parts are dropped without a reply each: until the
     # announced size has passed, or (no usable size) until the next text frame.
     skip_bytes: int = 0
@@ -135,8 +136,9 @@ class FederatedConsumer(AdmittingConsumer):
             self._drop_incoming()  # one update in flight per connection
             announced = message.get("bytes")
             try:
-                limit = await database_sync_to_async(_update_limit)(self.task)
-                self.incoming = IncomingUpdate(announced, max_bytes=limit, task_id=self.task.pk)
+                rnd = await database_sync_to_async(rounds.active_round)(self.task)
+                self.incoming = IncomingUpdate(announced, max_bytes=rounds.max_update_bytes(rnd), task_id=self.task.pk)
+                self.incoming_round = rnd
             except (CodecError, rounds.RoundError) as exc:
                 usable = isinstance(announced, int) and not isinstance(announced, bool) and announced > 0
                 self.skip_bytes = announced if usable else sys.maxsize
@@ -163,7 +165,7 @@ class FederatedConsumer(AdmittingConsumer):
             return
         if incoming.complete:
             self.incoming = None
-            await self._submit_update(_submit_spooled, self.participant, incoming)
+            await self._submit_update(_submit_spooled, self.participant, incoming, self.incoming_round)
 
     def _drop_incoming(self) -> None:
         """Forget an update whose parts are still arriving (a new one was announced, or the client left)."""

@@ -348,12 +348,16 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
     saved = default_storage.save(path, content)
     try:
         with transaction.atomic():
-            locked = Round.objects.select_for_update().get(pk=rnd.pk)
+            # One transaction, one lock of the round's row, for storing and for the quorum: at hundreds of
+            # participants each extra transaction per update is felt (every update of a daphne goes through its
+            # one database thread, and every daphne waits for this lock).
+            locked = Round.objects.select_for_update().select_related("task").get(pk=rnd.pk)
             if locked.status != Round.Status.OPEN:
                 raise RoundError("stale_round", f"Round {locked.number} closed while the update arrived.")
             check_invited(participant, locked)
             contribution = Contribution.objects.create(round=locked, participant=participant, samples=samples,
                                                        blob=saved, nbytes=content.size)
+            _close_if_ready(locked, timezone.now())
     except IntegrityError:
         default_storage.delete(saved)
         raise RoundError("duplicate", f"You already sent an update for round {rnd.number}; wait for it to close."
@@ -361,32 +365,40 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
     except BaseException:
         default_storage.delete(saved)
         raise
-    maybe_close(rnd.pk)
     return contribution
 
 
 def maybe_close(round_id: int, *, now=None) -> bool:
     """Close the round (``open`` -> ``aggregating``) if its quorum is met, and queue ``aggregate_round``
     after commit. Returns whether it closed; a round no longer open is left alone (idempotent)."""
-    now = now or timezone.now()
     with transaction.atomic():
         rnd = Round.objects.select_for_update().select_related("task").filter(pk=round_id).first()
         if rnd is None or rnd.status != Round.Status.OPEN:
             return False
-        contributors = set(rnd.contributions.values_list("participant_id", flat=True))
-        connected = Participant.objects.filter(task=rnd.task, connected=True)
+        return _close_if_ready(rnd, now or timezone.now())
+
+
+def _close_if_ready(rnd: Round, now) -> bool:
+    """The quorum rule, on a round the caller holds locked and open: close it when ``min_participants`` sent an
+    update and either every expected participant did (every connected one, or every invited one of a sampled
+    round) or the deadline passed. Counted in the database, not by loading every contributor: this runs once
+    per update."""
+    contributions = rnd.contributions.all()
+    count = contributions.count()
+    if count == 0 or count < rnd.task.min_participants:
+        return False
+    if now < rnd.deadline:
+        waiting = Participant.objects.filter(task=rnd.task, connected=True).exclude(
+            pk__in=contributions.values("participant_id"))
         if rnd.invited is not None:  # a sampled round waits only for those it invited
-            connected = connected.filter(pk__in=rnd.invited)
-        expected = set(connected.values_list("pk", flat=True))
-        enough = len(contributors) >= rnd.task.min_participants
-        everyone = bool(contributors) and expected <= contributors
-        if not enough or not (everyone or now >= rnd.deadline):
+            waiting = waiting.filter(pk__in=rnd.invited)
+        if waiting.exists():
             return False
-        # aggregating_since starts the clock of DISCO_AGGREGATION_STUCK_AFTER (aggregation.sweeper).
-        rnd.status, rnd.aggregating_since = Round.Status.AGGREGATING, now
-        rnd.contributors, rnd.bytes_received = _tally(rnd.pk)
-        rnd.save(update_fields=["status", "aggregating_since", "contributors", "bytes_received"])
-        enqueue_named_on_commit(AGGREGATE_ROUND, rnd.pk)
+    # aggregating_since starts the clock of DISCO_AGGREGATION_STUCK_AFTER (aggregation.sweeper).
+    rnd.status, rnd.aggregating_since = Round.Status.AGGREGATING, now
+    rnd.contributors, rnd.bytes_received = _tally(rnd.pk)
+    rnd.save(update_fields=["status", "aggregating_since", "contributors", "bytes_received"])
+    enqueue_named_on_commit(AGGREGATE_ROUND, rnd.pk)
     return True
 
 

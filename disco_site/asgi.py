@@ -5,8 +5,17 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "disco_site.settings")
+# A web process pools its PostgreSQL connections (settings.DISCO_DB_POOL says why only here). Set only while the
+# settings load, so that processes started from this one (a test's Celery worker) do not inherit it.
+_pool_by_default = "DISCO_DB_POOL" not in os.environ
+if _pool_by_default:
+    os.environ["DISCO_DB_POOL"] = "1"
 # Django must be set up before anything imports models (the consumers do).
-django_asgi_app = get_asgi_application()
+try:
+    django_asgi_app = get_asgi_application()
+finally:
+    if _pool_by_default:
+        del os.environ["DISCO_DB_POOL"]
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -109,6 +109,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;")
 
+# Web processes pool their PostgreSQL connections (disco_site/asgi.py turns this on). Without a pool every
+# consumer message opens a new connection (Channels closes it after each database_sync_to_async call): at 500
+# participants that was about a third of daphne's CPU. Not persistent connections (CONN_MAX_AGE): under ASGI every
+# HTTP request runs in its own thread, whose connection would outlive it. Not in Celery's prefork workers either:
+# a pool's threads and sockets do not survive the fork.
+DISCO_DB_POOL = _env_bool("DISCO_DB_POOL", False)
+if DISCO_DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": int(_env("DISCO_DB_POOL_SIZE", "8")), "timeout": 30}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

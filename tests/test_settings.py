@@ -125,3 +125,27 @@ def test_debug_off_never_generates_a_key_but_reads_a_given_file(tmp_path):
 def test_the_aggregation_soft_time_limit_must_be_below_the_hard_one():
     result = run_with({"DISCO_AGGREGATION_SOFT_TIME_LIMIT": "60", "DISCO_AGGREGATION_TIME_LIMIT": "60"}, "-c", PROBE)
     assert result.returncode != 0 and "must be above 0 and below DISCO_AGGREGATION_TIME_LIMIT" in result.stderr
+
+
+POOL_PROBE = """
+import json, os, sys
+import disco_site.asgi
+from django.conf import settings
+print(json.dumps({"pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
+                  "left_in_environment": os.environ.get("DISCO_DB_POOL")}))
+"""
+
+
+def test_web_processes_pool_their_postgresql_connections_and_their_children_do_not_inherit_it():
+    pg = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test", "REDIS_URL": "redis://127.0.0.1:6379/3",
+          "DISCO_HEARTBEAT_SECONDS": "0", "DISCO_SWEEP_SECONDS": "0"}
+    result = run_with(pg, "-c", POOL_PROBE)
+    assert result.returncode == 0, result.stderr
+    web = json.loads(result.stdout.strip().splitlines()[-1])
+    assert web["pool"] and web["pool"]["max_size"] >= 1
+    assert web["left_in_environment"] is None  # a Celery worker started from here gets no pool (prefork)
+    worker = run_with(pg, "-c", "import django; from django.conf import settings; django.setup(); "
+                                "print(settings.DATABASES['default'].get('OPTIONS', {}).get('pool'))")
+    assert worker.stdout.strip().splitlines()[-1] == "None", worker.stderr
+    assert run_with({**pg, "DISCO_DB_POOL": "0"}, "-c", POOL_PROBE).stdout.strip().endswith(
+        '{"pool": null, "left_in_environment": "0"}')
