@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.core.files.base import ContentFile, File
 
-from disco_client.codec import CodecError, decode_weights
+from disco_client.codec import CodecError, decode_weights, read_header
 from tasks.models import Task
 
 from . import evaluations, rounds
@@ -44,6 +45,41 @@ def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> t
                          "invited": state.invited_for(participant.pk)}
 
 
+class OpenRounds:
+    """This process's recent answer to "which round of task T is open", for ``update_begin``.
+
+    Every update is announced, and in a burst of hundreds the lookups would queue behind the updates being
+    stored on the process's one database thread, while each announcer's parts pile up in memory unread (at
+    500 participants daphne held every update at once). An answer is used for at most ``TTL`` seconds and
+    dropped as soon as this process hears the round closed or failed, or an update is refused as stale; it
+    only sizes the spool and names the round an update is checked against: ``rounds.submit`` still checks,
+    under the round's lock, that the round is open.
+    """
+
+    TTL = 1.0
+
+    def __init__(self) -> None:
+        self._rounds: dict[str, tuple[float, Round]] = {}
+
+    def get(self, task_id: str) -> Round | None:
+        found = self._rounds.get(task_id)
+        if found is None or time.monotonic() - found[0] > self.TTL:
+            return None
+        return found[1]
+
+    def put(self, task_id: str, rnd: Round) -> None:
+        self._rounds[task_id] = (time.monotonic(), rnd)
+
+    def forget(self, task_id: str) -> None:
+        self._rounds.pop(task_id, None)
+
+    def clear(self) -> None:
+        self._rounds.clear()
+
+
+OPEN_ROUNDS = OpenRounds()
+
+
 def _submit(participant: Participant, content: File, data: Any, rnd: Round | None = None) -> dict[str, Any]:
     """Validate the weight message ``data`` (bytes or a memory map of ``content``) and store ``content``.
 
@@ -51,6 +87,8 @@ def _submit(participant: Participant, content: File, data: Any, rnd: Round | Non
     an update is checked against the round it was sent for, and ``rounds.submit`` refuses it if that round
     closed meanwhile."""
     task = participant.task
+    if rnd is not None and _claimed_round(data) != rnd.number:
+        rnd = None  # sent for another round than the one announced: checked against the open one
     rnd = rnd or rounds.active_round(task)
     message = decode_weights(data, max_bytes=rounds.max_frame_bytes(), expected=rounds.expected_specs(rnd))
     contribution = rounds.submit(participant, message, content, rnd)
@@ -59,6 +97,14 @@ def _submit(participant: Participant, content: File, data: Any, rnd: Round | Non
         reply["note"] = (f"Counted as {contribution.samples} samples, this task's limit (maxSamplesPerUpdate); "
                          f"the update claimed {message.header['samples']}.")
     return reply
+
+
+def _claimed_round(data: Any) -> Any:
+    """The round an update's header names (None if the header cannot be read: decoding then says why)."""
+    try:
+        return read_header(data)[0].get("round")
+    except CodecError:
+        return None
 
 
 def _submit_spooled(participant: Participant, incoming: IncomingUpdate, rnd: Round) -> dict[str, Any]:
@@ -136,7 +182,10 @@ class FederatedConsumer(AdmittingConsumer):
             self._drop_incoming()  # one update in flight per connection
             announced = message.get("bytes")
             try:
-                rnd = await database_sync_to_async(rounds.active_round)(self.task)
+                rnd = OPEN_ROUNDS.get(self.task.pk)
+                if rnd is None:
+                    rnd = await database_sync_to_async(rounds.active_round)(self.task)
+                    OPEN_ROUNDS.put(self.task.pk, rnd)
                 self.incoming = IncomingUpdate(announced, max_bytes=rounds.max_update_bytes(rnd), task_id=self.task.pk)
                 self.incoming_round = rnd
             except (CodecError, rounds.RoundError) as exc:
@@ -177,6 +226,8 @@ class FederatedConsumer(AdmittingConsumer):
         try:
             reply = await database_sync_to_async(submit)(*args)
         except (CodecError, rounds.RoundError) as exc:
+            if getattr(exc, "code", None) == "stale_round":
+                OPEN_ROUNDS.forget(self.task.pk)
             await self.send_error(getattr(exc, "code", "bad_update"), str(exc))
             return
         await self.send(text_data=json.dumps(reply))
@@ -190,6 +241,7 @@ class FederatedConsumer(AdmittingConsumer):
     async def round_closed(self, event: dict[str, Any]) -> None:
         """``version`` is what the next round starts from: the round's result, or, when the round was
         superseded (another version became current during it), the current version."""
+        OPEN_ROUNDS.forget(self.task.pk)
         message = {
             "type": "round_closed", "round": event["round"], "version": event["version"],
             "nextRound": event["next_round"], "contributors": event["contributors"],
@@ -203,6 +255,7 @@ class FederatedConsumer(AdmittingConsumer):
 
     async def round_failed(self, event: dict[str, Any]) -> None:
         """The round wrote nothing; the next round starts from ``version`` (the last good one)."""
+        OPEN_ROUNDS.forget(self.task.pk)
         version = event["version"]
         await self.send(text_data=json.dumps({
             "type": "round_failed", "round": event["round"], "reason": event["reason"],

@@ -351,7 +351,9 @@ def submit(participant: Participant, message: WeightsMessage, content: File,
             # One transaction, one lock of the round's row, for storing and for the quorum: at hundreds of
             # participants each extra transaction per update is felt (every update of a daphne goes through its
             # one database thread, and every daphne waits for this lock).
-            locked = Round.objects.select_for_update().select_related("task").get(pk=rnd.pk)
+            locked = Round.objects.select_for_update().select_related("task").filter(pk=rnd.pk).first()
+            if locked is None:  # its task was deleted meanwhile
+                raise RoundError("stale_round", f"Round {rnd.number} no longer exists.")
             if locked.status != Round.Status.OPEN:
                 raise RoundError("stale_round", f"Round {locked.number} closed while the update arrived.")
             check_invited(participant, locked)

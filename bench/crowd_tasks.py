@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import os
 
-from disco_client.keras_env import tf_keras
-
 from bench.round_tasks import UNITS, inputs_for
+from disco_client.keras_env import tf_keras
 from tasks.spec import TaskSpec
 
 

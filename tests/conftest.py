@@ -51,6 +51,17 @@ def fresh_channel_layers():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def forget_open_rounds():
+    """The consumers' per-process answer to "which round is open" (aggregation.consumers.OPEN_ROUNDS) must not
+    carry a round of one test's database into the next."""
+    from aggregation.consumers import OPEN_ROUNDS
+
+    OPEN_ROUNDS.clear()
+    yield
+    OPEN_ROUNDS.clear()
+
+
 def build_tiny_keras_model(seed: int = 0) -> Any:
     """A 4 -> 3 -> 2 dense classifier: enough to exercise conversion and storage."""
     from disco_client.keras_env import tf_keras

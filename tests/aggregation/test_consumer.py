@@ -279,6 +279,46 @@ async def test_a_new_announcement_or_leaving_discards_an_unfinished_update(fed_t
     assert list(spool.iterdir()) == []
 
 
+async def test_an_update_is_checked_against_the_round_open_at_its_announcement(fed_task, spool):
+    """Announcements use this process's recent answer to "which round is open" (consumers.OPEN_ROUNDS), not a
+    query each: a round that closed while the parts arrived still refuses the update, and the answer is dropped."""
+    from aggregation.consumers import OPEN_ROUNDS
+
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    frame = update_frame(fed_task, fill=0.25)
+    await a.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame)}))
+    await a.send_to(bytes_data=frame[:100])
+    await a.send_to(text_data=json.dumps({"type": "status"}))
+    await receive(a, "status")
+    announced = OPEN_ROUNDS.get("fed")
+    assert announced is not None and announced.number == 1
+    # Round 1 ends behind the announcement's back (as if another web process had closed it).
+    await sync_to_async(Round.objects.filter(pk=announced.pk).update)(status=Round.Status.AGGREGATING)
+    for start in range(100, len(frame), 64):
+        await a.send_to(bytes_data=frame[start:start + 64])
+    error = await receive(a, "error")
+    assert error["code"] == "stale_round" and "Round 1 closed while the update arrived" in error["reason"]
+    assert OPEN_ROUNDS.get("fed") is None  # asked afresh next time
+    assert await sync_to_async(Contribution.objects.count)() == 0 and list(spool.iterdir()) == []
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_an_update_for_another_round_than_announced_is_checked_against_the_open_one(fed_task, spool):
+    from aggregation.consumers import OPEN_ROUNDS
+
+    ws = await connect()
+    await receive(ws, "welcome")
+    opened = await sync_to_async(Round.objects.select_related("base_version").get)(task_id="fed", number=1)
+    OPEN_ROUNDS.put("fed", opened)
+    await sync_to_async(Round.objects.filter(pk=opened.pk).update)(number=7)  # the open round is now "7"
+    await send_in_parts(ws, update_frame(fed_task, fill=0.25, round_number=7))
+    assert (await receive(ws, "accepted"))["round"] == 7  # not refused against the remembered "round 1"
+    await ws.disconnect()
+
+
 async def test_an_announcement_larger_than_the_model_is_refused(fed_task, spool):
     ws = await connect()
     await receive(ws, "welcome")
