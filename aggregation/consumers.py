@@ -12,6 +12,7 @@ meet and a full task close it, with an ``error`` frame saying why first.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.files.base import ContentFile, File
 
 from disco_client.codec import CodecError, decode_weights, read_header
@@ -29,6 +31,7 @@ from . import evaluations, rounds
 from .admission import CLOSE_UNKNOWN_TASK, AdmittingConsumer
 from .incoming import IncomingUpdate
 from .models import Participant, Round
+from .upload_slots import UPLOAD_SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,8 @@ def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> t
     participant, resumed, state = rounds.enter(task, resume_token=resume_token, kind=kind, address=address)
     return participant, {"type": "welcome", "participantId": str(participant.pk),
                          "resumeToken": participant.resume_token, "resumed": resumed,
-                         "compression": task.compression, **state.fields(),
+                         "compression": task.compression, "announceFrom": settings.DISCO_ANNOUNCE_FROM_BYTES,
+                         **state.fields(),
                          "invited": state.invited_for(participant.pk)}
 
 
@@ -151,20 +155,61 @@ class FederatedConsumer(AdmittingConsumer):
         await self.channel_layer.group_discard(rounds.group_name(self.task.pk), self.channel_name)
         await database_sync_to_async(rounds.leave)(self.participant)
 
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        """A binary frame is taken out of ``message`` (``_receive_binary`` then holds its only reference, so it
+        can let go of a frame once spooled); text frames go to ``receive``."""
+        if message.get("text") is None and message.get("bytes") is not None and self.participant is not None:
+            await self._receive_binary(message)
+        else:
+            await super().websocket_receive(message)
+
+    async def _receive_binary(self, message: dict[str, Any]) -> None:
+        size = len(message["bytes"])
+        if self.skip_bytes > 0:
+            self.skip_bytes = max(0, self.skip_bytes - size)
+        elif self.incoming is not None:
+            await self._receive_part(message.pop("bytes"))
+        elif size >= settings.DISCO_ANNOUNCE_FROM_BYTES:
+            await self._receive_whole(message)
+        else:
+            frame = message.pop("bytes")
+            await self._submit_update(_submit, self.participant, ContentFile(frame), frame)
+
+    async def _receive_whole(self, message: dict[str, Any]) -> None:
+        """A large update sent as one frame is written to a spool file off the event loop's thread, and the frame
+        let go, before the update waits its turn on this process's one database thread: in a burst of hundreds of
+        updates that wait is where a web process's memory went (at 500 participants it held every update at once).
+        What the spool cannot take (over its budget, no open round) goes the in-memory way, which refuses or
+        stores it exactly as before."""
+        frame: bytes = message.pop("bytes")  # the only reference left, so ``del frame`` frees it
+        try:
+            incoming, rnd = await self._spool(len(frame))
+        except (CodecError, rounds.RoundError):
+            await self._submit_update(_submit, self.participant, ContentFile(frame), frame)
+            return
+        try:
+            await sync_to_async(incoming.append, thread_sensitive=False)(frame)
+        except BaseException:
+            incoming.discard()
+            raise
+        del frame
+        await self._submit_update(_submit_spooled, self.participant, incoming, rnd)
+
+    async def _spool(self, nbytes: Any) -> tuple[IncomingUpdate, Round]:
+        """A spool file for an update of ``nbytes`` bytes, and the round open now (as this process last saw it)."""
+        rnd = OPEN_ROUNDS.get(self.task.pk)
+        if rnd is None:
+            rnd = await database_sync_to_async(rounds.active_round)(self.task)
+            OPEN_ROUNDS.put(self.task.pk, rnd)
+        return IncomingUpdate(nbytes, max_bytes=rounds.max_update_bytes(rnd), task_id=self.task.pk), rnd
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.task is None:
             return
         if self.participant is None:
             await self._join(text_data)
             return
-        if bytes_data is not None:
-            if self.skip_bytes > 0:
-                self.skip_bytes = max(0, self.skip_bytes - len(bytes_data))
-            elif self.incoming is not None:
-                await self._receive_part(bytes_data)
-            else:
-                await self._submit_update(_submit, self.participant, ContentFile(bytes_data), bytes_data)
-            return
+        # After joining, binary frames go to ``_receive_binary`` (``websocket_receive``): this is a text frame.
         self.skip_bytes = 0
         try:
             message = json.loads(text_data or "")
@@ -182,12 +227,8 @@ class FederatedConsumer(AdmittingConsumer):
             self._drop_incoming()  # one update in flight per connection
             announced = message.get("bytes")
             try:
-                rnd = OPEN_ROUNDS.get(self.task.pk)
-                if rnd is None:
-                    rnd = await database_sync_to_async(rounds.active_round)(self.task)
-                    OPEN_ROUNDS.put(self.task.pk, rnd)
-                self.incoming = IncomingUpdate(announced, max_bytes=rounds.max_update_bytes(rnd), task_id=self.task.pk)
-                self.incoming_round = rnd
+                self.incoming, self.incoming_round = await self._spool(announced)
+                UPLOAD_SLOTS.request(self, self._grant_upload)
             except (CodecError, rounds.RoundError) as exc:
                 usable = isinstance(announced, int) and not isinstance(announced, bool) and announced > 0
                 self.skip_bytes = announced if usable else sys.maxsize
@@ -206,21 +247,73 @@ class FederatedConsumer(AdmittingConsumer):
 
     async def _receive_part(self, part: bytes) -> None:
         incoming = self.incoming
+        self._stop_upload_timer()  # not while a part is written
         try:
             await sync_to_async(incoming.append, thread_sensitive=False)(part)
         except CodecError as exc:
             self.incoming = None
+            self._end_upload()
             await self.send_error("bad_update", str(exc))
             return
         if incoming.complete:
             self.incoming = None
+            self._end_upload()
             await self._submit_update(_submit_spooled, self.participant, incoming, self.incoming_round)
+        elif self in UPLOAD_SLOTS.holders:
+            self._start_upload_timer()
 
     def _drop_incoming(self) -> None:
         """Forget an update whose parts are still arriving (a new one was announced, or the client left)."""
         if self.incoming is not None:
             self.incoming.discard()
             self.incoming = None
+        self._end_upload()
+
+    # Upload slots (aggregation.upload_slots): the announced update is sent when this process says so.
+    _upload_timer: asyncio.TimerHandle | None = None
+
+    def _grant_upload(self) -> None:
+        """Called by ``UPLOAD_SLOTS`` on this process's event loop, now or when another upload frees a slot."""
+        if self.incoming is None:  # cannot happen: a dropped upload leaves the queue
+            UPLOAD_SLOTS.release(self)
+            return
+        self._start_upload_timer()
+        self._in_background(self.send(text_data=json.dumps({"type": "update_go", "bytes": self.incoming.total_bytes})))
+
+    def _start_upload_timer(self) -> None:
+        self._stop_upload_timer()
+        self._upload_timer = asyncio.get_running_loop().call_later(settings.DISCO_UPLOAD_IDLE_SECONDS,
+                                                                   self._upload_stalled)
+
+    def _stop_upload_timer(self) -> None:
+        if self._upload_timer is not None:
+            self._upload_timer.cancel()
+            self._upload_timer = None
+
+    def _end_upload(self) -> None:
+        self._stop_upload_timer()
+        UPLOAD_SLOTS.release(self)
+
+    def _upload_stalled(self) -> None:
+        """A granted upload sent nothing for the idle time: it gives its slot up (its late parts are dropped)."""
+        self._upload_timer = None
+        incoming = self.incoming
+        if incoming is None:
+            return
+        self.skip_bytes = incoming.total_bytes - incoming.received
+        self._drop_incoming()
+        seconds = settings.DISCO_UPLOAD_IDLE_SECONDS
+        self._in_background(self.send_error(
+            "upload_timeout", f"No part of the announced update arrived for {seconds:g} s after 'update_go' or its "
+                              "last part: the upload was dropped so that others could send theirs. Announce it again "
+                              "('update_begin') and send it when the server says 'update_go'."))
+
+    def _in_background(self, coroutine: Any) -> None:
+        """Run ``coroutine`` on this loop, keeping a reference until it ends (the loop keeps only a weak one)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background = getattr(self, "_background", set())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _submit_update(self, submit: Any, *args: Any) -> None:
         try:

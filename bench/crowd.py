@@ -9,8 +9,9 @@ dense layer of P parameters (bench/crowd_tasks.py, converted once with tf_keras 
 The participants are no browsers and train nothing: a few processes (--procs) each hold many WebSocket
 connections (asyncio, ``websockets``), spread over the K daphnes in turn (as a load balancer would), and per round
 send a random float32 update of P parameters through the federated protocol (join once; the update encoded by
-aggregation.codec and sent by aggregation.incoming.send_update, in 1 MiB parts when larger; then wait for
-``round_closed``). Updates are made before the round starts, so the time measured is the server's.
+disco_client.codec and sent by disco_client.parts.send_update: announced, as the welcome's ``announceFrom`` asks,
+and sent in 1 MiB parts when the server says ``update_go``, its upload slots; then wait for ``round_closed``).
+Updates are made before the round starts, so the time measured is the server's.
 
 Per configuration (P, N, K, aggregator), once no participant of the last one is connected, the participants join,
 make --warmup rounds (1; not measured: the joins' aftermath) and then --rounds measured rounds. It prints:
@@ -103,6 +104,7 @@ class Crowd:
         self.sockets = [ws for ws, _ in joined]
         self.rounds = [w["round"] for _, w in joined]
         self.versions = [w["currentVersion"] for _, w in joined]
+        self.announce_from = [w.get("announceFrom") for _, w in joined]  # upload slots (aggregation.upload_slots)
         import urllib.request
 
         url = f"{self.urls[0]}/tasks/{TASK}/versions/{self.versions[0]}/model.json"
@@ -124,10 +126,16 @@ class Crowd:
     async def round(self) -> dict:
         from disco_client.parts import send_update
 
+        async def go(ws) -> None:  # the server's update_go: this participant's turn to send
+            while (message := json.loads(await asyncio.wait_for(ws.recv(), 900)))["type"] != "update_go":
+                if message["type"] == "error":
+                    raise SystemExit(f"announcement refused: {message}")
+
         async def one(i: int):
             ws = self.sockets[i]
             sent = time.time()
-            nbytes = await send_update(ws, self.frames[i])
+            nbytes = await send_update(ws, self.frames[i], announce_from=self.announce_from[i],
+                                       granted=lambda: go(ws))
             while True:
                 message = json.loads(await asyncio.wait_for(ws.recv(), 900))
                 if message["type"] == "error":

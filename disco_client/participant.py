@@ -79,8 +79,16 @@ class FederatedClient(TaskServerClient):
         ``encoding``: the codec's; by default the task's compression, as the server's welcome said."""
         frame = self._frame(tensors, round_number=round_number, base_version=base_version, samples=samples,
                             encoding=encoding or self.compression)
-        await send_weight_message(self._ws, frame, self.part_bytes)
+        await self._send_frame(frame)
         return await self.next_event("accepted", timeout=self.limits()["accepted"])
+
+    async def _send_frame(self, frame: bytes) -> None:
+        """Send a weight message; a large one waits for the server's ``update_go`` (aggregation.upload_slots)."""
+        await send_weight_message(self._ws, frame, self.part_bytes, announce_from=self.announce_from,
+                                  granted=self._upload_granted)
+
+    async def _upload_granted(self) -> None:
+        await self.next_event("update_go", timeout=self.limits()["accepted"])
 
     async def contribute(self, tensors: list[tuple[str, np.ndarray]], *, round_number: int, base_version: int,
                          samples: int, encoding: str | None = None) -> dict[str, Any]:
@@ -105,7 +113,7 @@ class FederatedClient(TaskServerClient):
                 uninvited = not accepted and not self.invited_to(round_number)
                 if not accepted and not uninvited:
                     try:
-                        await send_weight_message(self._ws, frame, self.part_bytes)
+                        await self._send_frame(frame)
                     except websockets.ConnectionClosed:
                         self._ws = None
                         continue

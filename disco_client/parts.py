@@ -13,6 +13,7 @@ binary frames of at most ``PART_BYTES``. The server's receiving side is
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 # The largest binary frame a client sends; the server's message limit is derived from it
@@ -20,17 +21,26 @@ from typing import Any
 PART_BYTES = 1 << 20
 
 
-async def send_update(ws: Any, frame: bytes, part_bytes: int = PART_BYTES) -> int:
-    """Send the weight message ``frame`` over a ``websockets`` connection: whole when it is small,
-    else announced and in parts of at most ``part_bytes`` (views into ``frame``, no copies).
+async def send_update(ws: Any, frame: bytes, part_bytes: int = PART_BYTES, *, announce_from: int | None = None,
+                      granted: Callable[[], Awaitable[Any]] | None = None) -> int:
+    """Send the weight message ``frame`` over a ``websockets`` connection: whole when it is small, else
+    announced and in parts of at most ``part_bytes`` (views into ``frame``, no copies).
+
+    ``announce_from`` and ``granted``: the server's welcome offered upload slots (its ``announceFrom``,
+    ``aggregation.upload_slots``): a frame of at least ``announce_from`` bytes is announced, and its bytes
+    are sent once ``granted()`` has returned (it waits for the server's ``update_go``; it raises if the
+    server refuses the announcement instead). Without them (an older server), nothing waits.
 
     Returns the message bytes sent: the frame, plus the announcement when there was one.
     """
-    if len(frame) <= part_bytes:
+    wait = granted is not None and announce_from is not None and len(frame) >= announce_from
+    if not wait and len(frame) <= part_bytes:
         await ws.send(frame)
         return len(frame)
     announcement = json.dumps({"type": "update_begin", "bytes": len(frame)})
     await ws.send(announcement)
+    if wait:
+        await granted()
     view = memoryview(frame)
     for start in range(0, len(view), part_bytes):
         await ws.send(view[start:start + part_bytes])

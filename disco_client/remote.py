@@ -131,6 +131,9 @@ class TaskServerClient:
     topology: dict[str, Any] = field(default_factory=dict)
     recovery: Recovery = field(default_factory=Recovery)
     compression: str = "float32"  # how the server wants federated updates encoded (its welcome says)
+    # Updates of at least this many bytes are announced and sent when the server says so (its welcome's
+    # ``announceFrom``, aggregation.upload_slots); None: the server does not grant uploads.
+    announce_from: int | None = None
     deadline_seconds: float | None = None  # the task's round deadline; else the task's, the welcome's, the default
     waits: dict[str, float] = field(default_factory=dict)  # fixed limits in seconds: open, accepted, round, status
     seen: dict[str, Any] = field(default_factory=dict)  # round, version, deadline: what the server said last
@@ -291,6 +294,8 @@ class TaskServerClient:
         self.participant_id, self.resume_token = welcome["participantId"], welcome["resumeToken"]
         if welcome.get("compression") in ENCODINGS:
             self.compression = welcome["compression"]
+        announce_from = welcome.get("announceFrom")
+        self.announce_from = announce_from if isinstance(announce_from, int) and announce_from > 0 else None
         if self.deadline_seconds is None and welcome.get("deadlineSeconds"):
             self.deadline_seconds = float(welcome["deadlineSeconds"])
         self._observe(welcome)

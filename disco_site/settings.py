@@ -301,6 +301,13 @@ DISCO_MAX_MODEL_BYTES = int(_env("DISCO_MAX_MODEL_BYTES", str(200 * 1024 * 1024)
 # Unfinished federated updates (announced, parts still arriving) of one task spool at most this many
 # bytes in each web process; an announcement over it is refused and the client asked to retry.
 DISCO_MAX_SPOOLED_BYTES_PER_TASK = int(_env("DISCO_MAX_SPOOLED_BYTES_PER_TASK", str(1024 * 1024 * 1024)))
+# A web process lets at most this many announced updates be sent to it at once (aggregation.upload_slots);
+# the others are sent when their turn comes. A granted upload with no part for the idle time is dropped.
+DISCO_UPLOAD_SLOTS = int(_env("DISCO_UPLOAD_SLOTS", "16"))
+# An update of at least this many bytes is large: the welcome asks clients to announce it and wait for their slot
+# (its ``announceFrom``), and one sent as a single frame anyway is written to disk before it is checked.
+DISCO_ANNOUNCE_FROM_BYTES = int(_env("DISCO_ANNOUNCE_FROM_BYTES", str(64 * 1024)))
+DISCO_UPLOAD_IDLE_SECONDS = float(_env("DISCO_UPLOAD_IDLE_SECONDS", "30"))
 # Stored updates of finished federated rounds are deleted once the next version is committed,
 # except those of this many most recent finished rounds (kept for audit; 0 keeps none).
 DISCO_KEEP_CONTRIBUTION_ROUNDS = int(_env("DISCO_KEEP_CONTRIBUTION_ROUNDS", "2"))

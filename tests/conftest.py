@@ -52,14 +52,17 @@ def fresh_channel_layers():
 
 
 @pytest.fixture(autouse=True)
-def forget_open_rounds():
-    """The consumers' per-process answer to "which round is open" (aggregation.consumers.OPEN_ROUNDS) must not
-    carry a round of one test's database into the next."""
+def forget_process_state():
+    """The consumers' per-process answer to "which round is open" (aggregation.consumers.OPEN_ROUNDS) and upload
+    slots (aggregation.upload_slots.UPLOAD_SLOTS) must not carry one test's rounds or sockets into the next."""
     from aggregation.consumers import OPEN_ROUNDS
+    from aggregation.upload_slots import UPLOAD_SLOTS
 
     OPEN_ROUNDS.clear()
+    UPLOAD_SLOTS.clear()
     yield
     OPEN_ROUNDS.clear()
+    UPLOAD_SLOTS.clear()
 
 
 def build_tiny_keras_model(seed: int = 0) -> Any:

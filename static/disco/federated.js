@@ -38,13 +38,19 @@ export const PART_BYTES = 1 << 20;
 /**
  * Sends the weight message `frame` (a Uint8Array from encodeWeights): whole when it is small, else
  * announced and in parts, so the server can spool it to disk instead of holding it in memory.
+ * `announceFrom` and `granted`: the server's welcome offered upload slots (its `announceFrom`,
+ * aggregation/upload_slots.py): a frame of at least `announceFrom` bytes is announced and its bytes sent
+ * once `granted()` resolves (the server's `update_go`). Without them (an older server) nothing waits, and
+ * everything is sent before the returned promise's first wait.
  */
-export function sendUpdate(ws, frame, partBytes = PART_BYTES) {
-  if (frame.byteLength <= partBytes) {
+export async function sendUpdate(ws, frame, partBytes = PART_BYTES, { announceFrom = null, granted = null } = {}) {
+  const wait = granted !== null && Number.isInteger(announceFrom) && frame.byteLength >= announceFrom;
+  if (!wait && frame.byteLength <= partBytes) {
     ws.send(frame);
     return;
   }
   ws.send(JSON.stringify({ type: 'update_begin', bytes: frame.byteLength }));
+  if (wait) await granted();
   for (let start = 0; start < frame.byteLength; start += partBytes) {
     ws.send(frame.subarray(start, Math.min(start + partBytes, frame.byteLength)));
   }
@@ -108,6 +114,8 @@ export class FederatedSession {
     this.closing = false;
     /** @type {'float32'|'float16'|'int8'} the encoding of this session's updates (set by the welcome) */
     this.encoding = 'float32';
+    /** @type {number|null} updates of at least this many bytes wait for `update_go` (set by the welcome) */
+    this.announceFrom = null;
   }
 
   /** The time limits of this moment's waits (recovery.js waitLimits). */
@@ -156,6 +164,8 @@ export class FederatedSession {
       this.tokens.keep(welcome.resumeToken);
       // The task's compression: how the server wants updates encoded (it accepts nothing less exact).
       if (ENCODINGS.includes(welcome.compression)) this.encoding = welcome.compression;
+      // Large updates are announced and sent when the server says `update_go` (its upload slots).
+      this.announceFrom = Number.isInteger(welcome.announceFrom) && welcome.announceFrom > 0 ? welcome.announceFrom : null;
       return welcome;
     } catch (error) {
       if (this.ws === ws) this.drop();
@@ -320,7 +330,12 @@ export class FederatedSession {
         uninvited = !accepted && !this.invitedTo(round);
         if (!accepted && !uninvited) {
           const reply = this.next('accepted');
-          sendUpdate(this.ws, frame);
+          reply.catch(() => {}); // an error while waiting for `update_go` rejects both waits; that one is thrown
+          await sendUpdate(this.ws, frame, PART_BYTES, {
+            announceFrom: this.announceFrom,
+            granted: () => within(this.next('update_go'), this.limits().acceptedMs,
+              `permission to send the update of round ${round}`),
+          });
           try {
             await within(reply, this.limits().acceptedMs, `reply to the update of round ${round}`);
           } catch (error) {

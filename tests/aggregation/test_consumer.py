@@ -362,6 +362,133 @@ async def test_a_tasks_unfinished_updates_are_bounded_and_released(fed_task, spo
     await b.disconnect()
 
 
+# --- Upload slots (aggregation/upload_slots.py): large updates are sent when the server says so -----------
+def announce(frame: bytes) -> str:
+    return json.dumps({"type": "update_begin", "bytes": len(frame)})
+
+
+async def send_parts(ws, frame: bytes, start: int = 0, part: int = 64) -> None:
+    for offset in range(start, len(frame), part):
+        await ws.send_to(bytes_data=frame[offset:offset + part])
+
+
+async def next_reply(ws) -> dict:
+    """The next message other than a ``participants`` broadcast."""
+    while (reply := json.loads(await ws.receive_from()))["type"] == "participants":
+        pass
+    return reply
+
+
+async def test_announced_updates_are_sent_one_slot_at_a_time_in_the_order_announced(fed_task, spool, settings):
+    settings.DISCO_UPLOAD_SLOTS = 1
+    a, b = await connect(), await connect()
+    assert (await receive(a, "welcome"))["announceFrom"] == settings.DISCO_ANNOUNCE_FROM_BYTES
+    await receive(b, "welcome")
+    fa, fb = update_frame(fed_task, fill=0.25), update_frame(fed_task, fill=0.75)
+    await a.send_to(text_data=announce(fa))
+    assert await next_reply(a) == {"type": "update_go", "bytes": len(fa)}
+    await b.send_to(text_data=announce(fb))
+    await b.send_to(text_data=json.dumps({"type": "status"}))
+    assert (await next_reply(b))["type"] == "status"  # b waits: a holds the only slot
+    await send_parts(a, fa)
+    assert (await next_reply(a))["type"] == "accepted"
+    assert await next_reply(b) == {"type": "update_go", "bytes": len(fb)}  # a's upload ended: b's turn
+    await send_parts(b, fb)
+    assert (await receive(b, "accepted"))["round"] == 1
+    await receive(a, "round_closed")
+    assert list(spool.iterdir()) == []
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_a_granted_upload_that_sends_nothing_gives_its_slot_up(fed_task, spool, settings):
+    from aggregation.upload_slots import UPLOAD_SLOTS
+
+    settings.DISCO_UPLOAD_SLOTS, settings.DISCO_UPLOAD_IDLE_SECONDS = 1, 0.2
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    fa, fb = update_frame(fed_task, fill=0.25), update_frame(fed_task, fill=0.75)
+    await a.send_to(text_data=announce(fa))
+    await receive(a, "update_go")
+    await a.send_to(bytes_data=fa[:100])  # then a stalls
+    await b.send_to(text_data=announce(fb))
+    error = await receive(a, "error")
+    assert error["code"] == "upload_timeout" and "Announce it again" in error["reason"], error
+    assert (await receive(b, "update_go"))["bytes"] == len(fb)
+    await send_parts(a, fa, start=100)  # a's late parts are dropped without a reply each
+    await a.send_to(text_data=json.dumps({"type": "status"}))
+    assert (await next_reply(a))["type"] == "status"
+    await send_parts(b, fb)
+    assert (await receive(b, "accepted"))["round"] == 1
+    await a.send_to(text_data=announce(fa))  # a announces again and is served
+    await receive(a, "update_go")
+    await send_parts(a, fa)
+    assert (await receive(a, "accepted"))["round"] == 1
+    await receive(b, "round_closed")
+    assert list(spool.iterdir()) == [] and not UPLOAD_SLOTS.holders and not UPLOAD_SLOTS.waiting
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_leaving_while_holding_or_waiting_for_a_slot_frees_it(fed_task, spool, settings):
+    from aggregation.upload_slots import UPLOAD_SLOTS
+
+    settings.DISCO_UPLOAD_SLOTS = 1
+    a, b, c = await connect(), await connect(), await connect()
+    for ws in (a, b, c):
+        await receive(ws, "welcome")
+    frame = update_frame(fed_task, fill=0.5)
+    await a.send_to(text_data=announce(frame))
+    await receive(a, "update_go")
+    for ws in (b, c):
+        await ws.send_to(text_data=announce(frame))
+        await ws.send_to(text_data=json.dumps({"type": "status"}))
+        await receive(ws, "status")
+    assert len(UPLOAD_SLOTS.waiting) == 2
+    await b.disconnect()  # left while waiting
+    await a.disconnect()  # left holding the slot: it goes to c, not to b
+    assert (await receive(c, "update_go"))["bytes"] == len(frame)
+    await send_parts(c, frame)
+    assert (await receive(c, "accepted"))["round"] == 1
+    assert not UPLOAD_SLOTS.holders and not UPLOAD_SLOTS.waiting and list(spool.iterdir()) == []
+    await c.disconnect()
+
+
+async def test_a_large_update_sent_as_one_frame_is_spooled_before_it_is_checked(fed_task, spool, settings,
+                                                                               monkeypatch):
+    """A client that ignores ``announceFrom`` is still served: its frame goes to disk before it waits for the
+    database, and is checked and stored (or refused) exactly as an announced one."""
+    from aggregation import consumers
+
+    spooled = []
+
+    class Counting(consumers.IncomingUpdate):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            spooled.append(self.total_bytes)
+
+    monkeypatch.setattr(consumers, "IncomingUpdate", Counting)
+    frame = update_frame(fed_task, fill=0.25)
+    settings.DISCO_ANNOUNCE_FROM_BYTES = len(frame)
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    before = await sync_to_async(_state)(fed_task)
+    await a.send_to(bytes_data=update_frame(fed_task, fill=np.nan))
+    assert "NaN or infinite" in (await receive(a, "error"))["reason"]
+    assert await sync_to_async(_state)(fed_task) == before and list(spool.iterdir()) == []
+    await a.send_to(bytes_data=frame)
+    assert (await receive(a, "accepted"))["round"] == 1
+    await b.send_to(bytes_data=update_frame(fed_task, fill=0.75)[:len(frame) - 1])  # one byte short: in memory
+    assert (await receive(b, "error"))["code"] == "bad_update"
+    assert spooled == [len(frame), len(frame)]  # the NaN one and the good one, not the short one
+    stored = await sync_to_async(lambda: Contribution.objects.get().nbytes)()
+    assert stored == len(frame) and list(spool.iterdir()) == []
+    await a.disconnect()
+    await b.disconnect()
+
+
 # --- Federated evaluation (aggregation/evaluations.py) -------------------------------------------
 def _metrics(number: int) -> tuple:
     return Round.objects.filter(task_id="fed", number=number).values_list("val_loss", "val_accuracy",

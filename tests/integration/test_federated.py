@@ -43,8 +43,11 @@ class Platform:
 
     def __init__(self, root: Path):
         self.root = root
+        # Every update is announced and waits for its upload slot, one at a time (aggregation.upload_slots): the
+        # Python participants here send them all that way.
         self.live = LivePlatform(root, DISCO_TASK_PROVIDERS=PROVIDERS,
-                                 DISCO_BROKER_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT))
+                                 DISCO_BROKER_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
+                                 DISCO_ANNOUNCE_FROM_BYTES="64", DISCO_UPLOAD_SLOTS="1")
         self.env = self.live.env
 
     @property
@@ -100,8 +103,10 @@ def version_vector(platform: Platform, task_id: str, number: int) -> np.ndarray:
 
 def test_three_participants_three_rounds_end_with_the_same_weights(platform):
     datasets = [titanic_like(n, seed) for n, seed in ((60, 1), (90, 2), (150, 3))]
-    # The first two send their updates announced and in parts (of 64 and 100 bytes), the third whole.
+    # The first two send their updates in parts (of 64 and 100 bytes), the third in one; all three announce them
+    # and send when their turn comes, the platform granting one upload at a time (DISCO_UPLOAD_SLOTS=1).
     clients = run_async(run_clients(platform.url, "fed-tabular", datasets, rounds=3, part_bytes=[64, 100]))
+    assert [c.announce_from for c in clients] == [64, 64, 64]  # the welcome's announceFrom
     assert len(clients[0].last_update) * 4 > 2 * 100  # the weights alone take several parts
     assert platform.versions("fed-tabular") == [1, 2, 3, 4]
     final = version_vector(platform, "fed-tabular", 4)

@@ -265,3 +265,53 @@ test('a refused evaluation is reported as not recorded and does not disturb the 
   assert.equal(outcome.type, 'round_closed');
   assert.equal(outcome.round, 2);
 });
+
+// ---- Upload slots (aggregation/upload_slots.py): a large update waits for the server's `update_go`.
+
+test("with the welcome's announceFrom, a large update is announced and its bytes wait for update_go", async () => {
+  const ws = recorder();
+  let grant;
+  const granted = () => new Promise((resolve) => { grant = resolve; });
+  const sending = sendUpdate(ws, frame(1000), 256, {announceFrom: 500, granted});
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(ws.sent, [{type: 'update_begin', bytes: 1000}]); // nothing more until the grant
+  grant();
+  await sending;
+  assert.deepEqual(ws.sent.slice(1).map((p) => p.length), [256, 256, 256, 232]);
+});
+
+test('announceFrom also announces an update smaller than one part; a smaller one still goes whole at once', async () => {
+  const ws = recorder();
+  await sendUpdate(ws, frame(600), PART_BYTES, {announceFrom: 500, granted: async () => {}});
+  assert.deepEqual(ws.sent.map((p) => p.length ?? p.type), ['update_begin', 600]);
+  const small = recorder();
+  let asked = false;
+  await sendUpdate(small, frame(100), PART_BYTES, {announceFrom: 500, granted: async () => { asked = true; }});
+  assert.deepEqual(small.sent.map((p) => p.length), [100]);
+  assert.equal(asked, false);
+});
+
+test('a session waits for update_go before sending a large update, and a refused announcement is thrown', async () => {
+  const script = {refuse: false};
+  const {sockets, FakeSocket} = samplingServer((socket, message) => {
+    if (message.type === 'join') socket.reply({...sampledWelcome(true), participantsPerRound: null, announceFrom: 8});
+    if (message.type === 'update_begin') {
+      if (script.refuse) socket.reply({type: 'error', code: 'spool_full', reason: 'full: announce again'});
+      else setTimeout(() => socket.reply({type: 'update_go', bytes: message.bytes}), 10);
+    }
+    if (message.type === 'update') {
+      socket.reply({type: 'accepted', round: 1, samples: 5});
+      socket.reply({type: 'round_closed', round: 1, version: 2, nextRound: 2, contributors: 2});
+    }
+  });
+  const {s} = sampledSession(FakeSocket);
+  await s.connect();
+  assert.equal(s.announceFrom, 8);
+  const outcome = await s.contribute(tinyModel, 5);
+  assert.equal(outcome.type, 'round_closed');
+  assert.deepEqual(sockets[0].sent.map((m) => m.type), ['join', 'update_begin', 'update']);
+  script.refuse = true;
+  s.version = 2;
+  await assert.rejects(s.contribute(tinyModel, 5), (error) => error.code === 'spool_full');
+  assert.deepEqual(sockets[0].sent.map((m) => m.type), ['join', 'update_begin', 'update', 'update_begin']);
+});
