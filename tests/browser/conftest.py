@@ -22,8 +22,11 @@ TINY_PROVIDERS = ",".join([
 def live_platform(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("platform")
     # The tiny tasks of the in-browser training tests are loaded too (providers of tests/browser/tiny_tasks.py).
+    # Every federated update is announced and sent when the server grants it, one at a time (upload slots,
+    # aggregation/upload_slots.py): the pages and Python participants here all go that way.
     platform = LivePlatform.selected(workdir, redis_db=12, DISCO_ADMIN_PASSWORD="browser-test-admin-pw",
-                                     DISCO_TASK_PROVIDERS=TINY_PROVIDERS)
+                                     DISCO_TASK_PROVIDERS=TINY_PROVIDERS, DISCO_ANNOUNCE_FROM_BYTES="64",
+                                     DISCO_UPLOAD_SLOTS="1")
     try:
         platform.manage("migrate", "--noinput")
         platform.manage("ensure_admin")
