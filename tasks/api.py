@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, Throttled
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -99,6 +100,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+class BrowsableAPIWithoutForms(BrowsableAPIRenderer):
+    """DRF's HTML pages without their write forms: a task is written as DISCO's JSON plus model files, which
+    neither of DRF's forms can send (``TaskSerializer`` declares no fields, so drawing them was a server error for
+    staff). Staff create and change tasks with the task form (``/tasks/new/``) or the API."""
+
+    def show_form_for_method(self, view: Any, method: str, request: Request, obj: Any) -> bool:
+        return False
+
+
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Published tasks (plus, for a signed-in user, their own; for administrators, all).
 
@@ -107,6 +117,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     """
 
     serializer_class = TaskSerializer
+    renderer_classes = [JSONRenderer, BrowsableAPIWithoutForms]
     lookup_value_regex = "[^/]+"
     # Token first, so that an anonymous write answers 401 with a WWW-Authenticate header.
     authentication_classes = [ThrottledTokenAuthentication, SessionAuthentication]
