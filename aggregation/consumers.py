@@ -29,6 +29,7 @@ from tasks.models import Task
 
 from . import evaluations, rounds
 from .admission import CLOSE_UNKNOWN_TASK, AdmittingConsumer
+from .broadcast import PARTICIPANT_NEWS
 from .incoming import IncomingUpdate
 from .models import Participant, Round
 from .upload_slots import UPLOAD_SLOTS
@@ -41,7 +42,8 @@ def _find_task(task_id: str) -> Task | None:
 
 
 def _welcome(task: Task, resume_token: str, kind: str, address: str | None) -> tuple[Participant, dict[str, Any]]:
-    participant, resumed, state = rounds.enter(task, resume_token=resume_token, kind=kind, address=address)
+    participant, resumed, state = rounds.enter(task, resume_token=resume_token, kind=kind, address=address,
+                                               announce=False)  # the consumer tells the group, coalesced
     return participant, {"type": "welcome", "participantId": str(participant.pk),
                          "resumeToken": participant.resume_token, "resumed": resumed,
                          "compression": task.compression, "announceFrom": settings.DISCO_ANNOUNCE_FROM_BYTES,
@@ -146,6 +148,14 @@ class FederatedConsumer(AdmittingConsumer):
             return
         await self.channel_layer.group_add(rounds.group_name(self.task.pk), self.channel_name)
         await self.send(text_data=json.dumps(welcome))
+        self._participants_changed()
+
+    def _participants_changed(self) -> None:
+        """The task's group hears how many take part, within ``PARTICIPANT_NEWS.window`` (one message for a
+        burst of joins or departures, not one each)."""
+        task_id = self.task.pk
+        PARTICIPANT_NEWS.changed(rounds.group_name(task_id),
+                                 lambda: database_sync_to_async(rounds.participants_event)(task_id))
 
     async def disconnect(self, code: int) -> None:
         self.stop_join_timer()
@@ -153,7 +163,8 @@ class FederatedConsumer(AdmittingConsumer):
         if self.task is None or self.participant is None:
             return
         await self.channel_layer.group_discard(rounds.group_name(self.task.pk), self.channel_name)
-        await database_sync_to_async(rounds.leave)(self.participant)
+        await database_sync_to_async(rounds.leave)(self.participant, announce=False)
+        self._participants_changed()
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         """A binary frame is taken out of ``message`` (``_receive_binary`` then holds its only reference, so it

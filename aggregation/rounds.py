@@ -236,33 +236,41 @@ def join(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BRO
 
 
 def enter(task: Task, *, resume_token: str = "", kind: str = Participant.Kind.BROWSER,
-          address: str | None = None) -> tuple[Participant, bool, RoundStatus]:
+          address: str | None = None, announce: bool = True) -> tuple[Participant, bool, RoundStatus]:
     """A federated participant joins (``join``); returns (participant, resumed, the round's status) and tells
-    the task's group how many take part now."""
+    the task's group how many take part now (``announce=False``: the caller tells it, see
+    ``broadcast.PARTICIPANT_NEWS``)."""
     participant, resumed = join(task, resume_token=resume_token, kind=kind, address=address)
     active_round(task)  # a first participant opens round 1 (and is invited to it)
     fill_invitations(task.pk)
     state = status(task)
-    _notify_participants(task.pk, state)
+    if announce:
+        _notify_on_commit(task.pk, _participants_event(state))
     return participant, resumed, state
 
 
-def _notify_participants(task_id: str, state: RoundStatus) -> None:
+def _participants_event(state: RoundStatus) -> dict[str, Any]:
     """``participants.changed`` with the round's status; the invited ids go to the consumers, which tell each
     connection only whether it is invited."""
     invited = list(state.invited_ids) if state.invited_ids is not None else None
-    _notify_on_commit(task_id, {"type": "participants.changed", **state.fields(), "invited": invited})
+    return {"type": "participants.changed", **state.fields(), "invited": invited}
 
 
-def leave(participant: Participant) -> None:
+def participants_event(task_id: str) -> dict[str, Any]:
+    """What the task's group is told of who takes part, as it stands now."""
+    return _participants_event(status(Task.objects.get(pk=task_id)))
+
+
+def leave(participant: Participant, *, announce: bool = True) -> None:
     """A participant dropped out: it stops counting towards the quorum (which may close the round now),
-    and the task's group hears how many take part now."""
+    and the task's group hears how many take part now (``announce=False``: the caller tells it)."""
     Participant.objects.filter(pk=participant.pk).update(connected=False)
     rnd = Round.objects.filter(task_id=participant.task_id, status=Round.Status.OPEN).first()
     if rnd is not None:
         fill_invitations(participant.task_id)  # an invited participant who left frees its place
         maybe_close(rnd.pk)
-    _notify_participants(participant.task_id, status(participant.task))
+    if announce:
+        _notify_on_commit(participant.task_id, _participants_event(status(participant.task)))
 
 
 def status(task: Task) -> RoundStatus:

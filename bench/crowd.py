@@ -24,7 +24,9 @@ make --warmup rounds (1; not measured: the joins' aftermath) and then --rounds m
 - I/O/4P: bytes the server processes read and wrote (rchar + wchar: files and pipes) per round over 4P,
   beside (4N+1), a budget of four copies of each update and one of the new version;
 - retries: WebSocket connections the participants had to try again while joining (daphne drops a handshake
-  not accepted within 5 s, its --websocket_connect_timeout; they retry with backoff as real clients do).
+  not accepted within 5 s, its --websocket_connect_timeout; they retry with backoff as real clients do);
+- join s: first participant connecting -> last one welcomed, the N joining at once (a class opening the page);
+- leave s: the participants closing their sockets at once -> the database recording no participant connected.
 
 Settings it needs for N participants from one machine, set explicitly: DISCO_MAX_CONNECTIONS_PER_ADDRESS=0 (the
 per-address cap, 64 by default, would refuse the 65th participant: every participant comes from 127.0.0.1) and
@@ -100,7 +102,9 @@ class Crowd:
                 raise SystemExit(f"refused: {welcome}")
             return ws, welcome
 
+        self.join_started = time.time()
         joined = await asyncio.gather(*(one(i) for i in range(self.count)))
+        self.join_ended = time.time()
         self.sockets = [ws for ws, _ in joined]
         self.rounds = [w["round"] for _, w in joined]
         self.versions = [w["currentVersion"] for _, w in joined]
@@ -159,11 +163,11 @@ async def participant_process(urls: list[str], count: int, offset: int, rounds: 
     loop = asyncio.get_running_loop()
     for r in range(rounds):
         crowd.make_frames(r)
-        print("ready", flush=True)
+        print(f"ready {crowd.join_started} {crowd.join_ended}", flush=True)
         await loop.run_in_executor(None, sys.stdin.readline)
         print(json.dumps(await crowd.round()), flush=True)
-    for ws in crowd.sockets:
-        await ws.close()
+    print(f"leaving {time.time()}", flush=True)
+    await asyncio.gather(*(ws.close() for ws in crowd.sockets))
 
 
 # --- coordinator ------------------------------------------------------------------------------------------------
@@ -224,12 +228,13 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
         server = _server_processes(daphnes, workers)
         for p in server:
             _reset_peak(p.pid)
-        times, cpu, io, update_bytes = [], [], [], 0
+        times, cpu, io, update_bytes, joins = [], [], [], 0, []
         for index in range(warmup + rounds):
             for child in children:
-                line = child.stdout.readline().strip()
-                if line != "ready":
+                line = child.stdout.readline().split()
+                if not line or line[0] != "ready":
                     raise SystemExit(f"a participant process said {line!r} (exit {child.poll()})")
+                joins.append((float(line[1]), float(line[2])))
             server = _server_processes(daphnes, workers)
             cpu0, io0 = _cpu(server), _io(server)
             for child in children:
@@ -252,8 +257,14 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
             update_bytes = reports[0]["bytes"]
         peaks = {"daphne": [_peak_mib(d.proc.pid) for d in daphnes],
                  "worker": [max(_peak_mib(p.pid) for p in _server_processes([], [w])) for w in workers]}
+        leaving = min(float(child.stdout.readline().split()[1]) for child in children)
         for child in children:
             child.wait(timeout=60)
+        # Every participant has closed its socket: how long until the server has recorded every departure.
+        deadline = time.monotonic() + 300
+        while _connected(live) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = time.time() - leaving
     finally:
         for child in children:
             if child.poll() is None:
@@ -262,7 +273,8 @@ def run_config(live, daphnes, workers, params: int, n: int, aggregator: str, rou
             "aggregator": aggregator, "round_s": statistics.median(times), "rounds_s": times,
             "cpu_s_per_participant_round": statistics.median(cpu) / n, "peak_mib": peaks,
             "update_over_4p": update_bytes / (4 * params), "io_over_4p": statistics.median(io) / (4 * params),
-            "budget_4n1": 4 * n + 1, "join_retries": retries}
+            "budget_4n1": 4 * n + 1, "join_retries": retries,
+            "join_s": max(end for _, end in joins) - min(start for start, _ in joins), "leave_s": left}
 
 
 def run_params(params: int, ns: list[int], ks: list[int], aggregators: list[str], rounds: int, workers_count: int,
@@ -302,7 +314,8 @@ def run_params(params: int, ns: list[int], ks: list[int], aggregators: list[str]
 
 
 HEADER = (f"{'P':>9} {'N':>4} {'K':>2} {'M':>2} {'aggregator':<10} {'round s':>8} {'CPU-s/p-round':>13} "
-          f"{'upd/4P':>7} {'I/O/4P':>8} {'(4N+1)':>6} {'retries':>7}  peak MiB (daphnes | workers)")
+          f"{'upd/4P':>7} {'I/O/4P':>8} {'(4N+1)':>6} {'retries':>7} {'join s':>6} {'leave s':>7}  "
+          "peak MiB (daphnes | workers)")
 
 
 def print_row(r: dict) -> None:
@@ -311,7 +324,7 @@ def print_row(r: dict) -> None:
     print(f"{r['params']:>9,} {r['participants']:>4} {r['web_processes']:>2} {r['workers']:>2} "
           f"{r['aggregator']:<10} {r['round_s']:>8.2f} "
           f"{r['cpu_s_per_participant_round']:>13.4f} {r['update_over_4p']:>7.4f} {r['io_over_4p']:>8.1f} "
-          f"{r['budget_4n1']:>6} {r['join_retries']:>7}  {peaks}", flush=True)
+          f"{r['budget_4n1']:>6} {r['join_retries']:>7} {r['join_s']:>6.2f} {r['leave_s']:>7.2f}  {peaks}", flush=True)
 
 
 def main() -> None:

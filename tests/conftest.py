@@ -54,15 +54,17 @@ def fresh_channel_layers():
 @pytest.fixture(autouse=True)
 def forget_process_state():
     """The consumers' per-process answer to "which round is open" (aggregation.consumers.OPEN_ROUNDS) and upload
-    slots (aggregation.upload_slots.UPLOAD_SLOTS) must not carry one test's rounds or sockets into the next."""
+    slots (aggregation.upload_slots.UPLOAD_SLOTS) and scheduled participant news (aggregation.broadcast) must not
+    carry one test's rounds, sockets or event loop into the next."""
+    from aggregation.broadcast import PARTICIPANT_NEWS
     from aggregation.consumers import OPEN_ROUNDS
     from aggregation.upload_slots import UPLOAD_SLOTS
 
-    OPEN_ROUNDS.clear()
-    UPLOAD_SLOTS.clear()
+    for state in (OPEN_ROUNDS, UPLOAD_SLOTS, PARTICIPANT_NEWS):
+        state.clear()
     yield
-    OPEN_ROUNDS.clear()
-    UPLOAD_SLOTS.clear()
+    for state in (OPEN_ROUNDS, UPLOAD_SLOTS, PARTICIPANT_NEWS):
+        state.clear()
 
 
 def build_tiny_keras_model(seed: int = 0) -> Any:
