@@ -7,6 +7,7 @@ broadcasts a state change itself, and nothing is announced that a rollback then 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,10 +58,8 @@ class Coalescing:
 
     def clear(self) -> None:
         for scheduled in self._scheduled.values():
-            try:
+            with contextlib.suppress(RuntimeError):  # its event loop is closed already (tests run one loop each)
                 scheduled.cancel()
-            except RuntimeError:  # its event loop is closed already (tests run one loop each)
-                pass
         self._scheduled.clear()
 
 

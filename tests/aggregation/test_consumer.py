@@ -455,6 +455,40 @@ async def test_leaving_while_holding_or_waiting_for_a_slot_frees_it(fed_task, sp
     await c.disconnect()
 
 
+async def test_an_update_waiting_for_its_slot_is_refused_when_its_round_ends(fed_task, spool, settings):
+    """Announced for round 1, still waiting (or arriving) when round 1 ends: refused at once as stale, its slot
+    freed, its late parts dropped; the client then syncs and trains from the new version."""
+    from channels.layers import get_channel_layer
+
+    from aggregation.rounds import group_name
+    from aggregation.upload_slots import UPLOAD_SLOTS
+
+    settings.DISCO_UPLOAD_SLOTS = 1
+    a, b = await connect(), await connect()
+    await receive(a, "welcome")
+    await receive(b, "welcome")
+    frame = update_frame(fed_task, fill=0.5)
+    await a.send_to(text_data=announce(frame))
+    await receive(a, "update_go")
+    await b.send_to(text_data=announce(frame))
+    await b.send_to(text_data=json.dumps({"type": "status"}))
+    await receive(b, "status")
+    assert list(UPLOAD_SLOTS.waiting) and len(list(spool.iterdir())) == 2
+    # Round 1 ends elsewhere (say the deadline, on another web process).
+    await get_channel_layer().group_send(group_name("fed"), {
+        "type": "round.closed", "round": 1, "result_version": 2, "version": 2, "next_round": 2,
+        "contributors": 2, "invited": None})
+    for ws in (a, b):
+        error = await receive(ws, "error")
+        assert error["code"] == "stale_round" and "Round 1 closed while your update" in error["reason"], error
+    assert not UPLOAD_SLOTS.holders and not UPLOAD_SLOTS.waiting and list(spool.iterdir()) == []
+    await send_parts(a, frame)  # sent anyway: dropped without a reply each
+    await a.send_to(text_data=json.dumps({"type": "status"}))
+    assert (await next_reply(a))["type"] in ("round_closed", "status")
+    await a.disconnect()
+    await b.disconnect()
+
+
 async def test_a_large_update_sent_as_one_frame_is_spooled_before_it_is_checked(fed_task, spool, settings,
                                                                                monkeypatch):
     """A client that ignores ``announceFrom`` is still served: its frame goes to disk before it waits for the
