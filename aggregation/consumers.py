@@ -319,17 +319,17 @@ class FederatedConsumer(AdmittingConsumer):
                               "last part: the upload was dropped so that others could send theirs. Announce it again "
                               "('update_begin') and send it when the server says 'update_go'."))
 
-    def _round_ended(self, number: Any) -> None:
+    async def _round_ended(self, number: Any) -> None:
         """Round ``number`` ended: an update announced for it, still waiting for its slot or arriving, is refused
-        now (it can no longer count) rather than after its last byte, and its slot goes to the next."""
+        now (it can no longer count) rather than after its last byte, and its slot goes to the next. The refusal
+        goes before the round's end is told."""
         incoming = self.incoming
         if incoming is None or self.incoming_round is None or self.incoming_round.number != number:
             return
         self.skip_bytes = incoming.total_bytes - incoming.received
         self._drop_incoming()
-        self._in_background(self.send_error(
-            "stale_round", f"Round {number} closed while your update for it was waiting to be sent or arriving: it "
-                           "cannot count. Fetch the current model and train from it."))
+        await self.send_error("stale_round", f"Round {number} closed while your update for it was waiting to be sent "
+                                             "or arriving: it cannot count. Fetch the current model and train from it.")
 
     def _in_background(self, coroutine: Any) -> None:
         """Run ``coroutine`` on this loop, keeping a reference until it ends (the loop keeps only a weak one)."""
@@ -358,7 +358,7 @@ class FederatedConsumer(AdmittingConsumer):
         """``version`` is what the next round starts from: the round's result, or, when the round was
         superseded (another version became current during it), the current version."""
         OPEN_ROUNDS.forget(self.task.pk)
-        self._round_ended(event["round"])
+        await self._round_ended(event["round"])
         message = {
             "type": "round_closed", "round": event["round"], "version": event["version"],
             "nextRound": event["next_round"], "contributors": event["contributors"],
@@ -373,7 +373,7 @@ class FederatedConsumer(AdmittingConsumer):
     async def round_failed(self, event: dict[str, Any]) -> None:
         """The round wrote nothing; the next round starts from ``version`` (the last good one)."""
         OPEN_ROUNDS.forget(self.task.pk)
-        self._round_ended(event["round"])
+        await self._round_ended(event["round"])
         version = event["version"]
         await self.send(text_data=json.dumps({
             "type": "round_failed", "round": event["round"], "reason": event["reason"],
