@@ -284,10 +284,8 @@ class FederatedConsumer(AdmittingConsumer):
     _upload_timer: asyncio.TimerHandle | None = None
 
     def _grant_upload(self) -> None:
-        """Called by ``UPLOAD_SLOTS`` on this process's event loop, now or when another upload frees a slot."""
-        if self.incoming is None:  # cannot happen: a dropped upload leaves the queue
-            UPLOAD_SLOTS.release(self)
-            return
+        """Called by ``UPLOAD_SLOTS`` on this process's event loop, now or when another upload frees a slot (an
+        upload that ends or is dropped leaves the slots in the same step, so ``incoming`` is this one's)."""
         self._start_upload_timer()
         self._in_background(self.send(text_data=json.dumps({"type": "update_go", "bytes": self.incoming.total_bytes})))
 

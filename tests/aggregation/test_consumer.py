@@ -202,11 +202,19 @@ def spool(settings, tmp_path):
     return directory
 
 
+def announce(frame: bytes) -> str:
+    return json.dumps({"type": "update_begin", "bytes": len(frame)})
+
+
+async def send_parts(ws, frame: bytes, start: int = 0, part: int = 64) -> None:
+    for offset in range(start, len(frame), part):
+        await ws.send_to(bytes_data=frame[offset:offset + part])
+
+
 async def send_in_parts(ws, frame: bytes, part: int = 64, announce: object = None) -> None:
     await ws.send_to(text_data=json.dumps({"type": "update_begin", "bytes": len(frame) if announce is None
                                            else announce}))
-    for start in range(0, len(frame), part):
-        await ws.send_to(bytes_data=frame[start:start + part])
+    await send_parts(ws, frame, part=part)
 
 
 async def test_an_update_sent_in_parts_counts_like_one_sent_whole(fed_task, spool):
@@ -363,15 +371,6 @@ async def test_a_tasks_unfinished_updates_are_bounded_and_released(fed_task, spo
 
 
 # --- Upload slots (aggregation/upload_slots.py): large updates are sent when the server says so -----------
-def announce(frame: bytes) -> str:
-    return json.dumps({"type": "update_begin", "bytes": len(frame)})
-
-
-async def send_parts(ws, frame: bytes, start: int = 0, part: int = 64) -> None:
-    for offset in range(start, len(frame), part):
-        await ws.send_to(bytes_data=frame[offset:offset + part])
-
-
 async def next_reply(ws) -> dict:
     """The next message other than a ``participants`` broadcast."""
     while (reply := json.loads(await ws.receive_from()))["type"] == "participants":

@@ -13,13 +13,24 @@ from tests.aggregation.websockets import connect, receive
 
 
 class Layer:
-    """A channel layer that records what is sent to groups."""
+    """A channel layer that records what is sent to groups, and lets a test wait for each send."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict]] = []
+        self._arrived: asyncio.Queue = asyncio.Queue()
 
     async def group_send(self, group: str, event: dict) -> None:
         self.sent.append((group, event))
+        self._arrived.put_nowait(None)
+
+    async def sends(self, count: int, timeout: float = 5.0) -> None:
+        """Return once ``count`` sends have been made in all, or fail after ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.sent) < count:
+                    await self._arrived.get()
+        except TimeoutError:
+            raise AssertionError(f"{len(self.sent)} of {count} sends within {timeout} s") from None
 
 
 @pytest.fixture
@@ -27,16 +38,6 @@ def layer(monkeypatch):
     recorder = Layer()
     monkeypatch.setattr(broadcast, "get_channel_layer", lambda: recorder)
     return recorder
-
-
-async def until(predicate, what: str, timeout: float = 5.0) -> None:
-    async def poll():
-        while not predicate():
-            await asyncio.sleep(0.01)
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"no {what} within {timeout} s") from None
 
 
 async def test_a_burst_of_changes_sends_once_with_the_state_read_when_it_goes(layer):
@@ -49,7 +50,7 @@ async def test_a_burst_of_changes_sends_once_with_the_state_read_when_it_goes(la
         state["participants"] = count
         news.changed("task_a", event)
     news.changed("task_b", event)
-    await until(lambda: len(layer.sent) == 2, "send per group")
+    await layer.sends(2)
     assert sorted(layer.sent, key=lambda s: s[0]) == [
         ("task_a", {"type": "participants.changed", "participants": 100}),
         ("task_b", {"type": "participants.changed", "participants": 100})]
@@ -66,7 +67,7 @@ async def test_a_change_after_the_state_was_read_sends_again(layer):
         return {"participants": reads[-1]}
 
     news.changed("task", event)
-    await until(lambda: len(layer.sent) == 2, "second send")
+    await layer.sends(2)
     assert [e["participants"] for _, e in layer.sent] == [1, 2]  # the last state is always told
 
 
